@@ -1,0 +1,432 @@
+//! `dtsflac convert`: scan, queue every track in a store, run the queue, and
+//! show progress — bars on a terminal, plain lines otherwise.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use dtsflac::media::convert::{
+    existing_output, human_bytes, output_name, ConvertOptions, Existing, SourceIdentity,
+};
+use dtsflac::media::probe::Track;
+use dtsflac::media::scan::{scan, Found, ScanLimits};
+use dtsflac::queue::scheduler::{Event, Scheduler, SchedulerConfig};
+use dtsflac::queue::store::{JobId, JobState, Store, DEFAULT_PRIORITY};
+
+use super::{format_duration, tools_or_explain};
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// Write the FLAC files under DIR, mirroring the folders below each PATH,
+    /// instead of next to their sources.
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// How many conversions run at once (default: one per CPU core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: Option<u16>,
+    /// Keep the job store (jobs.db) in DIR; by default a temporary one is used.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// FLAC compression level, 0 (fastest) to 8 (smallest).
+    #[arg(long, value_name = "N", default_value_t = dtsflac::media::convert::DEFAULT_COMPRESSION_LEVEL,
+          value_parser = clap::value_parser!(u8).range(0..=8))]
+    compression_level: u8,
+    /// Files and folders to convert (folders are searched recursively).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn catch_interrupts() {
+    // SAFETY: the handler only stores to an atomic, which is signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// Where each track's FLAC goes. Two sources that would share a name
+/// (`Film.dts` and `Film.dtshd`) keep their extension (`Film.dts.flac`).
+fn plan_outputs(found: &[Found], output_dir: Option<&Path>) -> Vec<PathBuf> {
+    let dest_dir = |f: &Found| -> PathBuf {
+        let parent = f.track.path.parent().unwrap_or(Path::new("/"));
+        match output_dir {
+            Some(out) => out.join(parent.strip_prefix(&f.root).unwrap_or(Path::new(""))),
+            None => parent.to_path_buf(),
+        }
+    };
+    let first: Vec<PathBuf> = found
+        .iter()
+        .map(|f| dest_dir(f).join(output_name(&f.track)))
+        .collect();
+    let mut count: HashMap<&PathBuf, usize> = HashMap::new();
+    for p in &first {
+        *count.entry(p).or_default() += 1;
+    }
+    found
+        .iter()
+        .zip(&first)
+        .map(|(f, p)| {
+            if count[p] > 1 {
+                let name = f
+                    .track
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let wanted = output_name(&f.track);
+                let stem = f
+                    .track
+                    .path
+                    .file_stem()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                dest_dir(f).join(wanted.replacen(&stem, &name, 1))
+            } else {
+                p.clone()
+            }
+        })
+        .collect()
+}
+
+struct Totals {
+    done: usize,
+    skipped: usize,
+    failed: Vec<String>,
+}
+
+pub fn run(args: ConvertArgs) -> u8 {
+    let Some(tools) = tools_or_explain() else {
+        return 1;
+    };
+    let report = scan(&tools, &args.paths, ScanLimits::default());
+    let mut totals = Totals {
+        done: 0,
+        skipped: 0,
+        failed: Vec::new(),
+    };
+    for p in &report.problems {
+        totals
+            .failed
+            .push(format!("{}: {}", p.path.display(), p.reason));
+    }
+
+    let (store_path, _temp_state) = match &args.state_dir {
+        Some(dir) => {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                eprintln!(
+                    "dtsflac: cannot create the state folder {}: {e}",
+                    dir.display()
+                );
+                return 1;
+            }
+            (dir.join("jobs.db"), None)
+        }
+        None => match tempfile::tempdir() {
+            Ok(t) => (t.path().join("jobs.db"), Some(t)),
+            Err(e) => {
+                eprintln!("dtsflac: cannot create a temporary job store: {e}");
+                return 1;
+            }
+        },
+    };
+    let mut store = match Store::open(&store_path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dtsflac: {e}");
+            return 1;
+        }
+    };
+
+    let outputs = plan_outputs(&report.found, args.output_dir.as_deref());
+    let mut queued: Vec<(JobId, Track)> = Vec::new();
+    for (f, output) in report.found.iter().zip(&outputs) {
+        let up_to_date = SourceIdentity::of(&f.track)
+            .map(|id| existing_output(&id, output) == Existing::UpToDate)
+            .unwrap_or(false);
+        if up_to_date {
+            totals.skipped += 1;
+            println!(
+                "skipped (already converted): {} -> {}",
+                f.track.path.display(),
+                output.display()
+            );
+            continue;
+        }
+        match store.add_job(&f.track, output, None, DEFAULT_PRIORITY) {
+            Ok(id) => queued.push((id, f.track.clone())),
+            Err(e) => totals
+                .failed
+                .push(format!("{}: {e}", f.track.path.display())),
+        }
+    }
+
+    if !queued.is_empty() {
+        catch_interrupts();
+        let workers = args
+            .jobs
+            .map(usize::from)
+            .unwrap_or_else(|| SchedulerConfig::default().workers)
+            .min(queued.len());
+        let config = SchedulerConfig {
+            workers,
+            convert: ConvertOptions {
+                compression_level: args.compression_level,
+            },
+            ..Default::default()
+        };
+        let store = Arc::new(Mutex::new(store));
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let scheduler = Scheduler::start(store.clone(), tools, config, move |e| {
+            let _ = tx.lock().unwrap().send(e);
+        });
+        let mut view = View::new(&queued);
+        let mut remaining = queued.len();
+        while remaining > 0 {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                view.clear();
+                eprintln!("dtsflac: interrupted; stopping conversions and removing partial files");
+                scheduler.shutdown();
+                return 130;
+            }
+            let Ok(event) = rx.recv_timeout(Duration::from_millis(200)) else {
+                continue;
+            };
+            if let Event::Finished {
+                job,
+                state,
+                result,
+                error,
+            } = &event
+            {
+                remaining -= 1;
+                let track = &view.tracks[job];
+                let output = store
+                    .lock()
+                    .unwrap()
+                    .job(*job)
+                    .map(|j| j.output)
+                    .unwrap_or_default();
+                match (state, result) {
+                    (JobState::Done, Some(r)) => {
+                        totals.done += 1;
+                        let quality = if r.lossless {
+                            "lossless, MD5 verified"
+                        } else {
+                            "MD5 verified, NOT lossless"
+                        };
+                        view.println(format!(
+                            "converted: {} -> {} ({}, {}, {:.1}x, {quality})",
+                            track.path.display(),
+                            output.display(),
+                            format_duration(r.duration_seconds),
+                            human_bytes(r.output_bytes),
+                            r.speed
+                        ));
+                        for w in &r.warnings {
+                            view.eprintln(format!(
+                                "dtsflac: warning: {}: {w}",
+                                track.path.display()
+                            ));
+                        }
+                    }
+                    _ => {
+                        let reason = error.clone().unwrap_or_else(|| state.to_string());
+                        let line =
+                            format!("{}{}: {reason}", track.path.display(), stream_note(track));
+                        view.eprintln(format!("dtsflac: failed: {line}"));
+                        totals.failed.push(line);
+                    }
+                }
+            }
+            view.update(&event);
+        }
+        view.clear();
+        scheduler.shutdown();
+    }
+
+    let failed = totals.failed.len();
+    if report.found.is_empty() && failed == 0 {
+        println!("No DTS tracks found.");
+        return 0;
+    }
+    println!(
+        "{} converted, {} skipped, {} failed.",
+        totals.done, totals.skipped, failed
+    );
+    if failed > 0 {
+        eprintln!("Failures:");
+        for f in &totals.failed {
+            eprintln!("  {f}");
+        }
+        1
+    } else {
+        0
+    }
+}
+
+fn stream_note(track: &Track) -> String {
+    if track.tracks_in_file > 1 {
+        format!(" (stream {})", track.stream_index)
+    } else {
+        String::new()
+    }
+}
+
+/// Progress display: bars on a terminal, nothing but result lines otherwise.
+struct View {
+    tracks: HashMap<JobId, Track>,
+    bars: Option<(MultiProgress, ProgressBar, HashMap<JobId, ProgressBar>)>,
+    /// Seconds of audio finished and in flight, for the overall bar.
+    total_seconds: f64,
+    finished_seconds: f64,
+    in_flight: HashMap<JobId, f64>,
+    started: Instant,
+}
+
+impl View {
+    fn new(queued: &[(JobId, Track)]) -> View {
+        let total_seconds: f64 = queued
+            .iter()
+            .map(|(_, t)| t.duration_seconds.unwrap_or(0.0))
+            .sum();
+        let bars = std::io::stderr().is_terminal().then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+            let overall = multi.add(ProgressBar::new((total_seconds * 10.0) as u64));
+            overall.set_style(
+                ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {percent:>3}% {msg}")
+                    .unwrap()
+                    .progress_chars("=> "),
+            );
+            overall.set_prefix(format!("{} track(s)", queued.len()));
+            (multi, overall, HashMap::new())
+        });
+        View {
+            tracks: queued.iter().cloned().collect(),
+            bars,
+            total_seconds,
+            finished_seconds: 0.0,
+            in_flight: HashMap::new(),
+            started: Instant::now(),
+        }
+    }
+
+    fn println(&self, line: String) {
+        match &self.bars {
+            Some((multi, ..)) => {
+                let _ = multi.println(line);
+            }
+            None => println!("{line}"),
+        }
+    }
+
+    fn eprintln(&self, line: String) {
+        match &self.bars {
+            Some((multi, ..)) => {
+                let _ = multi.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn update(&mut self, event: &Event) {
+        match event {
+            Event::Started { job } => {
+                let name = self.tracks[job]
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let seconds = self.tracks[job].duration_seconds.unwrap_or(0.0);
+                if let Some((multi, overall, per_job)) = &mut self.bars {
+                    let bar =
+                        multi.insert_before(overall, ProgressBar::new((seconds * 10.0) as u64));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "  {prefix:<30!} [{bar:20}] {percent:>3}% {msg}",
+                        )
+                        .unwrap()
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(name);
+                    per_job.insert(*job, bar);
+                } else {
+                    println!("converting: {}", self.tracks[job].path.display());
+                }
+            }
+            Event::Progress { job, progress } => {
+                self.in_flight.insert(*job, progress.seconds_done);
+                if let Some((_, overall, per_job)) = &self.bars {
+                    if let Some(bar) = per_job.get(job) {
+                        bar.set_position((progress.seconds_done * 10.0) as u64);
+                        let left = self.tracks[job].duration_seconds.unwrap_or(0.0)
+                            - progress.seconds_done;
+                        let eta = if progress.speed > 0.0 {
+                            format_duration(left / progress.speed)
+                        } else {
+                            "?".into()
+                        };
+                        bar.set_message(format!("{:.1}x ETA {eta}", progress.speed));
+                    }
+                    self.refresh_overall(overall);
+                }
+            }
+            Event::Finished { job, .. } => {
+                self.in_flight.remove(job);
+                self.finished_seconds += self.tracks[job].duration_seconds.unwrap_or(0.0);
+                if let Some((multi, overall, per_job)) = &mut self.bars {
+                    if let Some(bar) = per_job.remove(job) {
+                        bar.finish_and_clear();
+                        multi.remove(&bar);
+                    }
+                    let overall = overall.clone();
+                    self.refresh_overall(&overall);
+                }
+            }
+            Event::Retrying {
+                job,
+                attempt,
+                error,
+            } => {
+                self.in_flight.remove(job);
+                self.eprintln(format!(
+                    "dtsflac: retrying {} (attempt {attempt} failed: {error})",
+                    self.tracks[job].path.display()
+                ));
+            }
+        }
+    }
+
+    fn refresh_overall(&self, overall: &ProgressBar) {
+        let done = self.finished_seconds + self.in_flight.values().sum::<f64>();
+        overall.set_position((done * 10.0) as u64);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if done > 0.0 && elapsed > 0.5 {
+            let speed = done / elapsed;
+            let eta = (self.total_seconds - done).max(0.0) / speed;
+            overall.set_message(format!(
+                "{speed:.1}x realtime, ETA {}",
+                format_duration(eta)
+            ));
+        }
+    }
+
+    fn clear(&self) {
+        if let Some((multi, overall, _)) = &self.bars {
+            overall.finish_and_clear();
+            let _ = multi.clear();
+        }
+    }
+}

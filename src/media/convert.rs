@@ -1,0 +1,1166 @@
+//! One job: a DTS track becomes an exact, verified FLAC file next to its source.
+//!
+//! The FLAC is written under a hidden temporary name in the destination
+//! folder, checked (the MD5 FFmpeg computed over the PCM in the same pass
+//! must equal the FLAC's STREAMINFO MD5, the length must match the master,
+//! and the file must decode completely to that same MD5), fsynced, and only
+//! then renamed to its final name. A failure or cancellation removes the
+//! temporary file; the source is only ever read.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStderr, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ffmpeg_sidecar::command::FfmpegCommand;
+
+use super::flacmeta;
+use super::probe::{input_args, InputSpec, Track, OWN_SOURCE_TAG};
+use super::tools::{ffmpeg_file_arg, Tools};
+
+/// FLAC compression level: 5 is FFmpeg's and libFLAC's default; higher
+/// levels cost much more CPU on a small board for ~1% smaller files.
+pub const DEFAULT_COMPRESSION_LEVEL: u8 = 5;
+
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub compression_level: u8,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+        }
+    }
+}
+
+/// What went wrong, in the terms the scheduler needs: retry or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The source is corrupt, truncated or unsupported: retrying cannot help.
+    Input,
+    /// The destination is full, read-only or occupied by someone else's file.
+    Destination,
+    /// An I/O hiccup or a crashed process: worth another attempt.
+    Transient,
+    /// The user cancelled.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ConvertError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl ConvertError {
+    fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        ConvertError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The facts of a finished conversion.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ConvertResult {
+    pub output: PathBuf,
+    pub output_bytes: u64,
+    pub input_bytes: u64,
+    pub samples: u64,
+    pub duration_seconds: f64,
+    pub md5: String,
+    /// True only for DTS-HD MA decoded with its lossless layer in every frame.
+    pub lossless: bool,
+    pub warnings: Vec<String>,
+    pub elapsed_seconds: f64,
+    /// Seconds of audio per second of wall time.
+    pub speed: f64,
+}
+
+/// Progress while a job runs (in memory only: never written to the store).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub seconds_done: f64,
+    pub speed: f64,
+}
+
+/// Lets another thread pause, resume or cancel a running conversion. The
+/// FFmpeg processes are stopped with SIGSTOP so pausing costs no work.
+#[derive(Debug, Default)]
+pub struct JobControl {
+    pids: Mutex<Vec<u32>>,
+    paused: AtomicBool,
+    cancelled: AtomicBool,
+}
+
+impl JobControl {
+    fn signal_all(&self, sig: libc::c_int) {
+        for pid in self.pids.lock().unwrap().iter() {
+            // SAFETY: kill(2) on a pid we spawned and have not yet reaped.
+            unsafe {
+                libc::kill(*pid as libc::pid_t, sig);
+            }
+        }
+    }
+
+    fn register(&self, pid: u32) {
+        self.pids.lock().unwrap().push(pid);
+        if self.paused.load(Ordering::SeqCst) {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGSTOP);
+            }
+        }
+    }
+
+    fn unregister(&self, pid: u32) {
+        self.pids.lock().unwrap().retain(|p| *p != pid);
+    }
+
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        self.signal_all(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        self.signal_all(libc::SIGCONT);
+    }
+
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.signal_all(libc::SIGKILL);
+        self.signal_all(libc::SIGCONT);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+}
+
+/// The name part of temporary files, so stale ones can be recognised and removed.
+pub const TEMP_SUFFIX: &str = ".dtsflac.part";
+
+/// The hidden temporary file a conversion writes before renaming.
+pub fn temp_path_for(output: &Path) -> PathBuf {
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    output.with_file_name(format!(".{name}{TEMP_SUFFIX}"))
+}
+
+/// The FLAC name next to the source: `Film.dtshd` → `Film.flac`; a file with
+/// several DTS tracks → `Film.2.eng.flac`; a DTS-CD rip that is itself a
+/// `.flac` → `Track01.dts.flac` so the source is never overwritten.
+pub fn output_name(track: &Track) -> String {
+    let stem = track
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "track".into());
+    let mut name = stem;
+    if track.tracks_in_file > 1 {
+        name.push_str(&format!(".{}", track.track_number));
+        if let Some(lang) = &track.language {
+            let clean: String = lang
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(8)
+                .collect();
+            if !clean.is_empty() {
+                name.push('.');
+                name.push_str(&clean);
+            }
+        }
+    }
+    if matches!(track.input, InputSpec::PcmInFlac { .. }) {
+        name.push_str(".dts");
+    }
+    name.push_str(".flac");
+    name
+}
+
+/// Identity of a source file as recorded in the FLAC tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceIdentity {
+    pub name: String,
+    pub size: u64,
+    pub mtime: i64,
+    pub stream_index: u32,
+}
+
+impl SourceIdentity {
+    pub fn of(track: &Track) -> io::Result<SourceIdentity> {
+        let meta = fs::metadata(&track.path)?;
+        Ok(SourceIdentity {
+            name: track
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            size: meta.len(),
+            mtime: meta.mtime(),
+            stream_index: track.stream_index,
+        })
+    }
+}
+
+/// What already sits at the output path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Existing {
+    Nothing,
+    /// Our FLAC from this very source: nothing to do.
+    UpToDate,
+    /// Our FLAC from an older version of this source: replace it.
+    Stale,
+    /// Someone else's file: never overwrite it.
+    Foreign,
+}
+
+pub fn existing_output(identity: &SourceIdentity, output: &Path) -> Existing {
+    if fs::symlink_metadata(output).is_err() {
+        return Existing::Nothing;
+    }
+    let Ok(meta) = flacmeta::read(output) else {
+        return Existing::Foreign;
+    };
+    let t = |k: &str| meta.tags.get(k).cloned().unwrap_or_default();
+    if t(OWN_SOURCE_TAG) != identity.name
+        || t("DTSFLAC_STREAM") != identity.stream_index.to_string()
+    {
+        return Existing::Foreign;
+    }
+    if t("DTSFLAC_SOURCE_SIZE") == identity.size.to_string()
+        && t("DTSFLAC_SOURCE_MTIME") == identity.mtime.to_string()
+    {
+        Existing::UpToDate
+    } else {
+        Existing::Stale
+    }
+}
+
+/// Converts one track to `output`, reporting progress as it goes.
+pub fn convert_track(
+    tools: &Tools,
+    track: &Track,
+    output: &Path,
+    options: &ConvertOptions,
+    control: &JobControl,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<ConvertResult, ConvertError> {
+    let started = Instant::now();
+    let identity = SourceIdentity::of(track).map_err(|e| {
+        ConvertError::new(FailureKind::Input, format!("cannot read the source: {e}"))
+    })?;
+    match existing_output(&identity, output) {
+        Existing::Foreign => {
+            return Err(ConvertError::new(
+                FailureKind::Destination,
+                format!(
+                    "{} already exists and was not made from this source; move or rename it",
+                    output.display()
+                ),
+            ))
+        }
+        Existing::Nothing | Existing::Stale | Existing::UpToDate => {}
+    }
+    let dest_dir = output.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dest_dir).map_err(|e| destination_error(dest_dir, &e))?;
+    check_free_space(track, dest_dir)?;
+
+    let temp = temp_path_for(output);
+    let guard = TempFile::create(&temp).map_err(|e| destination_error(dest_dir, &e))?;
+
+    let pass = run_conversion(
+        tools,
+        track,
+        &identity,
+        &temp,
+        options,
+        control,
+        on_progress,
+    )?;
+    let verified = verify(tools, track, &temp, &pass.md5, control)?;
+    let lossless = track.lossless && pass.decoder_warnings.is_empty();
+    let mut warnings = Vec::new();
+    if track.lossless && !lossless {
+        warnings.push(format!(
+            "lossless decoding failed in part of the stream, so this FLAC is NOT an exact copy of the master ({})",
+            pass.decoder_warnings.first().map(String::as_str).unwrap_or("decoder errors")
+        ));
+        retag_not_lossless(tools, track, &identity, &temp, control)?;
+    }
+
+    let output_bytes = guard
+        .finish(output)
+        .map_err(|e| destination_error(dest_dir, &e))?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let duration_seconds = verified.total_samples as f64 / f64::from(verified.sample_rate.max(1));
+    Ok(ConvertResult {
+        output: output.to_path_buf(),
+        output_bytes,
+        input_bytes: identity.size,
+        samples: verified.total_samples,
+        duration_seconds,
+        md5: verified.md5_hex(),
+        lossless,
+        warnings,
+        elapsed_seconds: elapsed,
+        speed: if elapsed > 0.0 {
+            duration_seconds / elapsed
+        } else {
+            0.0
+        },
+    })
+}
+
+fn destination_error(dir: &Path, e: &io::Error) -> ConvertError {
+    let message = match e.raw_os_error() {
+        Some(libc::EROFS) => format!("the destination {} is read-only", dir.display()),
+        Some(libc::ENOSPC) => format!("the destination {} is full", dir.display()),
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            format!("no permission to write in {}", dir.display())
+        }
+        Some(libc::EIO) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
+            return ConvertError::new(
+                FailureKind::Transient,
+                format!("I/O error on {}: {e}", dir.display()),
+            )
+        }
+        _ => format!("cannot write in {}: {e}", dir.display()),
+    };
+    ConvertError::new(FailureKind::Destination, message)
+}
+
+/// A generous estimate of the FLAC size, checked before any work starts.
+fn estimated_output_bytes(track: &Track) -> Option<u64> {
+    let seconds = track.duration_seconds?;
+    let bytes_per_sample = if track.bits_per_sample <= 16 {
+        2.0
+    } else {
+        3.0
+    };
+    // FLAC rarely goes above 75% of raw PCM on real audio; noise can approach 100%.
+    Some(
+        (seconds
+            * f64::from(track.sample_rate)
+            * f64::from(track.channels)
+            * bytes_per_sample
+            * 0.8) as u64,
+    )
+}
+
+fn check_free_space(track: &Track, dir: &Path) -> Result<(), ConvertError> {
+    let Some(need) = estimated_output_bytes(track) else {
+        return Ok(());
+    };
+    let Some(free) = free_bytes(dir) else {
+        return Ok(());
+    };
+    if need > free {
+        return Err(ConvertError::new(
+            FailureKind::Destination,
+            format!(
+                "not enough free space in {}: about {} needed, {} free",
+                dir.display(),
+                human_bytes(need),
+                human_bytes(free)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and st a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The temporary output: removed on drop unless renamed into place.
+struct TempFile {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl TempFile {
+    fn create(path: &Path) -> io::Result<TempFile> {
+        // A leftover from a crash is ours by its name: replace it.
+        let _ = fs::remove_file(path);
+        OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(TempFile {
+            path: path.to_path_buf(),
+            kept: false,
+        })
+    }
+
+    /// fsync, rename into place, fsync the folder; returns the file size.
+    fn finish(mut self, output: &Path) -> io::Result<u64> {
+        let f = File::open(&self.path)?;
+        f.sync_all()?;
+        let size = f.metadata()?.len();
+        fs::rename(&self.path, output)?;
+        self.kept = true;
+        if let Some(dir) = output.parent() {
+            if let Ok(d) = File::open(dir) {
+                // Some FUSE filesystems refuse fsync on folders; the rename is still done.
+                let _ = d.sync_all();
+            }
+        }
+        Ok(size)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The PCM sample format FFmpeg must hand the FLAC encoder and MD5 hasher.
+fn pcm_formats(bits: u8) -> (&'static str, &'static str) {
+    if bits <= 16 {
+        ("s16", "pcm_s16le")
+    } else {
+        ("s32", "pcm_s24le")
+    }
+}
+
+/// The speaker mask libFLAC assumes for each channel count (RFC 9639 §9.1.3).
+fn flac_default_mask(channels: u32) -> Option<u64> {
+    Some(match channels {
+        1 => 0x4,
+        2 => 0x3,
+        3 => 0x7,
+        4 => 0x33,
+        5 => 0x37,
+        6 => 0x3f,
+        7 => 0x70f,
+        8 => 0x63f,
+        _ => return None,
+    })
+}
+
+/// FFmpeg's layout names → WAVEFORMATEXTENSIBLE speaker masks.
+pub fn layout_mask(layout: &str) -> Option<u64> {
+    Some(match layout {
+        "mono" => 0x4,
+        "stereo" => 0x3,
+        "2.1" => 0xb,
+        "3.0" => 0x7,
+        "3.0(back)" => 0x103,
+        "4.0" => 0x107,
+        "quad" => 0x33,
+        "quad(side)" => 0x603,
+        "3.1" => 0xf,
+        "5.0" => 0x37,
+        "5.0(side)" => 0x607,
+        "4.1" => 0x10f,
+        "5.1" => 0x3f,
+        "5.1(side)" => 0x60f,
+        "6.0" => 0x707,
+        "6.0(front)" => 0x6c3,
+        "hexagonal" => 0x137,
+        "6.1" => 0x70f,
+        "6.1(back)" => 0x13f,
+        "6.1(front)" => 0x6cb,
+        "7.0" => 0x637,
+        "7.0(front)" => 0x6c7,
+        "7.1" => 0x63f,
+        "7.1(wide)" => 0x6cf,
+        "7.1(wide-side)" => 0xff,
+        _ => return None,
+    })
+}
+
+/// The mask to write as `WAVEFORMATEXTENSIBLE_CHANNEL_MASK`, when FLAC's
+/// default order for this channel count would put a channel on the wrong
+/// speaker (DTS 5.1 surrounds are side speakers, FLAC's 6-channel default
+/// has back speakers).
+pub fn channel_mask_tag(track: &Track) -> Option<String> {
+    let mask = layout_mask(&track.channel_layout)?;
+    (flac_default_mask(track.channels) != Some(mask)).then(|| format!("0x{mask:04X}"))
+}
+
+fn tags(
+    track: &Track,
+    identity: &SourceIdentity,
+    tools: &Tools,
+    lossless: bool,
+) -> Vec<(String, String)> {
+    let file_name = identity.name.clone();
+    let stem = track
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut title = track.title.clone().unwrap_or(stem);
+    if track.title.is_none() && track.tracks_in_file > 1 {
+        title = format!("{title} (track {})", track.track_number);
+    }
+    let quality = if lossless {
+        "lossless".to_string()
+    } else if track.lossless {
+        "NOT lossless: the lossless layer could not be decoded everywhere".to_string()
+    } else {
+        format!("decoded from lossy {}", track.profile)
+    };
+    let mut t = vec![
+        ("TITLE".to_string(), title),
+        (
+            "COMMENT".into(),
+            format!(
+                "{} from {file_name} (stream {}), {quality}",
+                track.describe(),
+                track.stream_index
+            ),
+        ),
+        ("SOURCE".into(), format!("{file_name} ({})", track.profile)),
+        (
+            "ENCODER".into(),
+            format!(
+                "dtsflac {} with FFmpeg {}",
+                env!("CARGO_PKG_VERSION"),
+                tools.short_version()
+            ),
+        ),
+        (OWN_SOURCE_TAG.into(), file_name),
+        ("DTSFLAC_SOURCE_SIZE".into(), identity.size.to_string()),
+        ("DTSFLAC_SOURCE_MTIME".into(), identity.mtime.to_string()),
+        ("DTSFLAC_STREAM".into(), track.stream_index.to_string()),
+        ("DTSFLAC_PROFILE".into(), track.profile.to_string()),
+        (
+            "DTSFLAC_LOSSLESS".into(),
+            if lossless { "yes" } else { "no" }.into(),
+        ),
+    ];
+    if let Some(v) = &track.album {
+        t.push(("ALBUM".into(), v.clone()));
+    }
+    if let Some(v) = &track.artist {
+        t.push(("ARTIST".into(), v.clone()));
+    }
+    if let Some(v) = &track.language {
+        t.push(("LANGUAGE".into(), v.clone()));
+    }
+    if let Some(mask) = channel_mask_tag(track) {
+        t.push(("WAVEFORMATEXTENSIBLE_CHANNEL_MASK".into(), mask));
+    }
+    t
+}
+
+fn metadata_args(tags: &[(String, String)]) -> Vec<OsString> {
+    tags.iter()
+        .flat_map(|(k, v)| {
+            [
+                OsString::from("-metadata"),
+                OsString::from(format!("{k}={v}")),
+            ]
+        })
+        .collect()
+}
+
+/// What the conversion pass reported.
+struct Pass {
+    md5: String,
+    /// Warnings and errors from the DTS decoder: for DTS-HD MA they mean some
+    /// frames fell back to the lossy core.
+    decoder_warnings: Vec<String>,
+}
+
+fn conversion_args(
+    track: &Track,
+    identity: &SourceIdentity,
+    temp: &Path,
+    options: &ConvertOptions,
+    tools: &Tools,
+) -> Vec<OsString> {
+    let (sample_fmt, pcm_codec) = pcm_formats(track.bits_per_sample);
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |s: &str| a.push(s.into());
+    for s in [
+        "-nostdin",
+        "-hide_banner",
+        "-y",
+        "-stats",
+        "-stats_period",
+        "0.25",
+    ] {
+        push(s);
+    }
+    // CRC checks on, so damaged lossless frames are logged instead of passed silently.
+    for s in ["-err_detect", "crccheck"] {
+        push(s);
+    }
+    for s in input_args(&track.input) {
+        push(&s);
+    }
+    push("-i");
+    match track.input {
+        InputSpec::PcmInFlac { .. } => push("pipe:0"),
+        _ => a.push(ffmpeg_file_arg(&track.path)),
+    }
+    let source = format!("[0:{}]", track.stream_index);
+    let graph = match track.trim {
+        Some(t) => format!(
+            "{source}atrim=start_sample={}:end_sample={},asetpts=PTS-STARTPTS,asplit=2[flac][md5]",
+            t.start,
+            t.start + t.samples
+        ),
+        None => format!("{source}asplit=2[flac][md5]"),
+    };
+    let mut push = |s: &str| a.push(s.into());
+    push("-filter_complex");
+    push(&graph);
+    for s in [
+        "-map",
+        "[flac]",
+        "-map_metadata",
+        "-1",
+        "-map_chapters",
+        "-1",
+        "-c:a",
+        "flac",
+        "-sample_fmt",
+        sample_fmt,
+    ] {
+        push(s);
+    }
+    if track.bits_per_sample > 16 {
+        push("-bits_per_raw_sample");
+        push("24");
+    }
+    push("-compression_level");
+    push(&options.compression_level.to_string());
+    a.extend(metadata_args(&tags(track, identity, tools, track.lossless)));
+    for s in ["-f", "flac"] {
+        a.push(s.into());
+    }
+    a.push(ffmpeg_file_arg(temp));
+    for s in [
+        "-map",
+        "[md5]",
+        "-map_metadata",
+        "-1",
+        "-c:a",
+        pcm_codec,
+        "-f",
+        "md5",
+        "pipe:1",
+    ] {
+        a.push(s.into());
+    }
+    a
+}
+
+/// A line from FFmpeg's stderr, classified.
+enum LogLine {
+    Progress(Progress),
+    Message(String),
+}
+
+/// Reads stderr to its end whatever it says, so FFmpeg can never block on a
+/// full pipe; ffmpeg-sidecar's parser supplies the progress reading.
+fn spawn_stderr_reader(
+    stderr: ChildStderr,
+    tx: mpsc::Sender<LogLine>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stderr);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match ffmpeg_sidecar::read_until_any::read_until_any(&mut reader, b"\r\n", &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let line = String::from_utf8_lossy(&buf).trim().to_string();
+            if line.is_empty() {
+                continue;
+            }
+            let item = match ffmpeg_sidecar::log_parser::try_parse_progress(&line) {
+                Some(p) => LogLine::Progress(Progress {
+                    seconds_done: ffmpeg_sidecar::log_parser::parse_time_str(&p.time)
+                        .unwrap_or(0.0),
+                    speed: f64::from(p.speed),
+                }),
+                None => LogLine::Message(line),
+            };
+            if tx.send(item).is_err() {
+                // Nobody listens any more; keep draining anyway.
+                continue;
+            }
+        }
+    })
+}
+
+fn is_problem(line: &str) -> bool {
+    line.contains("[error]") || line.contains("[fatal]") || line.contains("[warning]")
+}
+
+/// Strips FFmpeg's "[dca @ 0x55…] [error]" prefixes for a readable message.
+fn clean_message(line: &str) -> String {
+    let mut s = line;
+    while let Some(rest) = s.strip_prefix('[') {
+        match rest.find(']') {
+            Some(end) => s = rest[end + 1..].trim_start(),
+            None => break,
+        }
+    }
+    s.to_string()
+}
+
+fn run_conversion(
+    tools: &Tools,
+    track: &Track,
+    identity: &SourceIdentity,
+    temp: &Path,
+    options: &ConvertOptions,
+    control: &JobControl,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<Pass, ConvertError> {
+    let spawn_err = |e: io::Error| {
+        ConvertError::new(FailureKind::Transient, format!("cannot start ffmpeg: {e}"))
+    };
+    // A DTS-CD rip in FLAC is decoded to its raw PCM bytes first and piped in.
+    let mut pre = match &track.input {
+        InputSpec::PcmInFlac { .. } => {
+            let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
+            cmd.args(["-nostdin", "-hide_banner", "-nostats", "-i"]);
+            cmd.arg(ffmpeg_file_arg(&track.path));
+            cmd.args([
+                "-map",
+                "0:a:0",
+                "-c:a",
+                "pcm_s16le",
+                "-f",
+                "s16le",
+                "pipe:1",
+            ]);
+            own_process_group(&mut cmd);
+            let mut child = cmd.spawn().map_err(spawn_err)?;
+            control.register(child.as_inner().id());
+            let (tx, _rx) = mpsc::channel();
+            let reader = spawn_stderr_reader(child.take_stderr().expect("stderr is piped"), tx);
+            Some((child, reader))
+        }
+        _ => None,
+    };
+
+    let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
+    cmd.args(conversion_args(track, identity, temp, options, tools));
+    if let Some((pre_child, _)) = pre.as_mut() {
+        let pcm = pre_child.take_stdout().expect("stdout is piped");
+        cmd.as_inner_mut().stdin(Stdio::from(pcm));
+    } else {
+        cmd.as_inner_mut().stdin(Stdio::null());
+    }
+    own_process_group(&mut cmd);
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let pid = child.as_inner().id();
+    control.register(pid);
+
+    let mut stdout = child.take_stdout().expect("stdout is piped");
+    let md5_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel();
+    let stderr_reader = spawn_stderr_reader(child.take_stderr().expect("stderr is piped"), tx);
+
+    let mut problems: VecDeque<String> = VecDeque::new();
+    let mut decoder_warnings = Vec::new();
+    let mut last_report = Instant::now() - Duration::from_secs(1);
+    for line in rx {
+        match line {
+            LogLine::Progress(p) => {
+                if last_report.elapsed() >= Duration::from_millis(200) {
+                    last_report = Instant::now();
+                    on_progress(p);
+                }
+            }
+            LogLine::Message(m) if is_problem(&m) => {
+                if m.contains("[dca @") && decoder_warnings.len() < 20 {
+                    decoder_warnings.push(clean_message(&m));
+                }
+                if problems.len() >= 20 {
+                    problems.pop_front();
+                }
+                problems.push_back(m);
+            }
+            LogLine::Message(_) => {}
+        }
+    }
+    let status = child.wait();
+    control.unregister(pid);
+    let _ = stderr_reader.join();
+    let md5_out = md5_reader.join().unwrap_or_default();
+    let pre_failed = match pre {
+        Some((mut pre_child, reader)) => {
+            let st = pre_child.wait();
+            control.unregister(pre_child.as_inner().id());
+            let _ = reader.join();
+            !matches!(st, Ok(s) if s.success())
+        }
+        None => false,
+    };
+
+    if control.is_cancelled() {
+        return Err(ConvertError::new(FailureKind::Cancelled, "cancelled"));
+    }
+    let status = status
+        .map_err(|e| ConvertError::new(FailureKind::Transient, format!("lost ffmpeg: {e}")))?;
+    if !status.success() || pre_failed {
+        return Err(classify_failure(&status, &problems));
+    }
+    let md5 = md5_out
+        .lines()
+        .find_map(|l| l.strip_prefix("MD5="))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .ok_or_else(|| {
+            ConvertError::new(
+                FailureKind::Transient,
+                "ffmpeg finished without reporting the PCM checksum",
+            )
+        })?;
+    Ok(Pass {
+        md5,
+        decoder_warnings,
+    })
+}
+
+fn classify_failure(
+    status: &std::process::ExitStatus,
+    problems: &VecDeque<String>,
+) -> ConvertError {
+    use std::os::unix::process::ExitStatusExt;
+    let text = problems
+        .iter()
+        .map(|l| l.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let last = problems
+        .iter()
+        .rev()
+        .map(|l| clean_message(l))
+        .find(|l| !l.starts_with("Conversion failed") && !l.is_empty())
+        .unwrap_or_else(|| match status.signal() {
+            Some(sig) => format!("ffmpeg was killed by signal {sig}"),
+            None => format!("ffmpeg exited with {status}"),
+        });
+    let kind = if text.contains("no space left")
+        || text.contains("read-only file system")
+        || text.contains("permission denied")
+    {
+        FailureKind::Destination
+    } else if text.contains("input/output error") || status.signal().is_some() {
+        FailureKind::Transient
+    } else {
+        FailureKind::Input
+    };
+    let message = if text.contains("no space left") {
+        "the destination is full".to_string()
+    } else if text.contains("read-only file system") {
+        "the destination is read-only".to_string()
+    } else {
+        format!("ffmpeg failed: {last}")
+    };
+    ConvertError::new(kind, message)
+}
+
+/// Checks the written FLAC against the pass: same MD5, same length, same
+/// format, and it decodes completely to that MD5.
+fn verify(
+    tools: &Tools,
+    track: &Track,
+    temp: &Path,
+    pass_md5: &str,
+    control: &JobControl,
+) -> Result<flacmeta::StreamInfo, ConvertError> {
+    let bad = |m: String| ConvertError::new(FailureKind::Input, m);
+    let meta = flacmeta::read(temp).map_err(|e| {
+        ConvertError::new(
+            FailureKind::Transient,
+            format!("cannot read back the FLAC: {e}"),
+        )
+    })?;
+    let si = meta.stream_info;
+    if si.md5_hex() != pass_md5 {
+        return Err(ConvertError::new(
+            FailureKind::Transient,
+            format!(
+                "verification failed: FLAC MD5 {} differs from the decoded PCM's {pass_md5}",
+                si.md5_hex()
+            ),
+        ));
+    }
+    if let Some(expected) = track.expected_samples() {
+        if si.total_samples != expected {
+            return Err(bad(format!(
+                "the stream is shorter than its header says: decoded {} of {expected} samples (truncated or damaged file)",
+                si.total_samples
+            )));
+        }
+    }
+    if si.total_samples == 0 {
+        return Err(bad("no audio could be decoded".into()));
+    }
+    if u32::from(si.channels) != track.channels
+        || si.bits_per_sample != track.bits_per_sample
+        || si.sample_rate != track.sample_rate
+    {
+        return Err(bad(format!(
+            "the FLAC came out as {} ch {}-bit {} Hz instead of {} ch {}-bit {} Hz",
+            si.channels,
+            si.bits_per_sample,
+            si.sample_rate,
+            track.channels,
+            track.bits_per_sample,
+            track.sample_rate
+        )));
+    }
+    let decoded = decode_md5(tools, temp, si.bits_per_sample, control)?;
+    if decoded != pass_md5 {
+        return Err(ConvertError::new(
+            FailureKind::Transient,
+            format!("verification failed: the FLAC decodes to MD5 {decoded}, expected {pass_md5}"),
+        ));
+    }
+    Ok(si)
+}
+
+/// Decodes a FLAC file completely and returns the MD5 of its PCM.
+fn decode_md5(
+    tools: &Tools,
+    flac: &Path,
+    bits: u8,
+    control: &JobControl,
+) -> Result<String, ConvertError> {
+    let (_, pcm_codec) = pcm_formats(bits);
+    let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
+    cmd.args(["-nostdin", "-hide_banner", "-nostats", "-xerror", "-i"]);
+    cmd.arg(ffmpeg_file_arg(flac));
+    cmd.args(["-map", "0:a:0", "-c:a", pcm_codec, "-f", "md5", "pipe:1"]);
+    cmd.as_inner_mut().stdin(Stdio::null());
+    own_process_group(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| {
+        ConvertError::new(FailureKind::Transient, format!("cannot start ffmpeg: {e}"))
+    })?;
+    let pid = child.as_inner().id();
+    control.register(pid);
+    let mut stderr = child.take_stderr().expect("stderr is piped");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut out = String::new();
+    let _ = child
+        .take_stdout()
+        .expect("stdout is piped")
+        .read_to_string(&mut out);
+    let status = child.wait();
+    control.unregister(pid);
+    let errors = err_reader.join().unwrap_or_default();
+    if control.is_cancelled() {
+        return Err(ConvertError::new(FailureKind::Cancelled, "cancelled"));
+    }
+    let ok = matches!(status, Ok(s) if s.success());
+    let problem = errors.lines().find(|l| is_problem(l)).map(clean_message);
+    match (ok, out.lines().find_map(|l| l.strip_prefix("MD5="))) {
+        (true, Some(md5)) if problem.is_none() => Ok(md5.trim().to_ascii_lowercase()),
+        _ => Err(ConvertError::new(
+            FailureKind::Transient,
+            format!(
+                "verification failed: the FLAC does not decode cleanly ({})",
+                problem.unwrap_or_else(|| "no checksum".into())
+            ),
+        )),
+    }
+}
+
+/// Rewrites the tags of a finished temp file to say it is not lossless
+/// (stream copy: the audio and its MD5 stay as verified).
+fn retag_not_lossless(
+    tools: &Tools,
+    track: &Track,
+    identity: &SourceIdentity,
+    temp: &Path,
+    control: &JobControl,
+) -> Result<(), ConvertError> {
+    let retagged = temp.with_file_name(format!(
+        "{}.retag",
+        temp.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let guard = TempFile {
+        path: retagged.clone(),
+        kept: false,
+    };
+    let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
+    cmd.args(["-nostdin", "-hide_banner", "-nostats", "-y", "-i"]);
+    cmd.arg(ffmpeg_file_arg(temp));
+    cmd.args(["-map", "0:a:0", "-map_metadata", "-1", "-c", "copy"]);
+    cmd.args(metadata_args(&tags(track, identity, tools, false)));
+    cmd.args(["-f", "flac"]);
+    cmd.arg(ffmpeg_file_arg(&retagged));
+    cmd.as_inner_mut()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    own_process_group(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| {
+        ConvertError::new(FailureKind::Transient, format!("cannot start ffmpeg: {e}"))
+    })?;
+    control.register(child.as_inner().id());
+    let mut stderr = child.take_stderr().expect("stderr is piped");
+    let mut sink = Vec::new();
+    let _ = stderr.read_to_end(&mut sink);
+    let status = child.wait();
+    control.unregister(child.as_inner().id());
+    if !matches!(status, Ok(s) if s.success()) {
+        return Err(ConvertError::new(
+            FailureKind::Transient,
+            "could not tag the FLAC as not lossless",
+        ));
+    }
+    fs::rename(&retagged, temp).map_err(|e| {
+        ConvertError::new(
+            FailureKind::Transient,
+            format!("could not tag the FLAC: {e}"),
+        )
+    })?;
+    std::mem::forget(guard);
+    Ok(())
+}
+
+/// Removes temporary files a crash or a pulled drive left in `dir` (not recursive).
+pub fn remove_stale_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with('.')
+                && (n.ends_with(TEMP_SUFFIX) || n.ends_with(&format!("{TEMP_SUFFIX}.retag")))
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+/// FFmpeg runs in its own process group: a ^C at the terminal reaches only
+/// dtsflac, which stops FFmpeg and removes the temporary file itself (FFmpeg
+/// would otherwise finish a shortened file on SIGINT).
+fn own_process_group(cmd: &mut FfmpegCommand) {
+    use std::os::unix::process::CommandExt;
+    cmd.as_inner_mut().process_group(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::probe::{Profile, Trim};
+
+    fn track(path: &str, layout: &str, channels: u32) -> Track {
+        Track {
+            path: PathBuf::from(path),
+            stream_index: 0,
+            track_number: 1,
+            tracks_in_file: 1,
+            profile: Profile::HdMa,
+            lossless: true,
+            channels,
+            channel_layout: layout.into(),
+            sample_rate: 48000,
+            bits_per_sample: 24,
+            duration_seconds: Some(1.0),
+            language: None,
+            title: None,
+            album: None,
+            artist: None,
+            input: InputSpec::Probed,
+            trim: Some(Trim {
+                start: 1024,
+                samples: 2048,
+            }),
+        }
+    }
+
+    #[test]
+    fn names_follow_the_source() {
+        let mut t = track("/m/Film.dtshd", "7.1", 8);
+        assert_eq!(output_name(&t), "Film.flac");
+        t.tracks_in_file = 2;
+        t.track_number = 2;
+        t.language = Some("eng".into());
+        assert_eq!(output_name(&t), "Film.2.eng.flac");
+        let mut rip = track("/m/Track01.flac", "5.1(side)", 6);
+        rip.input = InputSpec::PcmInFlac {
+            packing: crate::media::sniff::PcmPacking::Dts14Le,
+            offset: 0,
+        };
+        assert_eq!(output_name(&rip), "Track01.dts.flac");
+    }
+
+    #[test]
+    fn side_surrounds_get_an_explicit_channel_mask() {
+        assert_eq!(
+            channel_mask_tag(&track("a", "5.1(side)", 6)).as_deref(),
+            Some("0x060F")
+        );
+        assert_eq!(channel_mask_tag(&track("a", "7.1", 8)), None);
+        assert_eq!(channel_mask_tag(&track("a", "6.1", 7)), None);
+        assert_eq!(channel_mask_tag(&track("a", "5.1", 6)), None);
+    }
+
+    #[test]
+    fn temp_files_are_hidden_next_to_the_output() {
+        assert_eq!(
+            temp_path_for(Path::new("/d/Film.flac")),
+            PathBuf::from("/d/.Film.flac.dtsflac.part")
+        );
+    }
+}

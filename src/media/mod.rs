@@ -1,0 +1,10 @@
+//! The conversion engine: finding DTS tracks and turning them into exact FLAC.
+//! The command line and the daemon both drive it; it knows nothing of either.
+
+pub mod convert;
+pub mod dtshd;
+pub mod flacmeta;
+pub mod probe;
+pub mod scan;
+pub mod sniff;
+pub mod tools;

@@ -1,0 +1,569 @@
+//! Turning a file into the DTS tracks it holds: ffprobe for containers and
+//! streams, our own readers for what ffprobe cannot be trusted with (DTS-HD
+//! header lengths, DTS hidden in PCM).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::dtshd::{self, DtsHdHeader};
+use super::flacmeta;
+use super::sniff::{self, PcmPacking};
+use super::tools::{ffmpeg_file_arg, Tools};
+
+/// The DTS flavours a user can tell apart; the names are what people read on
+/// disc boxes and in players.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Profile {
+    #[serde(rename = "DTS")]
+    Core,
+    #[serde(rename = "DTS-ES")]
+    Es,
+    #[serde(rename = "DTS 96/24")]
+    Dts9624,
+    #[serde(rename = "DTS Express")]
+    Express,
+    #[serde(rename = "DTS-HD HRA")]
+    HdHra,
+    #[serde(rename = "DTS-HD MA")]
+    HdMa,
+    #[serde(rename = "DTS:X")]
+    DtsX,
+}
+
+impl Profile {
+    pub fn from_ffprobe(profile: &str) -> Profile {
+        if profile.contains("DTS:X") {
+            Profile::DtsX
+        } else if profile.contains("MA") {
+            Profile::HdMa
+        } else if profile.contains("HRA") {
+            Profile::HdHra
+        } else if profile.contains("96/24") {
+            Profile::Dts9624
+        } else if profile.contains("ES") {
+            Profile::Es
+        } else if profile.contains("Express") {
+            Profile::Express
+        } else {
+            Profile::Core
+        }
+    }
+
+    /// DTS-HD MA (and DTS:X, which rides on it) is the only lossless flavour.
+    pub fn is_lossless(self) -> bool {
+        matches!(self, Profile::HdMa | Profile::DtsX)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Core => "DTS",
+            Profile::Es => "DTS-ES",
+            Profile::Dts9624 => "DTS 96/24",
+            Profile::Express => "DTS Express",
+            Profile::HdHra => "DTS-HD HRA",
+            Profile::HdMa => "DTS-HD MA",
+            Profile::DtsX => "DTS:X",
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How FFmpeg must be told to read the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InputSpec {
+    /// FFmpeg's own probing finds the DTS stream.
+    Probed,
+    /// DTS disguised as PCM in a WAV: force the demuxer, start at the first sync.
+    PcmInWav { packing: PcmPacking, offset: u64 },
+    /// DTS disguised as PCM in a FLAC rip: decode the FLAC first, then read the PCM as DTS.
+    PcmInFlac { packing: PcmPacking, offset: u64 },
+}
+
+/// Samples to keep from the decode, per channel, at the decoded rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trim {
+    pub start: u64,
+    pub samples: u64,
+}
+
+/// One DTS audio track, as found on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Track {
+    pub path: PathBuf,
+    pub stream_index: u32,
+    /// 1-based position among the DTS tracks of this file.
+    pub track_number: u32,
+    pub tracks_in_file: u32,
+    pub profile: Profile,
+    pub lossless: bool,
+    pub channels: u32,
+    pub channel_layout: String,
+    pub sample_rate: u32,
+    pub bits_per_sample: u8,
+    pub duration_seconds: Option<f64>,
+    pub language: Option<String>,
+    pub title: Option<String>,
+    pub album: Option<String>,
+    pub artist: Option<String>,
+    pub input: InputSpec,
+    pub trim: Option<Trim>,
+}
+
+impl Track {
+    /// Samples per channel the FLAC must hold, when the source says exactly.
+    pub fn expected_samples(&self) -> Option<u64> {
+        self.trim.map(|t| t.samples)
+    }
+
+    /// "DTS-HD MA 7.1 24-bit 48 kHz"
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} {}-bit {} kHz",
+            self.profile,
+            self.channel_layout,
+            self.bits_per_sample,
+            format_khz(self.sample_rate)
+        )
+    }
+}
+
+fn format_khz(rate: u32) -> String {
+    if rate % 1000 == 0 {
+        (rate / 1000).to_string()
+    } else {
+        format!("{:.1}", f64::from(rate) / 1000.0)
+    }
+}
+
+/// Why a file yielded no tracks.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Not DTS at all (plain PCM, AC-3, a video without DTS): nothing to report.
+    #[error("no DTS audio")]
+    NotDts,
+    /// Looks like it should be DTS but cannot be used: the user must hear why.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    Stream,
+    Container,
+    Wav,
+    Flac,
+}
+
+fn kind_of(path: &Path) -> Option<FileKind> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "dts" | "dtshd" | "dtsma" | "cpt" => FileKind::Stream,
+        "mkv" | "mka" | "m2ts" | "mts" | "ts" | "vob" | "mp4" | "m4v" | "avi" => {
+            FileKind::Container
+        }
+        "wav" => FileKind::Wav,
+        "flac" => FileKind::Flac,
+        _ => return None,
+    })
+}
+
+/// Whether a file name is worth opening at all while scanning.
+pub fn is_candidate(path: &Path) -> bool {
+    kind_of(path).is_some()
+}
+
+/// Lists the DTS tracks in one file.
+pub fn probe_file(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> {
+    let kind = kind_of(path).ok_or(ProbeError::NotDts)?;
+    let io_err = |e: std::io::Error| ProbeError::Invalid(format!("cannot read the file: {e}"));
+    match kind {
+        FileKind::Stream => {
+            let header = dtshd::read_header(path).map_err(io_err)?;
+            if let Some(h) = &header {
+                if h.is_truncated() {
+                    return Err(ProbeError::Invalid(format!(
+                        "truncated: the DTS-HD header announces {} bytes of audio but the file holds {}",
+                        h.stream_len,
+                        h.file_len.saturating_sub(h.stream_offset)
+                    )));
+                }
+            }
+            let json = ffprobe(tools, path, &[], None)
+                .map_err(|e| ProbeError::Invalid(format!("not a readable DTS stream ({e})")))?;
+            let source_bits = read_prefix(
+                path,
+                header.as_ref().map_or(0, |h| h.stream_offset),
+                64 << 10,
+            )
+            .ok()
+            .and_then(|b| sniff::core_source_bits(&b));
+            let tracks =
+                tracks_from_json(path, &json, InputSpec::Probed, header.as_ref(), source_bits);
+            if tracks.is_empty() {
+                return Err(ProbeError::Invalid("not a DTS stream".into()));
+            }
+            Ok(tracks)
+        }
+        FileKind::Container => {
+            let json = ffprobe(tools, path, &[], None)
+                .map_err(|e| ProbeError::Invalid(format!("cannot read the container ({e})")))?;
+            let tracks = tracks_from_json(path, &json, InputSpec::Probed, None, None);
+            if tracks.is_empty() {
+                Err(ProbeError::NotDts)
+            } else {
+                Ok(tracks)
+            }
+        }
+        FileKind::Wav => match sniff::find_dts_in_wav(path).map_err(io_err)? {
+            Some(found) => {
+                let input = InputSpec::PcmInWav {
+                    packing: found.packing,
+                    offset: found.offset,
+                };
+                let json = ffprobe(tools, path, &input_args(&input), None).map_err(|e| {
+                    ProbeError::Invalid(format!("DTS found in the WAV but unreadable ({e})"))
+                })?;
+                let source_bits = read_prefix(path, found.offset, 64 << 10)
+                    .ok()
+                    .and_then(|b| core_bits_any(&b, found.packing));
+                let mut tracks = tracks_from_json(path, &json, input, None, source_bits);
+                // A forced raw demuxer cannot know the length; the WAV's size tells it.
+                let wav_seconds = wav_duration(path);
+                for t in &mut tracks {
+                    if t.duration_seconds.is_none() {
+                        t.duration_seconds = wav_seconds;
+                    }
+                }
+                non_empty(tracks)
+            }
+            None => {
+                // A WAV with the DTS format tag (0x2001) is read by FFmpeg directly.
+                let json = ffprobe(tools, path, &[], None).map_err(|_| ProbeError::NotDts)?;
+                non_empty(tracks_from_json(path, &json, InputSpec::Probed, None, None))
+            }
+        },
+        FileKind::Flac => probe_flac_rip(tools, path),
+    }
+}
+
+fn non_empty(tracks: Vec<Track>) -> Result<Vec<Track>, ProbeError> {
+    if tracks.is_empty() {
+        Err(ProbeError::NotDts)
+    } else {
+        Ok(tracks)
+    }
+}
+
+/// Seconds of sample data in a WAV, from its header.
+fn wav_duration(path: &Path) -> Option<f64> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let w = sniff::read_wav_layout(&mut f).ok()??;
+    let bytes_per_second = 44_100.0 * f64::from(w.channels) * f64::from(w.bits_per_sample / 8);
+    Some(w.data_len as f64 / bytes_per_second)
+}
+
+/// A DTS-CD rip stored as FLAC: 2 channels of 16-bit "PCM" that is really DTS.
+fn probe_flac_rip(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> {
+    let meta = flacmeta::read(path).map_err(|_| ProbeError::NotDts)?;
+    // Our own output, or anything that is not CD-shaped, is not a DTS-CD rip.
+    if meta.tags.contains_key(OWN_SOURCE_TAG)
+        || meta.stream_info.channels != 2
+        || meta.stream_info.bits_per_sample != 16
+    {
+        return Err(ProbeError::NotDts);
+    }
+    let pcm =
+        decode_flac_prefix(tools, path, sniff::SNIFF_LIMIT).map_err(|_| ProbeError::NotDts)?;
+    let found = sniff::find_dts_in_pcm(&pcm).ok_or(ProbeError::NotDts)?;
+    let input = InputSpec::PcmInFlac {
+        packing: found.packing,
+        offset: found.offset,
+    };
+    let probe_args = vec!["-f".into(), found.packing.ffmpeg_format().into()];
+    let json = ffprobe(
+        tools,
+        Path::new("pipe:0"),
+        &probe_args,
+        Some(&pcm[found.offset as usize..]),
+    )
+    .map_err(|e| ProbeError::Invalid(format!("DTS found in the FLAC rip but unreadable ({e})")))?;
+    let source_bits = core_bits_any(&pcm[found.offset as usize..], found.packing);
+    let mut tracks = tracks_from_json(path, &json, input, None, source_bits);
+    let seconds =
+        meta.stream_info.total_samples as f64 / f64::from(meta.stream_info.sample_rate.max(1));
+    for t in &mut tracks {
+        t.duration_seconds = Some(seconds);
+    }
+    non_empty(tracks)
+}
+
+/// Tag our FLAC output carries to name its source (see `convert`).
+pub const OWN_SOURCE_TAG: &str = "DTSFLAC_SOURCE";
+
+/// Decodes the first `limit` bytes of a FLAC file as raw 16-bit little-endian PCM.
+fn decode_flac_prefix(tools: &Tools, path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let seconds = limit as f64 / (44_100.0 * 4.0);
+    let out = Command::new(&tools.ffmpeg)
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i"])
+        .arg(ffmpeg_file_arg(path))
+        .args([
+            "-t",
+            &format!("{seconds:.3}"),
+            "-map",
+            "0:a:0",
+            "-f",
+            "s16le",
+            "-c:a",
+            "pcm_s16le",
+            "pipe:1",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()?;
+    Ok(out.stdout)
+}
+
+/// The core's source resolution, unpacking 14-bit or IEC 61937 data first.
+fn core_bits_any(data: &[u8], packing: PcmPacking) -> Option<u8> {
+    let be16 = match packing {
+        PcmPacking::Dts16Le => swap_words(data),
+        PcmPacking::Dts14Le => unpack_14bit_le(&data[..data.len().min(64)]),
+        PcmPacking::Iec61937 => swap_words(data.get(8..)?),
+    };
+    sniff::core_source_bits(&be16)
+}
+
+fn swap_words(data: &[u8]) -> Vec<u8> {
+    data.chunks_exact(2).flat_map(|w| [w[1], w[0]]).collect()
+}
+
+/// 14-bit words (little-endian) → the plain big-endian bitstream.
+fn unpack_14bit_le(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut nbits) = (0u32, 0u32);
+    for w in data.chunks_exact(2) {
+        acc = (acc << 14) | (u32::from(u16::from_le_bytes([w[0], w[1]])) & 0x3fff);
+        nbits += 14;
+        while nbits >= 8 {
+            nbits -= 8;
+            out.push((acc >> nbits) as u8);
+        }
+        acc &= (1 << nbits) - 1;
+    }
+    out
+}
+
+fn read_prefix(path: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::new();
+    f.take(len).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// FFmpeg input options that go before `-i` for this source.
+pub fn input_args(input: &InputSpec) -> Vec<String> {
+    match input {
+        InputSpec::Probed => vec![],
+        InputSpec::PcmInWav { packing, offset } => vec![
+            "-f".into(),
+            packing.ffmpeg_format().into(),
+            "-skip_initial_bytes".into(),
+            offset.to_string(),
+        ],
+        InputSpec::PcmInFlac { packing, .. } => vec!["-f".into(), packing.ffmpeg_format().into()],
+    }
+}
+
+/// Runs ffprobe and returns its JSON. `stdin` feeds `pipe:0` sources.
+fn ffprobe(
+    tools: &Tools,
+    path: &Path,
+    pre_input: &[String],
+    stdin: Option<&[u8]>,
+) -> Result<Value, String> {
+    let mut cmd = Command::new(&tools.ffprobe);
+    cmd.args([
+        "-hide_banner",
+        "-v",
+        "error",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+    ]);
+    cmd.args(pre_input);
+    cmd.arg("-i");
+    if path == Path::new("pipe:0") {
+        cmd.arg("pipe:0");
+    } else {
+        cmd.arg(ffmpeg_file_arg(path));
+    }
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run ffprobe: {e}"))?;
+    let feeder = stdin.map(|data| {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            // ffprobe stops reading once it has seen enough; a broken pipe is expected.
+            let _ = pipe.write_all(&data);
+        })
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("ffprobe failed: {e}"))?;
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("unknown error");
+        return Err(strip_path_prefix(last, path));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("unreadable ffprobe output: {e}"))
+}
+
+/// ffprobe prefixes errors with the file name; the user already sees it.
+fn strip_path_prefix(line: &str, path: &Path) -> String {
+    let arg = ffmpeg_file_arg(path);
+    let arg = arg.to_string_lossy();
+    line.strip_prefix(&*arg)
+        .map(|s| s.trim_start_matches(':').trim())
+        .unwrap_or(line)
+        .to_string()
+}
+
+fn tag(v: &Value, key: &str) -> Option<String> {
+    let tags = v.get("tags")?.as_object()?;
+    tags.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .and_then(|(_, v)| v.as_str())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn num<T: std::str::FromStr>(v: &Value, key: &str) -> Option<T> {
+    match v.get(key)? {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+fn tracks_from_json(
+    path: &Path,
+    json: &Value,
+    input: InputSpec,
+    header: Option<&DtsHdHeader>,
+    source_bits: Option<u8>,
+) -> Vec<Track> {
+    let empty = vec![];
+    let streams = json
+        .get("streams")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let format = json.get("format").cloned().unwrap_or(Value::Null);
+    let dts: Vec<&Value> = streams
+        .iter()
+        .filter(|s| s.get("codec_type").and_then(Value::as_str) == Some("audio"))
+        .filter(|s| s.get("codec_name").and_then(Value::as_str) == Some("dts"))
+        .collect();
+    let count = dts.len() as u32;
+    dts.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let profile =
+                Profile::from_ffprobe(s.get("profile").and_then(Value::as_str).unwrap_or("DTS"));
+            let sample_rate: u32 = num(s, "sample_rate").unwrap_or(48_000);
+            let raw_bits: Option<u8> = num(s, "bits_per_raw_sample");
+            let bits = match (profile.is_lossless(), raw_bits, source_bits) {
+                (true, Some(b), _) | (false, Some(b), _) if b <= 16 => 16,
+                (true, Some(_), _) => 24,
+                // Lossy decodes are float: keep the resolution the core says the master had.
+                (false, _, Some(16)) => 16,
+                _ => 24,
+            };
+            let trim = header.map(|h| {
+                let scale = |n: u64| n * u64::from(sample_rate) / u64::from(h.sample_rate.max(1));
+                Trim {
+                    start: scale(u64::from(h.codec_delay)),
+                    samples: scale(h.original_samples),
+                }
+            });
+            let duration_seconds = trim
+                .map(|t| t.samples as f64 / f64::from(sample_rate))
+                .or_else(|| num(s, "duration"))
+                .or_else(|| num(&format, "duration"));
+            let language = tag(s, "language").filter(|l| l != "und");
+            Track {
+                path: path.to_path_buf(),
+                stream_index: num(s, "index").unwrap_or(0),
+                track_number: i as u32 + 1,
+                tracks_in_file: count,
+                profile,
+                lossless: profile.is_lossless(),
+                channels: num(s, "channels").unwrap_or(0),
+                channel_layout: s
+                    .get("channel_layout")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_string(),
+                sample_rate,
+                bits_per_sample: bits,
+                duration_seconds,
+                language,
+                title: tag(s, "title").or_else(|| tag(&format, "title")),
+                album: tag(&format, "album"),
+                artist: tag(&format, "artist").or_else(|| tag(&format, "album_artist")),
+                input: input.clone(),
+                trim,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_from_ffprobe_names() {
+        assert_eq!(Profile::from_ffprobe("DTS-HD MA"), Profile::HdMa);
+        assert_eq!(Profile::from_ffprobe("DTS-HD MA + DTS:X"), Profile::DtsX);
+        assert_eq!(Profile::from_ffprobe("DTS-HD HRA"), Profile::HdHra);
+        assert_eq!(Profile::from_ffprobe("DTS 96/24"), Profile::Dts9624);
+        assert_eq!(Profile::from_ffprobe("DTS-ES"), Profile::Es);
+        assert_eq!(Profile::from_ffprobe("DTS"), Profile::Core);
+        assert!(Profile::HdMa.is_lossless() && !Profile::HdHra.is_lossless());
+    }
+
+    #[test]
+    fn unpacks_14_bit_words_into_the_plain_bitstream() {
+        // The 14-bit sync words FF1F 00E8 F007 carry the plain sync 7FFE8001.
+        let bytes = [0xff, 0x1f, 0x00, 0xe8, 0xf0, 0x07];
+        assert_eq!(unpack_14bit_le(&bytes)[..4], [0x7f, 0xfe, 0x80, 0x01]);
+    }
+}

@@ -1,0 +1,266 @@
+//! A safe walk over folders the user (or a plugged-in drive) hands us.
+//!
+//! The walk never leaves the device it started on (no wandering into other
+//! mounts), never follows a symlink out of the tree (a drive can carry a link
+//! to `/etc`), never recurses through symlinked folders (loops), and stops at
+//! a depth and a file count so a hostile or broken drive cannot hang the box.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::probe::{self, ProbeError, Track};
+use super::tools::Tools;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ScanLimits {
+    pub max_depth: usize,
+    pub max_entries: usize,
+}
+
+impl Default for ScanLimits {
+    fn default() -> Self {
+        ScanLimits {
+            max_depth: 32,
+            max_entries: 200_000,
+        }
+    }
+}
+
+/// A track and the folder the user named that it was found under (for
+/// mirroring the tree with `--output-dir`).
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub root: PathBuf,
+    pub track: Track,
+}
+
+/// A file that should have held DTS but cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    pub found: Vec<Found>,
+    pub problems: Vec<Problem>,
+}
+
+/// Folders whose contents are never music: operating-system litter on USB drives.
+const SKIPPED_DIRS: &[&str] = &["System Volume Information", "$RECYCLE.BIN", "lost+found"];
+
+/// Lists candidate files below each root, safely. Roots that are files are
+/// taken as they are, whatever their name.
+pub fn walk(roots: &[PathBuf], limits: ScanLimits) -> (Vec<(PathBuf, PathBuf)>, Vec<Problem>) {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for root in roots {
+        let root = match std::fs::canonicalize(root) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(Problem {
+                    path: root.clone(),
+                    reason: format!("cannot open: {e}"),
+                });
+                continue;
+            }
+        };
+        match std::fs::metadata(&root) {
+            Ok(m) if m.is_file() => {
+                files.push((root.parent().unwrap_or(&root).to_path_buf(), root.clone()))
+            }
+            Ok(m) if m.is_dir() => {
+                let mut seen = 0usize;
+                walk_dir(
+                    &root,
+                    &root,
+                    m.dev(),
+                    0,
+                    limits,
+                    &mut seen,
+                    &mut files,
+                    &mut problems,
+                );
+            }
+            Ok(_) => problems.push(Problem {
+                path: root.clone(),
+                reason: "not a file or folder".into(),
+            }),
+            Err(e) => problems.push(Problem {
+                path: root.clone(),
+                reason: format!("cannot open: {e}"),
+            }),
+        }
+    }
+    (files, problems)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_dir(
+    root: &Path,
+    dir: &Path,
+    dev: u64,
+    depth: usize,
+    limits: ScanLimits,
+    seen: &mut usize,
+    files: &mut Vec<(PathBuf, PathBuf)>,
+    problems: &mut Vec<Problem>,
+) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(Problem {
+                path: dir.to_path_buf(),
+                reason: format!("cannot list the folder: {e}"),
+            });
+            return;
+        }
+    };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        *seen += 1;
+        if *seen > limits.max_entries {
+            if *seen == limits.max_entries + 1 {
+                problems.push(Problem {
+                    path: root.to_path_buf(),
+                    reason: format!(
+                        "stopped after {} entries; the rest was not scanned",
+                        limits.max_entries
+                    ),
+                });
+            }
+            return;
+        }
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // macOS resource forks ("._Film.dts") look like media but are not.
+        if name.starts_with("._") {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            // Follow a link only to a regular file inside the same tree.
+            if let Ok(target) = std::fs::canonicalize(&path) {
+                if target.starts_with(root) && target.is_file() && probe::is_candidate(&path) {
+                    files.push((root.to_path_buf(), path));
+                }
+            }
+        } else if meta.is_dir() {
+            if name.starts_with('.') || SKIPPED_DIRS.contains(&name.as_ref()) || meta.dev() != dev {
+                continue;
+            }
+            if depth + 1 >= limits.max_depth {
+                problems.push(Problem {
+                    path,
+                    reason: format!("deeper than {} folders; not scanned", limits.max_depth),
+                });
+                continue;
+            }
+            walk_dir(root, &path, dev, depth + 1, limits, seen, files, problems);
+        } else if meta.is_file() && probe::is_candidate(&path) {
+            files.push((root.to_path_buf(), path));
+        }
+    }
+}
+
+/// Walks the roots and probes every candidate, a few at a time.
+pub fn scan(tools: &Tools, roots: &[PathBuf], limits: ScanLimits) -> ScanReport {
+    let (files, mut problems) = walk(roots, limits);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<(usize, Result<Vec<Track>, ProbeError>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (next, files) = (&next, &files);
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((_, path)) = files.get(i) else { break };
+                        out.push((i, probe::probe_file(tools, path)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut all: Vec<_> = handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("probe worker panicked"))
+            .collect();
+        all.sort_by_key(|(i, _)| *i);
+        all
+    });
+    let mut found = Vec::new();
+    for (i, result) in results {
+        let (root, path) = &files[i];
+        match result {
+            Ok(tracks) => found.extend(tracks.into_iter().map(|track| Found {
+                root: root.clone(),
+                track,
+            })),
+            Err(ProbeError::NotDts) => {}
+            Err(ProbeError::Invalid(reason)) => problems.push(Problem {
+                path: path.clone(),
+                reason,
+            }),
+        }
+    }
+    ScanReport { found, problems }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_out_of_the_tree_are_not_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.dts"), b"x").unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::write(tree.path().join("inside.dts"), b"x").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.dts"),
+            tree.path().join("escape.dts"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(outside.path(), tree.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink(
+            tree.path().join("inside.dts"),
+            tree.path().join("alias.dts"),
+        )
+        .unwrap();
+        let (files, _) = walk(&[tree.path().to_path_buf()], ScanLimits::default());
+        let names: Vec<String> = files
+            .iter()
+            .map(|(_, p)| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["alias.dts", "inside.dts"]);
+    }
+
+    #[test]
+    fn depth_and_entry_limits_are_reported() {
+        let tree = tempfile::tempdir().unwrap();
+        let mut deep = tree.path().to_path_buf();
+        for i in 0..5 {
+            deep.push(format!("d{i}"));
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("far.dts"), b"x").unwrap();
+        let (files, problems) = walk(
+            &[tree.path().to_path_buf()],
+            ScanLimits {
+                max_depth: 3,
+                max_entries: 100,
+            },
+        );
+        assert!(files.is_empty());
+        assert!(problems[0].reason.contains("deeper than 3"), "{problems:?}");
+    }
+}

@@ -1,0 +1,369 @@
+//! Worker slots that take jobs from the store, most urgent first, and run
+//! them through the engine. Pause stops the FFmpeg processes where they are
+//! (SIGSTOP) and resume continues them (SIGCONT), so no work is lost; cancel
+//! kills them and removes the temporary file; transient failures are retried
+//! a bounded number of times, corrupt input never.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::store::{JobId, JobState, Store, StoreError};
+use crate::media::convert::{
+    self, ConvertOptions, ConvertResult, FailureKind, JobControl, Progress,
+};
+use crate::media::tools::Tools;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// How many FFmpeg conversions run at once.
+    pub workers: usize,
+    /// Attempts per job for transient failures (I/O errors, crashed processes).
+    pub max_attempts: u32,
+    pub convert: ConvertOptions,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_attempts: 3,
+            convert: ConvertOptions::default(),
+        }
+    }
+}
+
+/// What the scheduler tells whoever shows the queue (terminal, panel, page).
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        job: JobId,
+    },
+    Progress {
+        job: JobId,
+        progress: Progress,
+    },
+    Finished {
+        job: JobId,
+        state: JobState,
+        result: Option<ConvertResult>,
+        error: Option<String>,
+    },
+    Retrying {
+        job: JobId,
+        attempt: u32,
+        error: String,
+    },
+}
+
+type Listener = Arc<dyn Fn(Event) + Send + Sync>;
+
+struct Shared {
+    paused: bool,
+    stopping: bool,
+    running: HashMap<JobId, Arc<JobControl>>,
+    /// Jobs being stopped for a reason other than the user cancelling them.
+    interrupting: HashSet<JobId>,
+}
+
+struct Inner {
+    store: Arc<Mutex<Store>>,
+    tools: Tools,
+    config: SchedulerConfig,
+    shared: Mutex<Shared>,
+    wake: Condvar,
+    listener: Listener,
+}
+
+pub struct Scheduler {
+    inner: Arc<Inner>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Scheduler {
+    pub fn start(
+        store: Arc<Mutex<Store>>,
+        tools: Tools,
+        config: SchedulerConfig,
+        listener: impl Fn(Event) + Send + Sync + 'static,
+    ) -> Scheduler {
+        let slots = config.workers.max(1);
+        let inner = Arc::new(Inner {
+            store,
+            tools,
+            config,
+            shared: Mutex::new(Shared {
+                paused: false,
+                stopping: false,
+                running: HashMap::new(),
+                interrupting: HashSet::new(),
+            }),
+            wake: Condvar::new(),
+            listener: Arc::new(listener),
+        });
+        let workers = (0..slots)
+            .map(|i| {
+                let inner = inner.clone();
+                std::thread::Builder::new()
+                    .name(format!("worker-{i}"))
+                    .spawn(move || worker(&inner))
+                    .expect("cannot start a worker thread")
+            })
+            .collect();
+        Scheduler { inner, workers }
+    }
+
+    /// Tells idle workers to look for new jobs (call after adding some).
+    pub fn notify(&self) {
+        self.inner.wake.notify_all();
+    }
+
+    pub fn pause(&self) -> Result<(), StoreError> {
+        let mut g = self.inner.shared.lock().unwrap();
+        g.paused = true;
+        let mut store = self.inner.store.lock().unwrap();
+        for (id, control) in &g.running {
+            control.pause();
+            store.transition(*id, &[JobState::Running], JobState::Paused, None)?;
+        }
+        Ok(())
+    }
+
+    pub fn resume(&self) -> Result<(), StoreError> {
+        let mut g = self.inner.shared.lock().unwrap();
+        g.paused = false;
+        let mut store = self.inner.store.lock().unwrap();
+        for (id, control) in &g.running {
+            store.transition(*id, &[JobState::Paused], JobState::Running, None)?;
+            control.resume();
+        }
+        drop(store);
+        self.inner.wake.notify_all();
+        Ok(())
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.inner.shared.lock().unwrap().paused
+    }
+
+    /// Cancels a job: a running one is stopped and its temp file removed.
+    pub fn cancel(&self, id: JobId) -> Result<(), StoreError> {
+        let g = self.inner.shared.lock().unwrap();
+        if let Some(control) = g.running.get(&id) {
+            control.cancel();
+            return Ok(());
+        }
+        let mut store = self.inner.store.lock().unwrap();
+        store.transition(
+            id,
+            &[JobState::Queued, JobState::Interrupted],
+            JobState::Cancelled,
+            Some("cancelled before it ran"),
+        )?;
+        Ok(())
+    }
+
+    /// Stops a running job without blaming it: it becomes `interrupted` and
+    /// can run again later (a drive pulled, the box shutting down).
+    pub fn interrupt(&self, id: JobId) {
+        let mut g = self.inner.shared.lock().unwrap();
+        if let Some(control) = g.running.get(&id).cloned() {
+            g.interrupting.insert(id);
+            control.cancel();
+        }
+    }
+
+    /// Puts a failed, cancelled or interrupted job back in the queue.
+    pub fn retry(&self, id: JobId) -> Result<(), StoreError> {
+        let mut store = self.inner.store.lock().unwrap();
+        store.transition(
+            id,
+            &[JobState::Failed, JobState::Cancelled, JobState::Interrupted],
+            JobState::Queued,
+            Some("retry requested"),
+        )?;
+        drop(store);
+        self.inner.wake.notify_all();
+        Ok(())
+    }
+
+    /// Blocks until no job is queued or running.
+    pub fn wait_until_idle(&self) {
+        let mut g = self.inner.shared.lock().unwrap();
+        loop {
+            let queued = self
+                .inner
+                .store
+                .lock()
+                .unwrap()
+                .count_in_state(JobState::Queued)
+                .unwrap_or(0);
+            if g.running.is_empty() && (queued == 0 || g.paused) {
+                return;
+            }
+            g = self
+                .inner
+                .wake
+                .wait_timeout(g, Duration::from_millis(500))
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Stops every worker; running jobs become `interrupted`.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        {
+            let mut g = self.inner.shared.lock().unwrap();
+            g.stopping = true;
+            let ids: Vec<JobId> = g.running.keys().copied().collect();
+            for id in ids {
+                g.interrupting.insert(id);
+                g.running[&id].cancel();
+            }
+        }
+        self.inner.wake.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits for a job to claim; `None` when the scheduler is stopping.
+fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>)> {
+    let mut g = inner.shared.lock().unwrap();
+    loop {
+        if g.stopping {
+            return None;
+        }
+        if !g.paused {
+            match inner.store.lock().unwrap().claim_next() {
+                Ok(Some(job)) => {
+                    let control = Arc::new(JobControl::default());
+                    g.running.insert(job.id, control.clone());
+                    return Some((job, control));
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("dtsflac: job store: {e}"),
+            }
+        }
+        g = inner
+            .wake
+            .wait_timeout(g, Duration::from_secs(1))
+            .unwrap()
+            .0;
+    }
+}
+
+fn worker(inner: &Inner) {
+    while let Some((job, control)) = next_job(inner) {
+        let id = job.id;
+        (inner.listener)(Event::Started { job: id });
+        let listener = inner.listener.clone();
+        let outcome = convert::convert_track(
+            &inner.tools,
+            &job.track,
+            &job.output,
+            &inner.config.convert,
+            &control,
+            &mut |p| {
+                listener(Event::Progress {
+                    job: id,
+                    progress: p,
+                })
+            },
+        );
+
+        let mut g = inner.shared.lock().unwrap();
+        g.running.remove(&id);
+        let interrupted = g.interrupting.remove(&id);
+        let mut store = inner.store.lock().unwrap();
+        let event = match outcome {
+            Ok(result) => {
+                let note = result.warnings.first().map(String::as_str);
+                let r = store.record_done(id, &result, note);
+                finished(id, r.map(|_| JobState::Done), Some(result), None)
+            }
+            Err(e) if interrupted => {
+                let r = store.record_failure(
+                    id,
+                    JobState::Interrupted,
+                    e.kind,
+                    "interrupted before it finished",
+                );
+                finished(
+                    id,
+                    r.map(|_| JobState::Interrupted),
+                    None,
+                    Some("interrupted".into()),
+                )
+            }
+            Err(e) if e.kind == FailureKind::Cancelled => {
+                let r = store.record_failure(id, JobState::Cancelled, e.kind, "cancelled");
+                finished(id, r.map(|_| JobState::Cancelled), None, Some(e.message))
+            }
+            Err(e)
+                if e.kind == FailureKind::Transient && job.attempts < inner.config.max_attempts =>
+            {
+                let r = store
+                    .record_failure(id, JobState::Interrupted, e.kind, &e.message)
+                    .and_then(|_| {
+                        store.transition(
+                            id,
+                            &[JobState::Interrupted],
+                            JobState::Queued,
+                            Some("automatic retry"),
+                        )
+                    });
+                match r {
+                    Ok(_) => Event::Retrying {
+                        job: id,
+                        attempt: job.attempts,
+                        error: e.message,
+                    },
+                    Err(se) => finished(id, Err(se), None, None),
+                }
+            }
+            Err(e) => {
+                let r = store.record_failure(id, JobState::Failed, e.kind, &e.message);
+                finished(id, r.map(|_| JobState::Failed), None, Some(e.message))
+            }
+        };
+        drop(store);
+        drop(g);
+        inner.wake.notify_all();
+        (inner.listener)(event);
+    }
+}
+
+fn finished(
+    job: JobId,
+    state: Result<JobState, StoreError>,
+    result: Option<ConvertResult>,
+    error: Option<String>,
+) -> Event {
+    match state {
+        Ok(state) => Event::Finished {
+            job,
+            state,
+            result,
+            error,
+        },
+        Err(e) => Event::Finished {
+            job,
+            state: JobState::Failed,
+            result: None,
+            error: Some(format!("job store: {e}")),
+        },
+    }
+}

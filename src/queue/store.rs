@@ -1,0 +1,602 @@
+//! The job store: one SQLite file (bundled SQLite, WAL) that survives power
+//! cuts. Only state transitions are written — never progress ticks — because
+//! the box runs from an SD card that wears out.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::media::convert::{ConvertResult, FailureKind};
+use crate::media::probe::Track;
+
+/// Job states; the names are part of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Paused,
+    Done,
+    Failed,
+    Cancelled,
+    Interrupted,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 7] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Paused,
+        JobState::Done,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Paused => "paused",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// States a job never leaves by itself.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Done | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub type JobId = i64;
+
+/// Priority 1 is the most urgent, 10 the least; new jobs get 5.
+pub const DEFAULT_PRIORITY: u8 = 5;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: JobId,
+    pub drive_id: Option<i64>,
+    pub track: Track,
+    pub output: PathBuf,
+    pub state: JobState,
+    pub priority: u8,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub error_kind: Option<FailureKind>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub result: Option<ConvertResult>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job store {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("job {0} does not exist")]
+    NoSuchJob(JobId),
+    #[error("job {id} is {from}; it cannot become {to}")]
+    BadTransition {
+        id: JobId,
+        from: JobState,
+        to: JobState,
+    },
+    #[error("job store holds unreadable data: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Migrations in order; the database's `user_version` says how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE drives (
+    id          INTEGER PRIMARY KEY,
+    fs_uuid     TEXT NOT NULL,
+    label       TEXT NOT NULL DEFAULT '',
+    fs_type     TEXT NOT NULL DEFAULT '',
+    first_seen  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL,
+    UNIQUE (fs_uuid, label)
+);
+CREATE TABLE jobs (
+    id              INTEGER PRIMARY KEY,
+    drive_id        INTEGER REFERENCES drives(id),
+    source_path     TEXT NOT NULL,
+    source_size     INTEGER NOT NULL,
+    source_mtime    INTEGER NOT NULL,
+    stream_index    INTEGER NOT NULL,
+    track_json      TEXT NOT NULL,
+    output_path     TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN
+                      ('queued','running','paused','done','failed','cancelled','interrupted')),
+    priority        INTEGER NOT NULL DEFAULT 5 CHECK (priority BETWEEN 1 AND 10),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    error           TEXT,
+    error_kind      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    started_at      INTEGER,
+    finished_at     INTEGER,
+    duration_seconds REAL,
+    input_bytes     INTEGER,
+    output_bytes    INTEGER,
+    md5             TEXT,
+    speed           REAL,
+    lossless        INTEGER,
+    result_json     TEXT
+);
+CREATE INDEX jobs_by_state ON jobs (state, priority, id);
+CREATE INDEX jobs_by_drive ON jobs (drive_id, state);
+CREATE TABLE history (
+    id          INTEGER PRIMARY KEY,
+    job_id      INTEGER NOT NULL REFERENCES jobs(id),
+    at          INTEGER NOT NULL,
+    from_state  TEXT,
+    to_state    TEXT NOT NULL,
+    note        TEXT
+);
+CREATE INDEX history_by_job ON history (job_id, id);
+"#];
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let wrap = |source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        // NORMAL in WAL mode is durable across application crashes and only
+        // risks the last transition on a power cut, which recovery redoes.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(wrap)?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    pub fn schema_version(&self) -> Result<usize> {
+        let v: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(v as usize)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let current = self.schema_version()?;
+        if current > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} was written by a newer dtsflac (schema {current}); update dtsflac",
+                self.path.display()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
+                path: String::new(),
+                source: e,
+            })?;
+            tx.execute_batch(sql).map_err(|e| StoreError::Sqlite {
+                path: String::new(),
+                source: e,
+            })?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| StoreError::Sqlite {
+                    path: String::new(),
+                    source: e,
+                })?;
+            tx.commit().map_err(|e| StoreError::Sqlite {
+                path: String::new(),
+                source: e,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Adds a job in state `queued` and returns its id.
+    pub fn add_job(
+        &mut self,
+        track: &Track,
+        output: &Path,
+        drive_id: Option<i64>,
+        priority: u8,
+    ) -> Result<JobId> {
+        let meta = std::fs::metadata(&track.path).ok();
+        let size = meta.as_ref().map_or(0, |m| m.len() as i64);
+        let mtime = meta
+            .as_ref()
+            .map_or(0, |m| std::os::unix::fs::MetadataExt::mtime(m));
+        let json = serde_json::to_string(track).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let t = now();
+        let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
+            path: String::new(),
+            source: e,
+        })?;
+        tx.execute(
+            "INSERT INTO jobs (drive_id, source_path, source_size, source_mtime, stream_index, track_json,
+                               output_path, state, priority, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?9)",
+            params![
+                drive_id,
+                track.path.to_string_lossy(),
+                size,
+                mtime,
+                track.stream_index,
+                json,
+                output.to_string_lossy(),
+                priority.clamp(1, 10),
+                t
+            ],
+        )
+        .map_err(|e| StoreError::Sqlite { path: String::new(), source: e })?;
+        let id = tx.last_insert_rowid();
+        tx.execute("INSERT INTO history (job_id, at, from_state, to_state) VALUES (?1, ?2, NULL, 'queued')", params![id, t])
+            .map_err(|e| StoreError::Sqlite { path: String::new(), source: e })?;
+        tx.commit().map_err(|e| StoreError::Sqlite {
+            path: String::new(),
+            source: e,
+        })?;
+        Ok(id)
+    }
+
+    fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Job, String)> {
+        let track_json: String = r.get("track_json")?;
+        let state: String = r.get("state")?;
+        let error_kind: Option<String> = r.get("error_kind")?;
+        let result_json: Option<String> = r.get("result_json")?;
+        let job = Job {
+            id: r.get("id")?,
+            drive_id: r.get("drive_id")?,
+            track: serde_json::from_str(&track_json).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
+            output: PathBuf::from(r.get::<_, String>("output_path")?),
+            state: JobState::parse(&state).unwrap_or(JobState::Failed),
+            priority: r.get::<_, i64>("priority")? as u8,
+            attempts: r.get::<_, i64>("attempts")? as u32,
+            error: r.get("error")?,
+            error_kind: error_kind
+                .and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok()),
+            created_at: r.get("created_at")?,
+            started_at: r.get("started_at")?,
+            finished_at: r.get("finished_at")?,
+            result: result_json.and_then(|j| serde_json::from_str(&j).ok()),
+        };
+        Ok((job, state))
+    }
+
+    pub fn job(&self, id: JobId) -> Result<Job> {
+        self.conn
+            .query_row("SELECT * FROM jobs WHERE id = ?1", [id], |r| {
+                Self::row_to_job(r).map(|(j, _)| j)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or(StoreError::NoSuchJob(id))
+    }
+
+    pub fn jobs(&self) -> Result<Vec<Job>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT * FROM jobs ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Self::row_to_job(r).map(|(j, _)| j))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn count_in_state(&self, state: JobState) -> Result<usize> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM jobs WHERE state = ?1",
+                [state.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Moves a job from one of `from` to `to` in one transaction, with a
+    /// history row. Returns the state it was in.
+    pub fn transition(
+        &mut self,
+        id: JobId,
+        from: &[JobState],
+        to: JobState,
+        note: Option<&str>,
+    ) -> Result<JobState> {
+        let current = self.job(id)?.state;
+        if !from.contains(&current) {
+            return Err(StoreError::BadTransition {
+                id,
+                from: current,
+                to,
+            });
+        }
+        let t = now();
+        let map = |e| StoreError::Sqlite {
+            path: String::new(),
+            source: e,
+        };
+        let tx = self.conn.transaction().map_err(map)?;
+        tx.execute(
+            "UPDATE jobs SET state = ?2, updated_at = ?3,
+                 started_at = CASE WHEN ?2 = 'running' AND ?4 = 'queued' THEN ?3 ELSE started_at END,
+                 finished_at = CASE WHEN ?2 IN ('done','failed','cancelled') THEN ?3 ELSE NULL END,
+                 error = CASE WHEN ?2 IN ('queued','running') THEN NULL ELSE error END,
+                 error_kind = CASE WHEN ?2 IN ('queued','running') THEN NULL ELSE error_kind END,
+                 attempts = CASE WHEN ?2 = 'running' AND ?4 = 'queued' THEN attempts + 1 ELSE attempts END
+             WHERE id = ?1",
+            params![id, to.as_str(), t, current.as_str()],
+        )
+        .map_err(map)?;
+        tx.execute(
+            "INSERT INTO history (job_id, at, from_state, to_state, note) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, t, current.as_str(), to.as_str(), note],
+        )
+        .map_err(map)?;
+        tx.commit().map_err(map)?;
+        Ok(current)
+    }
+
+    /// Claims the most urgent queued job (lowest priority number, then oldest)
+    /// and marks it running.
+    pub fn claim_next(&mut self) -> Result<Option<Job>> {
+        let next: Option<JobId> = self
+            .conn
+            .query_row(
+                "SELECT id FROM jobs WHERE state = 'queued' ORDER BY priority, id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some(id) = next else { return Ok(None) };
+        self.transition(id, &[JobState::Queued], JobState::Running, None)?;
+        self.job(id).map(Some)
+    }
+
+    pub fn record_failure(
+        &mut self,
+        id: JobId,
+        to: JobState,
+        kind: FailureKind,
+        message: &str,
+    ) -> Result<()> {
+        self.transition(
+            id,
+            &[JobState::Running, JobState::Paused],
+            to,
+            Some(message),
+        )?;
+        let kind = serde_json::to_value(kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string));
+        self.conn
+            .execute(
+                "UPDATE jobs SET error = ?2, error_kind = ?3 WHERE id = ?1",
+                params![id, message, kind],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn record_done(
+        &mut self,
+        id: JobId,
+        result: &ConvertResult,
+        note: Option<&str>,
+    ) -> Result<()> {
+        self.transition(
+            id,
+            &[JobState::Running, JobState::Paused, JobState::Queued],
+            JobState::Done,
+            note,
+        )?;
+        let json = serde_json::to_string(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn
+            .execute(
+                "UPDATE jobs SET duration_seconds = ?2, input_bytes = ?3, output_bytes = ?4, md5 = ?5,
+                                 speed = ?6, lossless = ?7, result_json = ?8 WHERE id = ?1",
+                params![
+                    id,
+                    result.duration_seconds,
+                    result.input_bytes as i64,
+                    result.output_bytes as i64,
+                    result.md5,
+                    result.speed,
+                    result.lossless,
+                    json
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// After a crash or power cut: jobs that were running or paused when the
+    /// process died are marked interrupted so they can be run again.
+    pub fn recover_after_crash(&mut self) -> Result<Vec<JobId>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM jobs WHERE state IN ('running','paused') ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let ids: Vec<JobId> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))?;
+        drop(stmt);
+        for id in &ids {
+            self.transition(
+                *id,
+                &[JobState::Running, JobState::Paused],
+                JobState::Interrupted,
+                Some("the process stopped while this job ran"),
+            )?;
+        }
+        Ok(ids)
+    }
+
+    /// The state changes of one job, oldest first: (at, from, to, note).
+    pub fn history(&self, id: JobId) -> Result<Vec<(i64, Option<String>, String, Option<String>)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT at, from_state, to_state, note FROM history WHERE job_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a drive by filesystem identity and returns its id.
+    pub fn upsert_drive(&mut self, fs_uuid: &str, label: &str, fs_type: &str) -> Result<i64> {
+        let t = now();
+        self.conn
+            .execute(
+                "INSERT INTO drives (fs_uuid, label, fs_type, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (fs_uuid, label) DO UPDATE SET last_seen = ?4, fs_type = ?3",
+                params![fs_uuid, label, fs_type, t],
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .query_row(
+                "SELECT id FROM drives WHERE fs_uuid = ?1 AND label = ?2",
+                params![fs_uuid, label],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::probe::{InputSpec, Profile};
+
+    fn track(dir: &Path) -> Track {
+        let path = dir.join("a.dts");
+        std::fs::write(&path, b"x").unwrap();
+        Track {
+            path,
+            stream_index: 0,
+            track_number: 1,
+            tracks_in_file: 1,
+            profile: Profile::Core,
+            lossless: false,
+            channels: 6,
+            channel_layout: "5.1(side)".into(),
+            sample_rate: 48000,
+            bits_per_sample: 24,
+            duration_seconds: Some(1.0),
+            language: None,
+            title: None,
+            album: None,
+            artist: None,
+            input: InputSpec::Probed,
+            trim: None,
+        }
+    }
+
+    #[test]
+    fn jobs_are_claimed_by_priority_and_transitions_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("jobs.db")).unwrap();
+        let t = track(dir.path());
+        let low = s.add_job(&t, Path::new("/x/low.flac"), None, 9).unwrap();
+        let high = s.add_job(&t, Path::new("/x/high.flac"), None, 1).unwrap();
+        assert_eq!(s.claim_next().unwrap().unwrap().id, high);
+        assert_eq!(s.claim_next().unwrap().unwrap().id, low);
+        assert!(s.claim_next().unwrap().is_none());
+        s.record_failure(low, JobState::Failed, FailureKind::Input, "bad stream")
+            .unwrap();
+        let j = s.job(low).unwrap();
+        assert_eq!(
+            (j.state, j.attempts, j.error.as_deref()),
+            (JobState::Failed, 1, Some("bad stream"))
+        );
+        let states: Vec<String> = s.history(low).unwrap().into_iter().map(|h| h.2).collect();
+        assert_eq!(states, ["queued", "running", "failed"]);
+        assert!(matches!(
+            s.transition(low, &[JobState::Running], JobState::Done, None),
+            Err(StoreError::BadTransition { .. })
+        ));
+    }
+
+    #[test]
+    fn a_reopened_store_marks_running_jobs_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("jobs.db");
+        let id = {
+            let mut s = Store::open(&db).unwrap();
+            let id = s
+                .add_job(&track(dir.path()), Path::new("/x/a.flac"), None, 5)
+                .unwrap();
+            s.claim_next().unwrap();
+            id
+        };
+        let mut s = Store::open(&db).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+        assert_eq!(s.recover_after_crash().unwrap(), vec![id]);
+        assert_eq!(s.job(id).unwrap().state, JobState::Interrupted);
+    }
+}
