@@ -13,7 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStderr, Stdio};
+use std::process::ChildStderr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -64,7 +64,7 @@ pub struct ConvertError {
 }
 
 impl ConvertError {
-    fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         ConvertError {
             kind,
             message: message.into(),
@@ -288,16 +288,21 @@ pub fn convert_track(
     let temp = temp_path_for(output);
     let guard = TempFile::create(&temp).map_err(|e| destination_error(dest_dir, &e))?;
 
-    let pass = run_conversion(
-        tools,
-        track,
-        &identity,
-        &temp,
-        options,
-        control,
-        on_progress,
-    )?;
-    let verified = verify(tools, track, &temp, &pass.md5, control)?;
+    let pass = run_conversion(tools, track, &temp, options, control, on_progress)?;
+    let verified = match verify(tools, track, &temp, &pass.md5, control) {
+        // Decoder errors that also broke the output: the stream is damaged,
+        // and trying again will not help.
+        Err(e) if e.kind != FailureKind::Cancelled && !pass.decoder_warnings.is_empty() => {
+            return Err(ConvertError::new(
+                FailureKind::Input,
+                format!(
+                    "the DTS stream is damaged ({}); no FLAC written",
+                    pass.decoder_warnings[0]
+                ),
+            ))
+        }
+        other => other?,
+    };
     let lossless = track.lossless && pass.decoder_warnings.is_empty();
     let mut warnings = Vec::new();
     if track.lossless && !lossless {
@@ -305,8 +310,13 @@ pub fn convert_track(
             "lossless decoding failed in part of the stream, so this FLAC is NOT an exact copy of the master ({})",
             pass.decoder_warnings.first().map(String::as_str).unwrap_or("decoder errors")
         ));
-        retag_not_lossless(tools, track, &identity, &temp, control)?;
     }
+    flacmeta::write_tags(
+        &temp,
+        &vendor(tools),
+        &tags(track, &identity, tools, lossless),
+    )
+    .map_err(|e| destination_error(dest_dir, &e))?;
 
     let output_bytes = guard
         .finish(output)
@@ -521,6 +531,14 @@ pub fn channel_mask_tag(track: &Track) -> Option<String> {
     (flac_default_mask(track.channels) != Some(mask)).then(|| format!("0x{mask:04X}"))
 }
 
+fn vendor(tools: &Tools) -> String {
+    format!(
+        "dtsflac {} with FFmpeg {}",
+        env!("CARGO_PKG_VERSION"),
+        tools.short_version()
+    )
+}
+
 fn tags(
     track: &Track,
     identity: &SourceIdentity,
@@ -555,14 +573,7 @@ fn tags(
             ),
         ),
         ("SOURCE".into(), format!("{file_name} ({})", track.profile)),
-        (
-            "ENCODER".into(),
-            format!(
-                "dtsflac {} with FFmpeg {}",
-                env!("CARGO_PKG_VERSION"),
-                tools.short_version()
-            ),
-        ),
+        ("ENCODER".into(), vendor(tools)),
         (OWN_SOURCE_TAG.into(), file_name),
         ("DTSFLAC_SOURCE_SIZE".into(), identity.size.to_string()),
         ("DTSFLAC_SOURCE_MTIME".into(), identity.mtime.to_string()),
@@ -588,17 +599,6 @@ fn tags(
     t
 }
 
-fn metadata_args(tags: &[(String, String)]) -> Vec<OsString> {
-    tags.iter()
-        .flat_map(|(k, v)| {
-            [
-                OsString::from("-metadata"),
-                OsString::from(format!("{k}={v}")),
-            ]
-        })
-        .collect()
-}
-
 /// What the conversion pass reported.
 struct Pass {
     md5: String,
@@ -607,13 +607,7 @@ struct Pass {
     decoder_warnings: Vec<String>,
 }
 
-fn conversion_args(
-    track: &Track,
-    identity: &SourceIdentity,
-    temp: &Path,
-    options: &ConvertOptions,
-    tools: &Tools,
-) -> Vec<OsString> {
+fn conversion_args(track: &Track, temp: &Path, options: &ConvertOptions) -> Vec<OsString> {
     let (sample_fmt, pcm_codec) = pcm_formats(track.bits_per_sample);
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |s: &str| a.push(s.into());
@@ -671,7 +665,8 @@ fn conversion_args(
     }
     push("-compression_level");
     push(&options.compression_level.to_string());
-    a.extend(metadata_args(&tags(track, identity, tools, track.lossless)));
+    // Tags are written natively afterwards (flacmeta::write_tags): FFmpeg would
+    // rename COMMENT to DESCRIPTION and overwrite ENCODER.
     for s in ["-f", "flac"] {
         a.push(s.into());
     }
@@ -752,7 +747,6 @@ fn clean_message(line: &str) -> String {
 fn run_conversion(
     tools: &Tools,
     track: &Track,
-    identity: &SourceIdentity,
     temp: &Path,
     options: &ConvertOptions,
     control: &JobControl,
@@ -778,6 +772,7 @@ fn run_conversion(
             ]);
             own_process_group(&mut cmd);
             let mut child = cmd.spawn().map_err(spawn_err)?;
+            drop(child.take_stdin());
             control.register(child.as_inner().id());
             let (tx, _rx) = mpsc::channel();
             let reader = spawn_stderr_reader(child.take_stderr().expect("stderr is piped"), tx);
@@ -787,17 +782,23 @@ fn run_conversion(
     };
 
     let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
-    cmd.args(conversion_args(track, identity, temp, options, tools));
-    if let Some((pre_child, _)) = pre.as_mut() {
-        let pcm = pre_child.take_stdout().expect("stdout is piped");
-        cmd.as_inner_mut().stdin(Stdio::from(pcm));
-    } else {
-        cmd.as_inner_mut().stdin(Stdio::null());
-    }
+    cmd.args(conversion_args(track, temp, options));
     own_process_group(&mut cmd);
     let mut child = cmd.spawn().map_err(spawn_err)?;
     let pid = child.as_inner().id();
     control.register(pid);
+    // ffmpeg-sidecar insists on piped stdin; feed it the pre-decoded PCM, or
+    // close it at once so ffmpeg sees end of input.
+    let stdin = child.take_stdin();
+    let pcm_feeder = match (pre.as_mut(), stdin) {
+        (Some((pre_child, _)), Some(mut stdin)) => {
+            let mut pcm = pre_child.take_stdout().expect("stdout is piped");
+            Some(std::thread::spawn(move || {
+                let _ = io::copy(&mut pcm, &mut stdin);
+            }))
+        }
+        _ => None,
+    };
 
     let mut stdout = child.take_stdout().expect("stdout is piped");
     let md5_reader = std::thread::spawn(move || {
@@ -834,6 +835,9 @@ fn run_conversion(
     let status = child.wait();
     control.unregister(pid);
     let _ = stderr_reader.join();
+    if let Some(feeder) = pcm_feeder {
+        let _ = feeder.join();
+    }
     let md5_out = md5_reader.join().unwrap_or_default();
     let pre_failed = match pre {
         Some((mut pre_child, reader)) => {
@@ -981,11 +985,11 @@ fn decode_md5(
     cmd.args(["-nostdin", "-hide_banner", "-nostats", "-xerror", "-i"]);
     cmd.arg(ffmpeg_file_arg(flac));
     cmd.args(["-map", "0:a:0", "-c:a", pcm_codec, "-f", "md5", "pipe:1"]);
-    cmd.as_inner_mut().stdin(Stdio::null());
     own_process_group(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| {
         ConvertError::new(FailureKind::Transient, format!("cannot start ffmpeg: {e}"))
     })?;
+    drop(child.take_stdin());
     let pid = child.as_inner().id();
     control.register(pid);
     let mut stderr = child.take_stderr().expect("stderr is piped");
@@ -1017,61 +1021,6 @@ fn decode_md5(
             ),
         )),
     }
-}
-
-/// Rewrites the tags of a finished temp file to say it is not lossless
-/// (stream copy: the audio and its MD5 stay as verified).
-fn retag_not_lossless(
-    tools: &Tools,
-    track: &Track,
-    identity: &SourceIdentity,
-    temp: &Path,
-    control: &JobControl,
-) -> Result<(), ConvertError> {
-    let retagged = temp.with_file_name(format!(
-        "{}.retag",
-        temp.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let guard = TempFile {
-        path: retagged.clone(),
-        kept: false,
-    };
-    let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
-    cmd.args(["-nostdin", "-hide_banner", "-nostats", "-y", "-i"]);
-    cmd.arg(ffmpeg_file_arg(temp));
-    cmd.args(["-map", "0:a:0", "-map_metadata", "-1", "-c", "copy"]);
-    cmd.args(metadata_args(&tags(track, identity, tools, false)));
-    cmd.args(["-f", "flac"]);
-    cmd.arg(ffmpeg_file_arg(&retagged));
-    cmd.as_inner_mut()
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    own_process_group(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| {
-        ConvertError::new(FailureKind::Transient, format!("cannot start ffmpeg: {e}"))
-    })?;
-    control.register(child.as_inner().id());
-    let mut stderr = child.take_stderr().expect("stderr is piped");
-    let mut sink = Vec::new();
-    let _ = stderr.read_to_end(&mut sink);
-    let status = child.wait();
-    control.unregister(child.as_inner().id());
-    if !matches!(status, Ok(s) if s.success()) {
-        return Err(ConvertError::new(
-            FailureKind::Transient,
-            "could not tag the FLAC as not lossless",
-        ));
-    }
-    fs::rename(&retagged, temp).map_err(|e| {
-        ConvertError::new(
-            FailureKind::Transient,
-            format!("could not tag the FLAC: {e}"),
-        )
-    })?;
-    std::mem::forget(guard);
-    Ok(())
 }
 
 /// Removes temporary files a crash or a pulled drive left in `dir` (not recursive).

@@ -4,8 +4,8 @@
 //! our own earlier output, without spawning a process per file.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +113,147 @@ fn parse_comments(b: &[u8]) -> io::Result<BTreeMap<String, String>> {
     Ok(tags)
 }
 
+const BLOCK_PADDING: u8 = 1;
+const BLOCK_VORBIS_COMMENT: u8 = 4;
+
+/// One metadata block header: where it starts and what it is.
+struct BlockAt {
+    offset: u64,
+    kind: u8,
+    last: bool,
+    len: u64,
+}
+
+fn block_list(f: &mut File) -> io::Result<Vec<BlockAt>> {
+    f.seek(SeekFrom::Start(0))?;
+    let mut magic = [0u8; 4];
+    f.read_exact(&mut magic)?;
+    if &magic != b"fLaC" {
+        return Err(invalid("not a FLAC file"));
+    }
+    let mut blocks = Vec::new();
+    let mut offset = 4u64;
+    loop {
+        let mut hdr = [0u8; 4];
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(&mut hdr)?;
+        let b = BlockAt {
+            offset,
+            kind: hdr[0] & 0x7f,
+            last: hdr[0] & 0x80 != 0,
+            len: u64::from(u32::from_be_bytes([0, hdr[1], hdr[2], hdr[3]])),
+        };
+        offset += 4 + b.len;
+        let last = b.last;
+        blocks.push(b);
+        if last {
+            return Ok(blocks);
+        }
+    }
+}
+
+fn comment_block(vendor: &str, tags: &[(String, String)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
+    body.extend_from_slice(vendor.as_bytes());
+    body.extend_from_slice(&(tags.len() as u32).to_le_bytes());
+    for (k, v) in tags {
+        let entry = format!("{k}={v}");
+        body.extend_from_slice(&(entry.len() as u32).to_le_bytes());
+        body.extend_from_slice(entry.as_bytes());
+    }
+    body
+}
+
+fn block_header(kind: u8, last: bool, len: usize) -> [u8; 4] {
+    let l = (len as u32).to_be_bytes();
+    [kind | if last { 0x80 } else { 0 }, l[1], l[2], l[3]]
+}
+
+/// Replaces a FLAC file's Vorbis comments with `tags` (in this order). The
+/// audio frames and STREAMINFO (with its MD5) are never touched: the new
+/// block is written into the old comment and padding space when it fits,
+/// otherwise the file is rebuilt next to itself and renamed over it.
+pub fn write_tags(path: &Path, vendor: &str, tags: &[(String, String)]) -> io::Result<()> {
+    let comment = comment_block(vendor, tags);
+    if comment.len() >= 1 << 24 {
+        return Err(invalid("tags too large for a FLAC comment block"));
+    }
+    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let blocks = block_list(&mut f)?;
+    // In place: a run of adjacent comment/padding blocks big enough to hold ours.
+    let mut i = 0;
+    while i < blocks.len() {
+        let mut j = i;
+        while j < blocks.len() && matches!(blocks[j].kind, BLOCK_PADDING | BLOCK_VORBIS_COMMENT) {
+            j += 1;
+        }
+        if j > i {
+            let start = blocks[i].offset;
+            let space = blocks[j - 1].offset + 4 + blocks[j - 1].len - start;
+            let need = 4 + comment.len() as u64;
+            let last = blocks[j - 1].last;
+            let rest = space.saturating_sub(need);
+            if space == need || rest >= 4 {
+                let mut out = Vec::with_capacity(space as usize);
+                out.extend_from_slice(&block_header(
+                    BLOCK_VORBIS_COMMENT,
+                    last && rest == 0,
+                    comment.len(),
+                ));
+                out.extend_from_slice(&comment);
+                if rest >= 4 {
+                    out.extend_from_slice(&block_header(BLOCK_PADDING, last, rest as usize - 4));
+                    out.resize(space as usize, 0);
+                }
+                f.seek(SeekFrom::Start(start))?;
+                f.write_all(&out)?;
+                return f.sync_data();
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    rebuild_with_comment(&mut f, path, &blocks, &comment)
+}
+
+fn rebuild_with_comment(
+    f: &mut File,
+    path: &Path,
+    blocks: &[BlockAt],
+    comment: &[u8],
+) -> io::Result<()> {
+    let tmp = path.with_extension("retag");
+    let result = (|| {
+        let mut w = BufWriter::new(File::create(&tmp)?);
+        w.write_all(b"fLaC")?;
+        let kept: Vec<&BlockAt> = blocks
+            .iter()
+            .filter(|b| !matches!(b.kind, BLOCK_PADDING | BLOCK_VORBIS_COMMENT))
+            .collect();
+        for b in &kept {
+            f.seek(SeekFrom::Start(b.offset + 4))?;
+            w.write_all(&block_header(b.kind, false, b.len as usize))?;
+            io::copy(&mut (&mut *f).take(b.len), &mut w)?;
+        }
+        w.write_all(&block_header(BLOCK_VORBIS_COMMENT, false, comment.len()))?;
+        w.write_all(comment)?;
+        w.write_all(&block_header(BLOCK_PADDING, true, 4096))?;
+        w.write_all(&[0u8; 4096])?;
+        let frames = blocks.last().map_or(4, |b| b.offset + 4 + b.len);
+        f.seek(SeekFrom::Start(frames))?;
+        io::copy(f, &mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +288,61 @@ mod tests {
         assert_eq!(m.stream_info.total_samples, 2048);
         assert_eq!(m.stream_info.md5_hex(), "ab".repeat(16));
         assert_eq!(m.tags.get("TITLE").map(String::as_str), Some("Été"));
+    }
+
+    fn tiny_flac(comment_and_padding: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut f = b"fLaC".to_vec();
+        f.extend_from_slice(&[0x00, 0, 0, 34]);
+        f.extend_from_slice(&[7u8; 34]);
+        for (n, (kind, body)) in comment_and_padding.iter().enumerate() {
+            let last = n + 1 == comment_and_padding.len();
+            f.extend_from_slice(&block_header(*kind, last, body.len()));
+            f.extend_from_slice(body);
+        }
+        f.extend_from_slice(b"AUDIOFRAMES");
+        f
+    }
+
+    #[test]
+    fn rewrites_tags_in_place_or_by_rebuilding_and_keeps_the_audio() {
+        let dir = tempfile::tempdir().unwrap();
+        let tags = vec![
+            ("TITLE".to_string(), "Symphonie №9 \"live\"".to_string()),
+            ("ENCODER".to_string(), "dtsflac".to_string()),
+        ];
+        for (name, blocks) in [
+            (
+                "roomy",
+                vec![
+                    (BLOCK_VORBIS_COMMENT, comment_block("x", &[])),
+                    (BLOCK_PADDING, vec![0; 512]),
+                ],
+            ),
+            (
+                "tight",
+                vec![(BLOCK_VORBIS_COMMENT, comment_block("x", &[]))],
+            ),
+        ] {
+            let p = dir.path().join(format!("{name}.flac"));
+            let original = tiny_flac(&blocks);
+            std::fs::write(&p, &original).unwrap();
+            write_tags(&p, "dtsflac test", &tags).unwrap();
+            let m = read(&p).unwrap();
+            assert_eq!(m.tags["TITLE"], "Symphonie №9 \"live\"", "{name}");
+            assert_eq!(m.tags["ENCODER"], "dtsflac", "{name}");
+            assert_eq!(m.stream_info.md5, [7u8; 16], "{name}");
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                bytes.ends_with(b"AUDIOFRAMES"),
+                "{name}: audio frames damaged"
+            );
+            if name == "roomy" {
+                assert_eq!(
+                    bytes.len(),
+                    original.len(),
+                    "in-place rewrite changed the size"
+                );
+            }
+        }
     }
 }

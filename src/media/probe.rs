@@ -210,7 +210,9 @@ pub fn probe_file(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
             let tracks =
                 tracks_from_json(path, &json, InputSpec::Probed, header.as_ref(), source_bits);
             if tracks.is_empty() {
-                return Err(ProbeError::Invalid("not a DTS stream".into()));
+                return Err(ProbeError::Invalid(
+                    "no decodable DTS audio in it: the file is damaged or is not DTS".into(),
+                ));
             }
             Ok(tracks)
         }
@@ -490,6 +492,9 @@ fn tracks_from_json(
         .iter()
         .filter(|s| s.get("codec_type").and_then(Value::as_str) == Some("audio"))
         .filter(|s| s.get("codec_name").and_then(Value::as_str) == Some("dts"))
+        // No channels or rate: FFmpeg found a sync word but no decodable frame.
+        .filter(|s| num::<u32>(s, "channels").unwrap_or(0) > 0)
+        .filter(|s| num::<u32>(s, "sample_rate").unwrap_or(0) > 0)
         .collect();
     let count = dts.len() as u32;
     dts.iter()

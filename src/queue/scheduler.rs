@@ -270,19 +270,28 @@ fn worker(inner: &Inner) {
         let id = job.id;
         (inner.listener)(Event::Started { job: id });
         let listener = inner.listener.clone();
-        let outcome = convert::convert_track(
-            &inner.tools,
-            &job.track,
-            &job.output,
-            &inner.config.convert,
-            &control,
-            &mut |p| {
-                listener(Event::Progress {
-                    job: id,
-                    progress: p,
-                })
-            },
-        );
+        // A bug in one job must not take the worker (and the queue) down with it.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            convert::convert_track(
+                &inner.tools,
+                &job.track,
+                &job.output,
+                &inner.config.convert,
+                &control,
+                &mut |p| {
+                    listener(Event::Progress {
+                        job: id,
+                        progress: p,
+                    })
+                },
+            )
+        }))
+        .unwrap_or_else(|_| {
+            Err(convert::ConvertError::new(
+                FailureKind::Input,
+                "internal error while converting (please report it)",
+            ))
+        });
 
         let mut g = inner.shared.lock().unwrap();
         g.running.remove(&id);
