@@ -33,8 +33,22 @@ enum Command {
     Doctor,
 }
 
+/// A path that does not exist is a usage error (exit 2), like a bad flag.
+fn missing_path(paths: &[PathBuf]) -> Option<&PathBuf> {
+    paths.iter().find(|p| std::fs::symlink_metadata(p).is_err())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let paths = match &cli.command {
+        Command::Scan { paths, .. } => paths.as_slice(),
+        Command::Convert(args) => args.paths.as_slice(),
+        Command::Doctor => &[],
+    };
+    if let Some(p) = missing_path(paths) {
+        eprintln!("dtsflac: {}: no such file or folder", p.display());
+        return ExitCode::from(2);
+    }
     let code = match cli.command {
         Command::Scan { json, paths } => cli::scan::run(&paths, json),
         Command::Convert(args) => cli::convert::run(args),

@@ -39,7 +39,7 @@ pub struct ConvertArgs {
     compression_level: u8,
     /// Files and folders to convert (folders are searched recursively).
     #[arg(required = true)]
-    paths: Vec<PathBuf>,
+    pub paths: Vec<PathBuf>,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);

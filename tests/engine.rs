@@ -1,0 +1,602 @@
+//! End-to-end tests of `dtsflac scan` and `dtsflac convert`: the real binary,
+//! the real `ffmpeg`, the reference `flac` decoder and the public-domain DTS
+//! test streams in `../shared/samples/dcadec`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// DTS channel names of the reference decodes for a WAV speaker bit.
+fn reference_channel(bit: u32, available: &BTreeMap<String, PathBuf>) -> String {
+    let pick = |preferred: &str, fallback: &str| {
+        if available.contains_key(preferred) {
+            preferred.to_string()
+        } else {
+            fallback.to_string()
+        }
+    };
+    match bit {
+        0x1 => "L".into(),
+        0x2 => "R".into(),
+        0x4 => "C".into(),
+        0x8 => "LFE".into(),
+        // Back (rear) speakers: DTS Lsr/Rsr, or Ls/Rs when the stream has no rears.
+        0x10 => pick("Lsr", "Ls"),
+        0x20 => pick("Rsr", "Rs"),
+        0x100 => "Cs".into(),
+        // Side speakers: DTS Lss/Rss, or Ls/Rs in 5.1/6.1.
+        0x200 => pick("Lss", "Ls"),
+        0x400 => pick("Rss", "Rs"),
+        other => panic!("unexpected speaker bit {other:#x}"),
+    }
+}
+
+fn references_for(stem: &str) -> BTreeMap<String, PathBuf> {
+    let mut refs = BTreeMap::new();
+    for entry in fs::read_dir(samples().join("reference")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if let Some(channel) = name.strip_prefix(&format!("{stem}_")) {
+            refs.insert(channel.to_string(), path);
+        }
+    }
+    assert!(!refs.is_empty(), "no reference decodes for {stem}");
+    refs
+}
+
+fn sample_streams(prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(samples())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dtshd"))
+        .filter(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with(prefix) == (prefix != "!xll")
+        })
+        .collect();
+    if prefix == "!xll" {
+        v.retain(|p| !p.file_name().unwrap().to_string_lossy().starts_with("xll"));
+    }
+    v.sort();
+    v
+}
+
+/// Converts the given shared samples into a fresh folder (the shared folder
+/// is read-only, so this also exercises `--output-dir`).
+fn convert_samples(streams: &[PathBuf]) -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    for s in streams {
+        fs::copy(s, src.join(s.file_name().unwrap())).unwrap();
+    }
+    let out = work.path().join("out");
+    let run = dtsflac(&["convert", "--output-dir"], &[&out, &src]);
+    assert_eq!(run.code, 0, "convert failed:\n{}", run.all());
+    (work, out)
+}
+
+#[test]
+fn every_master_audio_sample_is_bit_exact_on_the_right_speakers() {
+    let streams = sample_streams("xll");
+    assert!(
+        streams.len() >= 9,
+        "expected the xll_* samples in {}",
+        samples().display()
+    );
+    let (_work, out) = convert_samples(&streams);
+    for stream in &streams {
+        let stem = stream.file_stem().unwrap().to_string_lossy().into_owned();
+        let flac = out.join(format!("{stem}.flac"));
+        let decoded = flac_decode(&flac);
+        let refs = references_for(&stem);
+        let expected_bits: u16 = if stem.contains("_16_") { 16 } else { 24 };
+        assert_eq!(decoded.bits, expected_bits, "{stem}: bit depth");
+        assert_eq!(
+            usize::from(decoded.channels),
+            refs.len(),
+            "{stem}: channel count"
+        );
+        let speakers = decoded.speakers();
+        assert_eq!(
+            speakers.len(),
+            refs.len(),
+            "{stem}: channel mask {:#x}",
+            decoded.mask
+        );
+        for (index, bit) in speakers.iter().enumerate() {
+            let name = reference_channel(*bit, &refs);
+            let reference = read_wav(&refs[&name]);
+            assert_eq!(reference.rate, decoded.rate, "{stem}: sample rate");
+            assert_eq!(
+                decoded.samples[index].len(),
+                reference.samples[0].len(),
+                "{stem}: length of channel {name}"
+            );
+            let first_difference = decoded.samples[index]
+                .iter()
+                .zip(&reference.samples[0])
+                .position(|(a, b)| a != b);
+            assert_eq!(
+                first_difference, None,
+                "{stem}: speaker {bit:#x} differs from reference channel {name}"
+            );
+        }
+        let tags = flac_tags(&flac);
+        assert_eq!(
+            tags.get("DTSFLAC_PROFILE").map(String::as_str),
+            Some("DTS-HD MA")
+        );
+        assert_eq!(
+            tags.get("DTSFLAC_LOSSLESS").map(String::as_str),
+            Some("yes")
+        );
+        assert!(tags["COMMENT"].contains("DTS-HD MA"), "{stem}: {:?}", tags);
+        assert!(
+            tags["SOURCE"].contains(&format!("{stem}.dtshd")),
+            "{stem}: {:?}",
+            tags
+        );
+        assert!(tags["ENCODER"].starts_with("dtsflac"), "{stem}: {:?}", tags);
+        assert_eq!(tags["TITLE"], stem);
+    }
+}
+
+#[test]
+fn lossy_profiles_convert_to_the_exact_length_and_say_they_are_lossy() {
+    let streams = sample_streams("!xll");
+    assert!(streams.len() >= 9);
+    let (_work, out) = convert_samples(&streams);
+    for stream in &streams {
+        let stem = stream.file_stem().unwrap().to_string_lossy().into_owned();
+        let flac = out.join(format!("{stem}.flac"));
+        let decoded = flac_decode(&flac);
+        let refs = references_for(&stem);
+        let left = read_wav(&refs["L"]);
+        assert_eq!(
+            decoded.samples[0].len(),
+            left.samples[0].len(),
+            "{stem}: length"
+        );
+        assert_eq!(decoded.rate, left.rate, "{stem}: rate");
+        assert_eq!(
+            usize::from(decoded.channels),
+            refs.len(),
+            "{stem}: channels"
+        );
+        assert_eq!(decoded.bits, 24, "{stem}: decoded bit depth");
+        // Lossy decoders differ slightly by design; the front channels must
+        // still be the same audio (within 0.01% of full scale).
+        for (index, name) in [(0usize, "L"), (1, "R"), (2, "C")] {
+            let reference = read_wav(&refs[name]);
+            let worst = decoded.samples[index]
+                .iter()
+                .zip(&reference.samples[0])
+                .map(|(a, b)| (i64::from(*a) - i64::from(*b)).abs())
+                .max()
+                .unwrap();
+            assert!(worst < 1000, "{stem}: channel {name} is off by {worst}");
+        }
+        let tags = flac_tags(&flac);
+        assert_eq!(
+            tags.get("DTSFLAC_LOSSLESS").map(String::as_str),
+            Some("no"),
+            "{stem}"
+        );
+        let profile = &tags["DTSFLAC_PROFILE"];
+        assert_ne!(profile, "DTS-HD MA", "{stem}");
+        assert!(
+            tags["COMMENT"].contains(&format!("lossy {profile}")),
+            "{stem}: {:?}",
+            tags
+        );
+    }
+}
+
+#[test]
+fn scan_json_describes_each_track() {
+    let run = dtsflac(&["scan", "--json"], &[&samples()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(tracks.len(), sample_streams("").len());
+    let by_name = |name: &str| {
+        tracks
+            .iter()
+            .find(|t| t["path"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} not listed"))
+            .clone()
+    };
+    let t = by_name("xll_71_24_96_768.dtshd");
+    assert_eq!(t["profile"], "DTS-HD MA");
+    assert_eq!(t["channels"], 8);
+    assert_eq!(t["channel_layout"], "7.1");
+    assert_eq!(t["sample_rate"], 96000);
+    assert_eq!(t["bits_per_sample"], 24);
+    assert_eq!(t["stream_index"], 0);
+    let seconds = t["duration_seconds"].as_f64().unwrap();
+    assert!((seconds - 4096.0 / 96000.0).abs() < 1e-9, "{seconds}");
+    assert!(t["language"].is_null());
+    let expected = [
+        ("xll_51_16_192_768_0.dtshd", "DTS-HD MA", 16),
+        ("xbr_51_24_48_3840.dtshd", "DTS-HD HRA", 24),
+        ("x96_51_24_96_1509.dtshd", "DTS 96/24", 24),
+        ("xch_61_24_48_768.dtshd", "DTS-ES", 24),
+        ("core_51_24_48_768_0.dtshd", "DTS", 24),
+    ];
+    for (name, profile, bits) in expected {
+        let t = by_name(name);
+        assert_eq!(t["profile"], profile, "{name}");
+        assert_eq!(t["bits_per_sample"], bits, "{name}");
+    }
+
+    let table = dtsflac(&["scan"], &[&samples().join("xll_51_24_48_768.dtshd")]);
+    assert_eq!(table.code, 0);
+    assert!(table.stdout.contains("DTS-HD MA"), "{}", table.stdout);
+    assert!(table.stdout.contains("5.1(side)"), "{}", table.stdout);
+}
+
+/// A film: video, two DTS tracks (English 5.1, German stereo) and an AC-3 track.
+fn make_film(dir: &Path) -> PathBuf {
+    let film = dir.join("Film.mkv");
+    let seconds = "2";
+    ffmpeg(&[
+        "-f", "lavfi", "-i", &format!("testsrc=size=160x90:rate=25:duration={seconds}"),
+        "-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+        "-f", "lavfi", "-i", &format!("sine=frequency=660:sample_rate=48000:duration={seconds},aformat=channel_layouts=stereo"),
+        "-f", "lavfi", "-i", &format!("sine=frequency=880:sample_rate=48000:duration={seconds}"),
+        "-filter_complex", "[1:a]pan=5.1(side)|FL=c0|FR=c0|FC=c0|LFE=c0|SL=c0|SR=c0[six]",
+        "-map", "0:v", "-map", "[six]", "-map", "2:a", "-map", "3:a",
+        "-c:v", "mpeg4", "-c:a:0", "dca", "-c:a:1", "dca", "-c:a:2", "ac3", "-strict", "-2",
+        "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=ger",
+        "-metadata:s:a:2", "language=fre", "-metadata", "title=Test Film",
+    ], &film);
+    film
+}
+
+#[test]
+fn a_film_with_two_dts_tracks_gives_two_flacs_named_by_track_and_language() {
+    let work = tempfile::tempdir().unwrap();
+    let film = make_film(work.path());
+    let scan = dtsflac(&["scan", "--json"], &[&film]);
+    assert_eq!(scan.code, 0, "{}", scan.all());
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&scan.stdout).unwrap();
+    assert_eq!(tracks.len(), 2, "{}", scan.stdout);
+    assert_eq!(tracks[0]["language"], "eng");
+    assert_eq!(tracks[1]["language"], "ger");
+    assert_eq!(tracks[0]["stream_index"], 1);
+    assert_eq!(tracks[1]["stream_index"], 2);
+
+    let run = dtsflac(&["convert"], &[work.path()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let mut flacs = flac_files(work.path());
+    flacs.sort();
+    let names: Vec<String> = flacs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["Film.1.eng.flac", "Film.2.ger.flac"]);
+    let english = flac_decode(&flacs[0]);
+    let german = flac_decode(&flacs[1]);
+    assert_eq!(english.channels, 6);
+    assert_eq!(german.channels, 2);
+    // Two seconds of audio, give or take the encoder's frame padding.
+    for d in [&english, &german] {
+        let len = d.samples[0].len() as i64;
+        assert!((len - 96_000).abs() <= 2048, "length {len}");
+    }
+    let tags = flac_tags(&flacs[0]);
+    assert_eq!(tags["LANGUAGE"], "eng");
+    assert_eq!(flac_tags(&flacs[1])["LANGUAGE"], "ger");
+    assert!(tags["TITLE"].contains("Test Film"), "{:?}", tags);
+}
+
+/// Packs a big-endian 16-bit DTS bitstream 14 bits per little-endian word,
+/// as DTS music CDs do.
+fn pack_14bit_le(stream: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u64, 0u32);
+    for &byte in stream {
+        acc = (acc << 8) | u64::from(byte);
+        bits += 8;
+        while bits >= 14 {
+            bits -= 14;
+            let word = ((acc >> bits) & 0x3fff) as u16;
+            // Sign-extend the 14-bit value into the 16-bit sample.
+            let sample = ((word << 2) as i16) >> 2;
+            out.extend_from_slice(&sample.to_le_bytes());
+        }
+    }
+    if bits > 0 {
+        let word = ((acc << (14 - bits)) & 0x3fff) as u16;
+        out.extend_from_slice(&((((word << 2) as i16) >> 2).to_le_bytes()));
+    }
+    out
+}
+
+fn wav_bytes(pcm: &[u8]) -> Vec<u8> {
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + pcm.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&44_100u32.to_le_bytes());
+    w.extend_from_slice(&(44_100u32 * 4).to_le_bytes());
+    w.extend_from_slice(&4u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
+    w.extend_from_slice(pcm);
+    w
+}
+
+#[test]
+fn dts_cd_rips_are_found_by_content_even_after_a_second_of_silence() {
+    let work = tempfile::tempdir().unwrap();
+    let raw = work.path().join("encoded.dts");
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=1000:sample_rate=44100:duration=3",
+            "-af",
+            "pan=5.1(side)|FL=c0|FR=c0|FC=c0|LFE=c0|SL=c0|SR=c0",
+            // 1234.8 kbit/s: 1792-byte frames fill exactly 1024 14-bit words, as on a DTS CD.
+            "-c:a",
+            "dca",
+            "-strict",
+            "-2",
+            "-b:a",
+            "1234800",
+            "-f",
+            "dts",
+        ],
+        &raw,
+    );
+
+    let album = work.path().join("album");
+    fs::create_dir(&album).unwrap();
+    // One second of digital silence, then the DTS words: beyond FFmpeg's probe window.
+    let mut pcm = vec![0u8; 44_100 * 4];
+    pcm.extend(pack_14bit_le(&fs::read(&raw).unwrap()));
+    pcm.resize(pcm.len().div_ceil(4) * 4, 0);
+    let wav = album.join("01 - Hotel California.wav");
+    fs::write(&wav, wav_bytes(&pcm)).unwrap();
+    // The same rip stored as FLAC.
+    let flac_rip = album.join("02 - Rip.flac");
+    run_tool(
+        "flac",
+        &[
+            "-s".as_ref(),
+            "-o".as_ref(),
+            flac_rip.as_os_str(),
+            wav.as_os_str(),
+        ],
+    );
+    // A plain music WAV is not DTS.
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=300:sample_rate=44100:duration=1",
+            "-ac",
+            "2",
+        ],
+        &album.join("plain.wav"),
+    );
+
+    let scan = dtsflac(&["scan", "--json"], &[&album]);
+    assert_eq!(scan.code, 0, "{}", scan.all());
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&scan.stdout).unwrap();
+    let paths: Vec<&str> = tracks.iter().map(|t| t["path"].as_str().unwrap()).collect();
+    assert_eq!(tracks.len(), 2, "{paths:?}");
+    for t in &tracks {
+        assert_eq!(t["channels"], 6);
+        assert_eq!(t["sample_rate"], 44100);
+        assert_eq!(t["profile"], "DTS");
+        // FFmpeg's DTS encoder records a 16-bit source in the core header.
+        assert_eq!(t["bits_per_sample"], 16);
+    }
+
+    let run = dtsflac(&["convert"], &[&album]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for name in ["01 - Hotel California.flac", "02 - Rip.dts.flac"] {
+        let out = album.join(name);
+        assert!(
+            out.exists(),
+            "{name} missing; have {:?}",
+            flac_files(&album)
+        );
+        let decoded = flac_decode(&out);
+        assert_eq!(decoded.channels, 6, "{name}");
+        assert_eq!(decoded.rate, 44100, "{name}");
+        assert_eq!(decoded.bits, 16, "{name}");
+        // The FLAC holds exactly what FFmpeg decodes from the raw DTS stream.
+        assert_eq!(
+            ffmpeg_md5(&out, &["-c:a", "pcm_s16le"]),
+            ffmpeg_md5(&raw, &["-c:a", "pcm_s16le"]),
+            "{name}"
+        );
+    }
+    assert!(!album.join("plain.flac").exists());
+}
+
+#[test]
+fn bad_inputs_fail_with_a_reason_and_leave_nothing_behind() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    fs::write(dir.join("noise.dts"), pseudo_random_bytes(200_000)).unwrap();
+    let full = fs::read(samples().join("xll_71_24_48_768_0.dtshd")).unwrap();
+    fs::write(dir.join("cut.dtshd"), &full[..20_000]).unwrap();
+    // A damaged lossless layer: the XLL sub-header checksum no longer matches.
+    let mut damaged = full.clone();
+    let xll: Vec<usize> = damaged
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == [0x41, 0xa2, 0x95, 0x47])
+        .map(|(i, _)| i)
+        .collect();
+    for b in &mut damaged[xll[4] + 60..xll[4] + 64] {
+        *b ^= 0xff;
+    }
+    fs::write(dir.join("damaged.dtshd"), &damaged).unwrap();
+    let before = snapshot(dir);
+
+    let run = dtsflac(&["convert"], &[dir]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    for (name, reason) in [
+        ("noise.dts", "not DTS"),
+        ("cut.dtshd", "truncated"),
+        ("damaged.dtshd", "damaged"),
+    ] {
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no failure named for {name}:\n{}", run.stderr));
+        assert!(line.contains(reason), "{name}: {line}");
+    }
+    assert_eq!(
+        snapshot(dir),
+        before,
+        "sources changed or files were left behind"
+    );
+}
+
+#[test]
+fn a_read_only_or_full_destination_is_refused_before_work_starts() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::copy(
+        samples().join("xll_71_24_96_768.dtshd"),
+        src.join("Concert.dtshd"),
+    )
+    .unwrap();
+
+    let read_only = work.path().join("ro");
+    let tiny = work.path().join("tiny");
+    let _ro = TmpfsMount::new(&read_only, "ro,size=1m");
+    let _tiny = TmpfsMount::new(&tiny, "size=40k");
+
+    let run = dtsflac(&["convert", "--output-dir"], &[&read_only, &src]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("read-only"), "{}", run.stderr);
+
+    let run = dtsflac(&["convert", "--output-dir"], &[&tiny, &src]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("not enough free space"),
+        "{}",
+        run.stderr
+    );
+    assert!(flac_files(&tiny).is_empty());
+    assert_eq!(
+        fs::read_dir(&tiny).unwrap().count(),
+        0,
+        "temp files left on the full drive"
+    );
+}
+
+#[test]
+fn converting_again_skips_finished_tracks_without_touching_them() {
+    let work = tempfile::tempdir().unwrap();
+    fs::copy(
+        samples().join("xll_51_24_48_768.dtshd"),
+        work.path().join("Live.dtshd"),
+    )
+    .unwrap();
+    let first = dtsflac(&["convert"], &[work.path()]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    let out = work.path().join("Live.flac");
+    let before = fs::metadata(&out).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+
+    let again = dtsflac(&["convert"], &[work.path()]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(again.stdout.contains("skipped"), "{}", again.stdout);
+    let after = fs::metadata(&out).unwrap();
+    assert_eq!(before.modified().unwrap(), after.modified().unwrap());
+    assert_eq!(
+        flac_files(work.path()).len(),
+        1,
+        "our own FLAC must not be taken for a DTS-CD rip"
+    );
+
+    // A changed source is converted again.
+    let src = work.path().join("Live.dtshd");
+    shift_mtime(&src, 60);
+    let third = dtsflac(&["convert"], &[work.path()]);
+    assert_eq!(third.code, 0, "{}", third.all());
+    assert!(third.stdout.contains("converted"), "{}", third.stdout);
+    assert_ne!(
+        fs::metadata(&out).unwrap().modified().unwrap(),
+        after.modified().unwrap()
+    );
+}
+
+#[test]
+fn odd_file_names_are_never_read_as_options() {
+    let work = tempfile::tempdir().unwrap();
+    let names = [
+        "-y.dtshd",
+        "-i Film \"quoted\" 'single'.dtshd",
+        "Симфония № 9 — Live ♪.dtshd",
+        "<i>html<i> & more.dtshd",
+    ];
+    for n in names {
+        fs::copy(
+            samples().join("xll_51_16_192_768_0.dtshd"),
+            work.path().join(n),
+        )
+        .unwrap();
+    }
+    let run = dtsflac(&["convert", "--jobs", "1"], &[work.path()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let reference = flac_decode(&work.path().join("-y.flac"));
+    for n in names {
+        let out = work.path().join(n.replace(".dtshd", ".flac"));
+        assert!(out.exists(), "{} missing", out.display());
+        assert_eq!(flac_decode(&out).samples, reference.samples, "{n}");
+        assert_eq!(flac_tags(&out)["TITLE"], n.trim_end_matches(".dtshd"));
+    }
+}
+
+#[test]
+fn a_missing_ffmpeg_is_explained_and_usage_errors_exit_2() {
+    let work = tempfile::tempdir().unwrap();
+    for command in [&["doctor"][..], &["scan"], &["convert"]] {
+        let mut args: Vec<&str> = command.to_vec();
+        let dir = work.path().to_str().unwrap();
+        if command[0] != "doctor" {
+            args.push(dir);
+        }
+        let run = dtsflac_env(&args, &[], &[("DTSFLAC_FFMPEG", "/nonexistent/ffmpeg")]);
+        assert_eq!(run.code, 1, "{command:?}: {}", run.all());
+        assert!(
+            run.all().contains("apt-get install"),
+            "{command:?}: {}",
+            run.all()
+        );
+    }
+    let doctor = dtsflac(&["doctor"], &[]);
+    assert_eq!(doctor.code, 0, "{}", doctor.all());
+    assert!(doctor.stdout.contains("ffmpeg"), "{}", doctor.stdout);
+
+    assert_eq!(
+        dtsflac(&["convert", "--no-such-flag"], &[work.path()]).code,
+        2
+    );
+    assert_eq!(dtsflac(&["convert", "--jobs", "0"], &[work.path()]).code, 2);
+    assert_eq!(
+        dtsflac(&["convert"], &[&work.path().join("missing")]).code,
+        2
+    );
+    assert_eq!(dtsflac(&["frobnicate"], &[]).code, 2);
+}
