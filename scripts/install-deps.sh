@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what dtsflac needs and is missing: Debian packages (FFmpeg, the
+# reference flac tools, the aarch64 cross linker) and the Rust cross target.
+# Safe to run again: it only installs what is not there yet.
+set -euo pipefail
+
+packages=(
+  ffmpeg            # the converter the box drives
+  flac              # the reference decoder the tests check against
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross   # linker for the aarch64 build
+  pkg-config
+)
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing: ${missing[*]}"
+  sudo_if_needed apt-get update
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null; then
+  echo "error: Rust is not installed. Install it with rustup (https://rustup.rs):" >&2
+  echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh" >&2
+  exit 1
+fi
+if command -v rustup >/dev/null; then
+  rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
+    || rustup target add aarch64-unknown-linux-gnu
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' \
+    || rustup component add rustfmt
+fi
