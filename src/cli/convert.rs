@@ -223,9 +223,11 @@ pub fn run(args: ConvertArgs) -> u8 {
                     (JobState::Done, Some(r)) => {
                         totals.done += 1;
                         let quality = if r.lossless {
-                            "lossless, MD5 verified"
+                            "lossless, MD5 verified".to_string()
+                        } else if track.lossless {
+                            "MD5 verified, NOT lossless: see the warning".to_string()
                         } else {
-                            "MD5 verified, NOT lossless"
+                            format!("MD5 verified, from lossy {}", track.profile)
                         };
                         view.println(format!(
                             "converted: {} -> {} ({}, {}, {:.1}x, {quality})",
