@@ -31,6 +31,13 @@ enum Command {
     Convert(cli::convert::ConvertArgs),
     /// Check that FFmpeg and everything else the box needs is in place.
     Doctor,
+    /// Run the box: mount USB drives as they are plugged in, convert every
+    /// DTS track on them, serve the status API, eject on request.
+    Run {
+        /// The TOML configuration file (every key has a default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// A path that does not exist is a usage error (exit 2), like a bad flag.
@@ -43,7 +50,7 @@ fn main() -> ExitCode {
     let paths = match &cli.command {
         Command::Scan { paths, .. } => paths.as_slice(),
         Command::Convert(args) => args.paths.as_slice(),
-        Command::Doctor => &[],
+        Command::Doctor | Command::Run { .. } => &[],
     };
     if let Some(p) = missing_path(paths) {
         eprintln!("dtsflac: {}: no such file or folder", p.display());
@@ -53,6 +60,7 @@ fn main() -> ExitCode {
         Command::Scan { json, paths } => cli::scan::run(&paths, json),
         Command::Convert(args) => cli::convert::run(args),
         Command::Doctor => cli::doctor::run(),
+        Command::Run { config } => cli::run::run(config),
     };
     ExitCode::from(code)
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,10 +12,10 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use dtsflac::media::convert::{
-    existing_output, human_bytes, output_name, ConvertOptions, Existing, SourceIdentity,
+    existing_output, human_bytes, plan_outputs, ConvertOptions, Existing, SourceIdentity,
 };
 use dtsflac::media::probe::Track;
-use dtsflac::media::scan::{scan, Found, ScanLimits};
+use dtsflac::media::scan::{scan, ScanLimits};
 use dtsflac::queue::scheduler::{Event, Scheduler, SchedulerConfig};
 use dtsflac::queue::store::{JobId, JobState, Store, DEFAULT_PRIORITY};
 
@@ -54,50 +54,6 @@ fn catch_interrupts() {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-}
-
-/// Where each track's FLAC goes. Two sources that would share a name
-/// (`Film.dts` and `Film.dtshd`) keep their extension (`Film.dts.flac`).
-fn plan_outputs(found: &[Found], output_dir: Option<&Path>) -> Vec<PathBuf> {
-    let dest_dir = |f: &Found| -> PathBuf {
-        let parent = f.track.path.parent().unwrap_or(Path::new("/"));
-        match output_dir {
-            Some(out) => out.join(parent.strip_prefix(&f.root).unwrap_or(Path::new(""))),
-            None => parent.to_path_buf(),
-        }
-    };
-    let first: Vec<PathBuf> = found
-        .iter()
-        .map(|f| dest_dir(f).join(output_name(&f.track)))
-        .collect();
-    let mut count: HashMap<&PathBuf, usize> = HashMap::new();
-    for p in &first {
-        *count.entry(p).or_default() += 1;
-    }
-    found
-        .iter()
-        .zip(&first)
-        .map(|(f, p)| {
-            if count[p] > 1 {
-                let name = f
-                    .track
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let wanted = output_name(&f.track);
-                let stem = f
-                    .track
-                    .path
-                    .file_stem()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                dest_dir(f).join(wanted.replacen(&stem, &name, 1))
-            } else {
-                p.clone()
-            }
-        })
-        .collect()
 }
 
 struct Totals {

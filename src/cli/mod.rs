@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod doctor;
+pub mod run;
 pub mod scan;
 
 use dtsflac::media::tools::{ToolError, Tools};

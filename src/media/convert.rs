@@ -7,7 +7,7 @@
 //! then renamed to its final name. A failure or cancellation removes the
 //! temporary file; the source is only ever read.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
@@ -23,6 +23,7 @@ use ffmpeg_sidecar::command::FfmpegCommand;
 
 use super::flacmeta;
 use super::probe::{input_args, InputSpec, Track, OWN_SOURCE_TAG};
+use super::scan::Found;
 use super::tools::{ffmpeg_file_arg, Tools};
 
 /// FLAC compression level: 5 is FFmpeg's and libFLAC's default; higher
@@ -195,6 +196,50 @@ pub fn output_name(track: &Track) -> String {
     }
     name.push_str(".flac");
     name
+}
+
+/// Where each track's FLAC goes. Two sources that would share a name
+/// (`Film.dts` and `Film.dtshd`) keep their extension (`Film.dts.flac`).
+pub fn plan_outputs(found: &[Found], output_dir: Option<&Path>) -> Vec<PathBuf> {
+    let dest_dir = |f: &Found| -> PathBuf {
+        let parent = f.track.path.parent().unwrap_or(Path::new("/"));
+        match output_dir {
+            Some(out) => out.join(parent.strip_prefix(&f.root).unwrap_or(Path::new(""))),
+            None => parent.to_path_buf(),
+        }
+    };
+    let first: Vec<PathBuf> = found
+        .iter()
+        .map(|f| dest_dir(f).join(output_name(&f.track)))
+        .collect();
+    let mut count: HashMap<&PathBuf, usize> = HashMap::new();
+    for p in &first {
+        *count.entry(p).or_default() += 1;
+    }
+    found
+        .iter()
+        .zip(&first)
+        .map(|(f, p)| {
+            if count[p] > 1 {
+                let name = f
+                    .track
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let wanted = output_name(&f.track);
+                let stem = f
+                    .track
+                    .path
+                    .file_stem()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                dest_dir(f).join(wanted.replacen(&stem, &name, 1))
+            } else {
+                p.clone()
+            }
+        })
+        .collect()
 }
 
 /// Identity of a source file as recorded in the FLAC tags.
@@ -1033,8 +1078,7 @@ pub fn remove_stale_temp_files(dir: &Path) -> usize {
         .filter(|e| {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            n.starts_with('.')
-                && (n.ends_with(TEMP_SUFFIX) || n.ends_with(&format!("{TEMP_SUFFIX}.retag")))
+            n.starts_with('.') && (n.ends_with(TEMP_SUFFIX) || n.ends_with(".dtsflac.retag"))
         })
         .filter(|e| fs::remove_file(e.path()).is_ok())
         .count()
@@ -1043,9 +1087,19 @@ pub fn remove_stale_temp_files(dir: &Path) -> usize {
 /// FFmpeg runs in its own process group: a ^C at the terminal reaches only
 /// dtsflac, which stops FFmpeg and removes the temporary file itself (FFmpeg
 /// would otherwise finish a shortened file on SIGINT).
+/// It also dies with the thread that started it, like it would in a power
+/// cut, so a killed daemon never leaves FFmpeg writing behind its back.
 fn own_process_group(cmd: &mut FfmpegCommand) {
     use std::os::unix::process::CommandExt;
-    cmd.as_inner_mut().process_group(0);
+    let inner = cmd.as_inner_mut();
+    inner.process_group(0);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        inner.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,8 @@ struct Shared {
     running: HashMap<JobId, Arc<JobControl>>,
     /// Jobs being stopped for a reason other than the user cancelling them.
     interrupting: HashSet<JobId>,
+    /// When set, only jobs on these drives (the ones plugged in) may start.
+    drives: Option<HashSet<i64>>,
 }
 
 struct Inner {
@@ -98,6 +100,7 @@ impl Scheduler {
                 stopping: false,
                 running: HashMap::new(),
                 interrupting: HashSet::new(),
+                drives: None,
             }),
             wake: Condvar::new(),
             listener: Arc::new(listener),
@@ -112,6 +115,32 @@ impl Scheduler {
             })
             .collect();
         Scheduler { inner, workers }
+    }
+
+    /// Lets jobs on `drive` start (plugged in) or holds them back (pulled,
+    /// ejecting). Once called, jobs on drives never marked available wait.
+    pub fn set_drive_available(&self, drive: i64, available: bool) {
+        let mut g = self.inner.shared.lock().unwrap();
+        let set = g.drives.get_or_insert_with(HashSet::new);
+        if available {
+            set.insert(drive);
+        } else {
+            set.remove(&drive);
+        }
+        drop(g);
+        self.inner.wake.notify_all();
+    }
+
+    /// Jobs running (or paused) right now.
+    pub fn running_jobs(&self) -> Vec<JobId> {
+        self.inner
+            .shared
+            .lock()
+            .unwrap()
+            .running
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// Tells idle workers to look for new jobs (call after adding some).
@@ -247,7 +276,7 @@ fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>)> {
             return None;
         }
         if !g.paused {
-            match inner.store.lock().unwrap().claim_next() {
+            match inner.store.lock().unwrap().claim_next(g.drives.as_ref()) {
                 Ok(Some(job)) => {
                     let control = Arc::new(JobControl::default());
                     g.running.insert(job.id, control.clone());

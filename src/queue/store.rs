@@ -2,6 +2,7 @@
 //! cuts. Only state transitions are written — never progress ticks — because
 //! the box runs from an SD card that wears out.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -397,16 +398,30 @@ impl Store {
 
     /// Claims the most urgent queued job (lowest priority number, then oldest)
     /// and marks it running.
-    pub fn claim_next(&mut self) -> Result<Option<Job>> {
-        let next: Option<JobId> = self
+    /// With `drives`, only jobs without a drive or on one of those drives
+    /// (the ones plugged in) are considered.
+    pub fn claim_next(&mut self, drives: Option<&HashSet<i64>>) -> Result<Option<Job>> {
+        let mut stmt = self
             .conn
-            .query_row(
-                "SELECT id FROM jobs WHERE state = 'queued' ORDER BY priority, id LIMIT 1",
-                [],
-                |r| r.get(0),
+            .prepare_cached(
+                "SELECT id, drive_id FROM jobs WHERE state = 'queued' ORDER BY priority, id",
             )
-            .optional()
             .map_err(|e| self.err(e))?;
+        let candidates = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, JobId>(0)?, r.get::<_, Option<i64>>(1)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        drop(stmt);
+        let next = candidates
+            .into_iter()
+            .find(|(_, drive)| match (drives, drive) {
+                (Some(allowed), Some(d)) => allowed.contains(d),
+                _ => true,
+            })
+            .map(|(id, _)| id);
         let Some(id) = next else { return Ok(None) };
         self.transition(id, &[JobState::Queued], JobState::Running, None)?;
         self.job(id).map(Some)
@@ -508,6 +523,56 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Every job of a drive, oldest first.
+    pub fn jobs_of_drive(&self, drive_id: i64) -> Result<Vec<Job>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT * FROM jobs WHERE drive_id = ?1 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([drive_id], |r| Self::row_to_job(r).map(|(j, _)| j))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The job already made for this track of this drive, if any.
+    pub fn find_job(
+        &self,
+        drive_id: i64,
+        source: &Path,
+        stream_index: u32,
+    ) -> Result<Option<JobId>> {
+        self.conn
+            .query_row(
+                "SELECT id FROM jobs WHERE drive_id = ?1 AND source_path = ?2 AND stream_index = ?3
+                 ORDER BY id DESC LIMIT 1",
+                params![drive_id, source.to_string_lossy(), stream_index],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// A drive came back: its interrupted jobs go back in the queue.
+    pub fn requeue_interrupted(&mut self, drive_id: i64) -> Result<Vec<JobId>> {
+        let ids: Vec<JobId> = self
+            .jobs_of_drive(drive_id)?
+            .into_iter()
+            .filter(|j| j.state == JobState::Interrupted)
+            .map(|j| j.id)
+            .collect();
+        for id in &ids {
+            self.transition(
+                *id,
+                &[JobState::Interrupted],
+                JobState::Queued,
+                Some("the drive is back"),
+            )?;
+        }
+        Ok(ids)
+    }
+
     /// Records a drive by filesystem identity and returns its id.
     pub fn upsert_drive(&mut self, fs_uuid: &str, label: &str, fs_type: &str) -> Result<i64> {
         let t = now();
@@ -564,9 +629,9 @@ mod tests {
         let t = track(dir.path());
         let low = s.add_job(&t, Path::new("/x/low.flac"), None, 9).unwrap();
         let high = s.add_job(&t, Path::new("/x/high.flac"), None, 1).unwrap();
-        assert_eq!(s.claim_next().unwrap().unwrap().id, high);
-        assert_eq!(s.claim_next().unwrap().unwrap().id, low);
-        assert!(s.claim_next().unwrap().is_none());
+        assert_eq!(s.claim_next(None).unwrap().unwrap().id, high);
+        assert_eq!(s.claim_next(None).unwrap().unwrap().id, low);
+        assert!(s.claim_next(None).unwrap().is_none());
         s.record_failure(low, JobState::Failed, FailureKind::Input, "bad stream")
             .unwrap();
         let j = s.job(low).unwrap();
@@ -591,7 +656,7 @@ mod tests {
             let id = s
                 .add_job(&track(dir.path()), Path::new("/x/a.flac"), None, 5)
                 .unwrap();
-            s.claim_next().unwrap();
+            s.claim_next(None).unwrap();
             id
         };
         let mut s = Store::open(&db).unwrap();

@@ -279,3 +279,79 @@ impl Drop for TmpfsMount {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// DTS channel names of the reference decodes for a WAV speaker bit.
+fn reference_channel(bit: u32, available: &BTreeMap<String, PathBuf>) -> String {
+    let pick = |preferred: &str, fallback: &str| {
+        if available.contains_key(preferred) {
+            preferred.to_string()
+        } else {
+            fallback.to_string()
+        }
+    };
+    match bit {
+        0x1 => "L".into(),
+        0x2 => "R".into(),
+        0x4 => "C".into(),
+        0x8 => "LFE".into(),
+        // Back (rear) speakers: DTS Lsr/Rsr, or Ls/Rs when the stream has no rears.
+        0x10 => pick("Lsr", "Ls"),
+        0x20 => pick("Rsr", "Rs"),
+        0x100 => "Cs".into(),
+        // Side speakers: DTS Lss/Rss, or Ls/Rs in 5.1/6.1.
+        0x200 => pick("Lss", "Ls"),
+        0x400 => pick("Rss", "Rs"),
+        other => panic!("unexpected speaker bit {other:#x}"),
+    }
+}
+
+fn references_for(stem: &str) -> BTreeMap<String, PathBuf> {
+    let mut refs = BTreeMap::new();
+    for entry in fs::read_dir(samples().join("reference")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if let Some(channel) = name.strip_prefix(&format!("{stem}_")) {
+            refs.insert(channel.to_string(), path);
+        }
+    }
+    assert!(!refs.is_empty(), "no reference decodes for {stem}");
+    refs
+}
+
+/// Asserts that a FLAC holds exactly the reference decode of a dcadec
+/// sample: every channel on the right speaker, bit for bit, full length.
+pub fn assert_matches_reference(flac: &Path, stem: &str) {
+    let decoded = flac_decode(flac);
+    let refs = references_for(stem);
+    assert_eq!(
+        usize::from(decoded.channels),
+        refs.len(),
+        "{stem}: channel count"
+    );
+    let speakers = decoded.speakers();
+    assert_eq!(
+        speakers.len(),
+        refs.len(),
+        "{stem}: channel mask {:#x}",
+        decoded.mask
+    );
+    for (index, bit) in speakers.iter().enumerate() {
+        let name = reference_channel(*bit, &refs);
+        let reference = read_wav(&refs[&name]);
+        assert_eq!(reference.rate, decoded.rate, "{stem}: sample rate");
+        assert_eq!(reference.bits, decoded.bits, "{stem}: bit depth");
+        assert_eq!(
+            decoded.samples[index].len(),
+            reference.samples[0].len(),
+            "{stem}: length of channel {name}"
+        );
+        let first_difference = decoded.samples[index]
+            .iter()
+            .zip(&reference.samples[0])
+            .position(|(a, b)| a != b);
+        assert_eq!(
+            first_difference, None,
+            "{stem}: speaker {bit:#x} differs from reference channel {name}"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! `dtsflac run`: the appliance. Reads the config, recovers from any power
+//! cut, mounts drives as they come, converts, and serves the API until
+//! SIGTERM or Ctrl-C, then stops the jobs and unmounts the drives cleanly.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use dtsflac::app::{log, App};
+use dtsflac::config::Config;
+
+use super::tools_or_explain;
+
+/// The token for the web controls: from the config, or generated once and
+/// kept in the state folder so it survives restarts.
+fn load_or_make_token(config: &Config) -> Result<String, String> {
+    if !config.web.token.is_empty() {
+        return Ok(config.web.token.clone());
+    }
+    let path = config.state_dir.join("token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let mut bytes = [0u8; 15];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom for a token: {e}"))?;
+    // Letters and digits without look-alikes, easy to copy from the OLED.
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let token: String = bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % 32] as char)
+        .collect();
+    std::fs::create_dir_all(&config.state_dir)
+        .and_then(|_| std::fs::write(&path, format!("{token}\n")))
+        .map_err(|e| format!("cannot save the token in {}: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    Ok(token)
+}
+
+pub fn load_config(path: Option<&Path>) -> Result<Config, String> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
+pub fn run(config_path: Option<PathBuf>) -> u8 {
+    let config = match load_config(config_path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dtsflac: {e}");
+            return 2;
+        }
+    };
+    let Some(tools) = tools_or_explain() else {
+        return 1;
+    };
+    let token = match load_or_make_token(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dtsflac: {e}");
+            return 1;
+        }
+    };
+    let listen = config.web.listen;
+    let app = match App::start(config, tools, token) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("dtsflac: {e}");
+            return 1;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dtsflac: cannot start: {e}");
+            return 1;
+        }
+    };
+    let code = runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("dtsflac: cannot listen on {listen} (`web.listen`): {e}");
+                return 1;
+            }
+        };
+        if let Err(e) = app.run_hotplug() {
+            eprintln!("dtsflac: {e}");
+            return 1;
+        }
+        log(&format!(
+            "ready: API on http://{listen}/api/status; mounting drives under {}",
+            app.config().usb.mount_root.display()
+        ));
+        let server = axum::serve(listener, dtsflac::web::router(app.clone()))
+            .with_graceful_shutdown(stop_signal());
+        if let Err(e) = server.await {
+            eprintln!("dtsflac: web server: {e}");
+        }
+        0
+    });
+    log("stopping: interrupting jobs and unmounting drives");
+    app.shutdown();
+    code
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,7 @@
+//! USB drives: kernel hotplug events, which devices are drives, identifying
+//! their file systems, and mounting them safely.
+
+pub mod drives;
+pub mod mount;
+pub mod superblock;
+pub mod uevent;

@@ -1,0 +1,754 @@
+//! End-to-end tests of `dtsflac run`, the box itself: real disk images
+//! (exFAT, NTFS, FAT32, ext4) attached as loop devices while the daemon runs,
+//! real kernel uevents, real mounts (kernel ext4, FUSE for the others), the
+//! real HTTP API, and the drives read back afterwards.
+//!
+//! These need root, loop devices and FUSE, which CI has; without them they
+//! fail and say what is missing. They run one at a time: each daemon takes
+//! every loop device it sees as a drive.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+static ONE_DAEMON_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_DAEMON_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+const TOKEN: &str = "test-token-123";
+
+fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+// ----- disk images -----
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fs {
+    Exfat,
+    Ntfs,
+    Vfat,
+    Ext4,
+}
+
+struct Image {
+    path: PathBuf,
+    fs: Fs,
+    loop_dev: Option<String>,
+}
+
+impl Image {
+    /// Makes a file system image labelled `label` holding `files`
+    /// (path on the drive → content) and, for ext4, `symlinks`.
+    fn new(dir: &Path, fs: Fs, label: &str, size_mb: u64, files: &[(&str, &[u8])]) -> Image {
+        let path = dir.join(format!("{label}.img"));
+        let f = fs::File::create(&path).unwrap();
+        f.set_len(size_mb << 20).unwrap();
+        drop(f);
+        let p = path.to_str().unwrap();
+        match fs {
+            Fs::Exfat => sh("mkfs.exfat", &["-L", label, p]),
+            Fs::Ntfs => sh("mkntfs", &["-F", "-f", "-q", "-L", label, p]),
+            Fs::Vfat => sh("mkfs.vfat", &["-F", "32", "-n", label, p]),
+            Fs::Ext4 => sh("mkfs.ext4", &["-q", "-F", "-m", "0", "-L", label, p]),
+        };
+        let image = Image {
+            path,
+            fs,
+            loop_dev: None,
+        };
+        image.with_mounted(|root| {
+            for (name, content) in files {
+                let target = root.join(name);
+                fs::create_dir_all(target.parent().unwrap()).unwrap();
+                fs::write(&target, content).unwrap();
+            }
+        });
+        image
+    }
+
+    /// Mounts the image privately (no daemon may be running) and runs `f`.
+    fn with_mounted<T>(&self, f: impl FnOnce(&Path) -> T) -> T {
+        let dev = sh("losetup", &["-f", "--show", self.path.to_str().unwrap()]);
+        let at = tempfile::tempdir().unwrap();
+        let at_s = at.path().to_str().unwrap();
+        match self.fs {
+            Fs::Ext4 => sh("mount", &[&dev, at_s]),
+            Fs::Exfat => sh("mount.exfat-fuse", &[&dev, at_s]),
+            Fs::Ntfs => sh("ntfs-3g", &[&dev, at_s]),
+            Fs::Vfat => {
+                let status = Command::new("fusefat")
+                    .args(["-o", "rw+", &dev, at_s])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("cannot run fusefat: apt-get install fusefat");
+                assert!(status.success(), "fusefat failed");
+                String::new()
+            }
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(at.path())));
+        sh("sync", &[]);
+        let _ = Command::new("umount").arg(at.path()).status();
+        // FUSE drivers finish writing after the unmount returns.
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("losetup").args(["-d", &dev]).status();
+        match result {
+            Ok(v) => v,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+
+    /// Plugs the image in as a drive (what the daemon sees as a USB stick).
+    fn attach(&mut self, read_only: bool) -> String {
+        let mut args = vec!["-f", "--show"];
+        if read_only {
+            args.push("-r");
+        }
+        args.push(self.path.to_str().unwrap());
+        let dev = sh("losetup", &args);
+        self.loop_dev = Some(dev.clone());
+        dev
+    }
+
+    fn detach(&mut self) {
+        if let Some(dev) = self.loop_dev.take() {
+            for _ in 0..50 {
+                if Command::new("losetup")
+                    .args(["-d", &dev])
+                    .status()
+                    .unwrap()
+                    .success()
+                {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            panic!("cannot detach {dev}");
+        }
+    }
+
+    /// Writes to the device's uevent file: the kernel then announces it as
+    /// removed or added, exactly as when a stick is pulled or plugged.
+    fn uevent(&self, action: &str) {
+        let dev = self.loop_dev.as_ref().expect("attached");
+        let name = Path::new(dev).file_name().unwrap().to_str().unwrap();
+        fs::write(format!("/sys/block/{name}/uevent"), action).unwrap();
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        if let Some(dev) = self.loop_dev.take() {
+            let _ = Command::new("losetup").args(["-d", &dev]).status();
+        }
+    }
+}
+
+// ----- the daemon -----
+
+struct Daemon {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Daemon {
+        let port = free_port();
+        let config = dir.join("dtsflac.toml");
+        fs::write(
+            &config,
+            format!(
+                "state_dir = \"{state}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n\
+                 [usb]\nmount_root = \"{media}\"\nallow_loop = true\n[convert]\njobs = 2\n",
+                state = dir.join("state").display(),
+                media = dir.join("media").display(),
+            ),
+        )
+        .unwrap();
+        Daemon::start_with(dir, &config, port)
+    }
+
+    fn start_with(dir: &Path, config: &Path, port: u16) -> Daemon {
+        let log = dir.join(format!("daemon-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_dtsflac"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(fs::File::options().append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            child: Some(child),
+            port,
+            dir: dir.to_path_buf(),
+            log,
+        };
+        d.wait_for("the API to answer", Duration::from_secs(20), |d| {
+            d.get("/healthz")
+                .map(|(code, _)| code == 200)
+                .unwrap_or(false)
+        });
+        d
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> std::io::Result<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        s.read_to_string(&mut response)?;
+        let code = response
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        // Chunked bodies: keep only the JSON (between the first { or [ and the last } or ]).
+        let body = match (body.find(['{', '[']), body.rfind(['}', ']'])) {
+            (Some(a), Some(b)) if b >= a => body[a..=b].to_string(),
+            _ => body.to_string(),
+        };
+        Ok((code, body))
+    }
+
+    fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        self.request("GET", path, None)
+    }
+
+    fn post(&self, path: &str) -> u16 {
+        self.request("POST", path, Some(TOKEN)).unwrap().0
+    }
+
+    fn status(&self) -> Value {
+        let (code, body) = self.get("/api/status").expect("status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad JSON ({e}): {body}"))
+    }
+
+    fn wait_for(&mut self, what: &str, limit: Duration, mut ok: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if ok(self) {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "the daemon exited ({status}) while waiting for {what}:\n{}",
+                        self.log()
+                    );
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = self.get("/api/status").map(|(_, b)| b).unwrap_or_default();
+        panic!(
+            "timed out waiting for {what}\nstatus: {status}\nlog:\n{}",
+            self.log()
+        );
+    }
+
+    fn drive<'a>(status: &'a Value, label: &str) -> Option<&'a Value> {
+        status["drives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["label"] == label)
+    }
+
+    fn wait_drive_state(&mut self, label: &str, state: &str, limit: Duration) -> Value {
+        self.wait_for(&format!("drive {label} to be {state}"), limit, |d| {
+            Daemon::drive(&d.status(), label).is_some_and(|x| x["state"] == state)
+        });
+        Daemon::drive(&self.status(), label).unwrap().clone()
+    }
+
+    fn jobs_of(&self, drive_id: &Value) -> Vec<Value> {
+        self.status()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["drive_id"] == *drive_id)
+            .cloned()
+            .collect()
+    }
+
+    /// SIGKILL: what a power cut does to the process.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        // Leave no mounts behind if a test failed half-way.
+        let media = self.dir.join("media");
+        if let Ok(entries) = fs::read_dir(&media) {
+            for e in entries.flatten() {
+                let _ = Command::new("umount").arg("-l").arg(e.path()).status();
+            }
+        }
+    }
+}
+
+fn require_root_tools() {
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "the daemon tests need root (loop devices, mounts); CI runs them as root"
+    );
+    for tool in [
+        "losetup",
+        "mkfs.exfat",
+        "mkntfs",
+        "mkfs.vfat",
+        "mkfs.ext4",
+        "mount.exfat-fuse",
+        "ntfs-3g",
+        "fusefat",
+    ] {
+        assert!(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+                .success(),
+            "`{tool}` is missing: apt-get install exfatprogs exfat-fuse ntfs-3g fusefat dosfstools e2fsprogs (./scripts/install-deps.sh does it)"
+        );
+    }
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "/dev/fuse is missing: the FUSE drivers need it"
+    );
+}
+
+fn sample(name: &str) -> Vec<u8> {
+    fs::read(samples().join(name)).unwrap()
+}
+
+fn is_mounted(path: &str) -> bool {
+    fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(path))
+}
+
+/// Five minutes of DTS 5.1 (FFmpeg's encoder, 16-bit source): long enough to
+/// be caught mid-conversion.
+fn long_dts(dir: &Path) -> Vec<u8> {
+    let segment = dir.join("segment.dts");
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=500:sample_rate=48000:duration=10",
+            "-af",
+            "pan=5.1(side)|FL=c0|FR=c0|FC=c0|LFE=c0|SL=c0|SR=c0",
+            "-c:a",
+            "dca",
+            "-strict",
+            "-2",
+            "-f",
+            "dts",
+        ],
+        &segment,
+    );
+    fs::read(&segment).unwrap().repeat(30)
+}
+
+#[test]
+fn drives_of_every_file_system_are_converted_exactly_and_ejected_safely() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // Something off the drive that a symlink on it points to.
+    let outside = dir.join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(
+        outside.join("Secret.dtshd"),
+        sample("xll_51_24_48_768.dtshd"),
+    )
+    .unwrap();
+
+    let master = sample("xll_71_24_48_768_0.dtshd");
+    let sixteen = sample("xll_51_16_192_768_0.dtshd");
+    let files: Vec<(&str, &[u8])> = vec![
+        ("Concerts/Live at the Hall.dtshd", &master),
+        ("Hi-Res/Studio 192k.dtshd", &sixteen),
+    ];
+    let mut images = vec![
+        Image::new(dir, Fs::Exfat, "EXFATDRIVE", 64, &files),
+        Image::new(dir, Fs::Ntfs, "NTFSDRIVE", 64, &files),
+        Image::new(dir, Fs::Vfat, "FATDRIVE", 64, &files),
+        Image::new(dir, Fs::Ext4, "EXTDRIVE", 64, &files),
+    ];
+    images[3].with_mounted(|root| {
+        std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
+    });
+
+    let mut daemon = Daemon::start(dir);
+    for image in &mut images {
+        image.attach(false);
+    }
+    let labels = ["EXFATDRIVE", "NTFSDRIVE", "FATDRIVE", "EXTDRIVE"];
+    let expected_fs = ["exfat", "ntfs", "vfat", "ext4"];
+    for (label, fs_name) in labels.iter().zip(expected_fs) {
+        let drive = daemon.wait_drive_state(label, "idle", Duration::from_secs(120));
+        assert_eq!(drive["fs"], fs_name, "{drive}");
+        let mount_point = drive["mount_point"].as_str().unwrap().to_string();
+        assert!(
+            is_mounted(&mount_point),
+            "{label} not mounted at {mount_point}"
+        );
+        let jobs = daemon.jobs_of(&drive["id"]);
+        assert_eq!(jobs.len(), 2, "{label}: {jobs:?}");
+        for job in &jobs {
+            assert_eq!(job["state"], "done", "{label}: {job}");
+            assert_eq!(job["progress"], 1.0);
+            let source = job["source"].as_str().unwrap();
+            assert!(
+                source.starts_with(&mount_point),
+                "{source} is off the drive"
+            );
+        }
+    }
+    // The status API is open; every control needs the token.
+    let (code, _) = daemon.request("POST", "/api/pause", None).unwrap();
+    assert_eq!(code, 401);
+    let (code, _) = daemon.request("POST", "/api/pause", Some("wrong")).unwrap();
+    assert_eq!(code, 401);
+    let status = daemon.status();
+    let exfat_id = Daemon::drive(&status, "EXFATDRIVE").unwrap()["id"].clone();
+    assert_eq!(
+        daemon
+            .request("POST", &format!("/api/drives/{exfat_id}/eject"), None)
+            .unwrap()
+            .0,
+        401
+    );
+    assert_eq!(daemon.post("/api/drives/999999/eject"), 404);
+
+    for label in labels {
+        let drive = Daemon::drive(&daemon.status(), label).unwrap().clone();
+        let mount_point = drive["mount_point"].as_str().unwrap().to_string();
+        assert_eq!(
+            daemon.post(&format!("/api/drives/{}/eject", drive["id"])),
+            202
+        );
+        let ejected = daemon.wait_drive_state(label, "ejected", Duration::from_secs(60));
+        assert!(ejected["mount_point"].is_null());
+        assert!(
+            !is_mounted(&mount_point),
+            "{label} still mounted after eject"
+        );
+    }
+    for image in &mut images {
+        image.detach();
+    }
+    daemon.stop();
+    assert!(
+        fs::read_dir(&outside).unwrap().count() == 1,
+        "the symlink off the drive was followed: {:?}",
+        fs::read_dir(&outside).unwrap().collect::<Vec<_>>()
+    );
+
+    // Read the drives back as the user would, on a computer.
+    for image in &images {
+        image.with_mounted(|root| {
+            assert_matches_reference(
+                &root.join("Concerts/Live at the Hall.flac"),
+                "xll_71_24_48_768_0",
+            );
+            assert_matches_reference(&root.join("Hi-Res/Studio 192k.flac"), "xll_51_16_192_768_0");
+            let leftovers: Vec<String> = walk(root)
+                .into_iter()
+                .filter(|p| p.contains(".dtsflac."))
+                .collect();
+            assert!(
+                leftovers.is_empty(),
+                "{:?}: temp files left: {leftovers:?}",
+                image.fs
+            );
+            assert_eq!(
+                fs::read(root.join("Concerts/Live at the Hall.dtshd")).unwrap(),
+                master
+            );
+        });
+    }
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                v.extend(walk(&p));
+            } else {
+                v.push(p.display().to_string());
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn a_drive_pulled_mid_job_resumes_when_it_comes_back() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let long = long_dts(dir);
+    fs::write(dir.join("source.dts"), &long).unwrap();
+    let mut image = Image::new(dir, Fs::Exfat, "PULLME", 256, &[("Film.dts", &long)]);
+
+    let mut daemon = Daemon::start(dir);
+    image.attach(false);
+    daemon.wait_for("the job to run", Duration::from_secs(60), |d| {
+        d.status()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["state"] == "running")
+    });
+    // Freeze it mid-way so the pull surely lands during the job.
+    assert_eq!(daemon.post("/api/pause"), 202);
+    let drive = Daemon::drive(&daemon.status(), "PULLME").unwrap().clone();
+    let mount_point = drive["mount_point"].as_str().unwrap().to_string();
+    image.uevent("remove");
+    daemon.wait_drive_state("PULLME", "removed", Duration::from_secs(30));
+    daemon.wait_for("the job to be interrupted", Duration::from_secs(30), |d| {
+        d.jobs_of(&drive["id"])
+            .iter()
+            .all(|j| j["state"] == "interrupted")
+    });
+    assert!(!is_mounted(&mount_point), "the dead mount was not detached");
+    assert_eq!(daemon.post("/api/resume"), 202);
+
+    image.uevent("add");
+    let back = daemon.wait_drive_state("PULLME", "idle", Duration::from_secs(120));
+    assert_eq!(back["id"], drive["id"], "the same drive must be recognised");
+    let jobs = daemon.jobs_of(&drive["id"]);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["state"], "done");
+    assert_eq!(
+        daemon.post(&format!("/api/drives/{}/eject", drive["id"])),
+        202
+    );
+    daemon.wait_drive_state("PULLME", "ejected", Duration::from_secs(60));
+    image.detach();
+    daemon.stop();
+
+    let expected = ffmpeg_md5(&dir.join("source.dts"), &["-c:a", "pcm_s16le"]);
+    image.with_mounted(|root| {
+        assert_eq!(
+            ffmpeg_md5(&root.join("Film.flac"), &["-c:a", "pcm_s16le"]),
+            expected
+        );
+        let names: Vec<String> = walk(root);
+        assert_eq!(names.len(), 2, "{names:?}");
+    });
+}
+
+#[test]
+fn a_power_cut_mid_job_is_finished_after_restart_with_nothing_left_over() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let long = long_dts(dir);
+    fs::write(dir.join("source.dts"), &long).unwrap();
+    let mut image = Image::new(
+        dir,
+        Fs::Ext4,
+        "POWERCUT",
+        256,
+        &[("Music/Album.dts", &long)],
+    );
+
+    let mut daemon = Daemon::start(dir);
+    image.attach(false);
+    daemon.wait_for("the job to run", Duration::from_secs(60), |d| {
+        d.status()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["state"] == "running")
+    });
+    let mount_point = Daemon::drive(&daemon.status(), "POWERCUT").unwrap()["mount_point"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Let FFmpeg write part of the file, then cut the power.
+    daemon.wait_for("a partial temp file", Duration::from_secs(30), |_| {
+        walk(Path::new(&mount_point))
+            .iter()
+            .any(|p| p.contains(".dtsflac.part"))
+    });
+    daemon.kill();
+    assert!(
+        walk(Path::new(&mount_point))
+            .iter()
+            .all(|p| !p.ends_with("Album.flac")),
+        "a final name appeared before the job finished"
+    );
+
+    let mut daemon = Daemon::start(dir);
+    let drive = daemon.wait_drive_state("POWERCUT", "idle", Duration::from_secs(120));
+    let jobs = daemon.jobs_of(&drive["id"]);
+    assert_eq!(jobs.len(), 1, "one job, not a second copy: {jobs:?}");
+    assert_eq!(jobs[0]["state"], "done", "{jobs:?}");
+    assert_eq!(
+        daemon.post(&format!("/api/drives/{}/eject", drive["id"])),
+        202
+    );
+    daemon.wait_drive_state("POWERCUT", "ejected", Duration::from_secs(60));
+    image.detach();
+    daemon.stop();
+
+    let expected = ffmpeg_md5(&dir.join("source.dts"), &["-c:a", "pcm_s16le"]);
+    image.with_mounted(|root| {
+        assert_eq!(
+            ffmpeg_md5(&root.join("Music/Album.flac"), &["-c:a", "pcm_s16le"]),
+            expected
+        );
+        let files = walk(root);
+        assert!(
+            files.iter().all(|p| !p.contains(".dtsflac.")),
+            "temp files left behind: {files:?}"
+        );
+    });
+}
+
+#[test]
+fn read_only_and_full_drives_give_a_clear_error_for_each_job() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let master = sample("xll_71_24_96_768.dtshd");
+    let mut locked = Image::new(dir, Fs::Ext4, "LOCKED", 16, &[("Track.dtshd", &master)]);
+    let mut full = Image::new(dir, Fs::Ext4, "FULL", 16, &[("Track.dtshd", &master)]);
+    // Fill the drive, then free a little less than the FLAC would need.
+    full.with_mounted(|root| {
+        let filler = root.join("filler.bin");
+        let mut f = fs::File::create(&filler).unwrap();
+        for size in [64 << 10, 4 << 10] {
+            let block = vec![0x5au8; size];
+            while f.write_all(&block).is_ok() {}
+        }
+        drop(f);
+        let len = fs::metadata(&filler).unwrap().len();
+        let f = fs::OpenOptions::new().write(true).open(&filler).unwrap();
+        f.set_len(len - (24 << 10)).unwrap();
+        f.sync_all().unwrap();
+    });
+
+    let mut daemon = Daemon::start(dir);
+    locked.attach(true);
+    full.attach(false);
+    for (label, reason) in [("LOCKED", "read-only"), ("FULL", "not enough free space")] {
+        let drive = daemon.wait_drive_state(label, "idle", Duration::from_secs(60));
+        let jobs = daemon.jobs_of(&drive["id"]);
+        assert_eq!(jobs.len(), 1, "{label}: {jobs:?}");
+        assert_eq!(jobs[0]["state"], "failed", "{label}: {jobs:?}");
+        let error = jobs[0]["error"].as_str().unwrap();
+        assert!(error.contains(reason), "{label}: {error}");
+    }
+    daemon.stop();
+    locked.detach();
+    full.detach();
+    full.with_mounted(|root| {
+        assert!(!root.join("Track.flac").exists());
+        assert!(walk(root).iter().all(|p| !p.contains(".dtsflac.")));
+    });
+}
+
+#[test]
+fn a_bad_config_names_the_key() {
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("bad.toml");
+    fs::write(
+        &config,
+        "[usb]\nmount_root = \"/media/x\"\nallow_loop = \"yes\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dtsflac"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("allow_loop"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_dtsflac"))
+        .args(["run", "--config"])
+        .arg(work.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
