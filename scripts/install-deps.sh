@@ -9,6 +9,10 @@ packages=(
   flac              # the reference decoder the tests check against
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross   # linker for the aarch64 build
   pkg-config
+  # drives: FUSE drivers for kernels without exFAT/NTFS/FAT, and the tools
+  # the tests make disk images with
+  fuse3 exfat-fuse ntfs-3g fusefat exfatprogs dosfstools e2fsprogs util-linux
+  curl              # the demo talks to the box's API
 )
 
 sudo_if_needed() {

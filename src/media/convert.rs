@@ -451,6 +451,10 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }
+    // Some FUSE drivers (fusefat) report no sizes at all: unknown, not full.
+    if st.f_blocks == 0 {
+        return None;
+    }
     Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
