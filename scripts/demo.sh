@@ -2,7 +2,10 @@
 # Installs what is missing, builds dtsflac, makes a demo folder of real DTS
 # material (a film with two DTS tracks and an AC-3 track, a DTS-CD style WAV,
 # and the public-domain DTS-HD test streams when ../shared is beside the
-# project) and converts it, as a user would.
+# project) and converts it with `dtsflac convert`. Then it starts the box
+# (`dtsflac run`) in demo mode: the same material on a disk image is plugged
+# in as a USB drive (a loop device), converted, and ejected through the API;
+# the box keeps running until Ctrl-C. Mounting needs root (sudo is used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -59,3 +62,50 @@ echo "==> dtsflac convert $demo"
 "$bin" convert "$demo"
 echo "==> FLAC files written:"
 find "$demo" -name '*.flac' | sort
+
+# ---- the box, with a disk image as its USB drive ----
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+port=${DTSFLAC_DEMO_PORT:-8080}
+box="$demo/box"
+mkdir -p "$box/drive"
+find "$demo" -name '*.flac' -delete
+cp -r "$demo/Films" "$demo/Music" "$box/drive/"
+[ -d "$demo/Masters" ] && cp -r "$demo/Masters" "$box/drive/"
+rm -f "$box/demo-drive.img"
+truncate -s 256M "$box/demo-drive.img"
+mkfs.ext4 -q -F -m 0 -L "DEMO USB" -d "$box/drive" "$box/demo-drive.img"
+cat > "$box/dtsflac.toml" <<TOML
+state_dir = "$box/state"
+[web]
+listen = "127.0.0.1:$port"
+token = "demo-token"
+[usb]
+mount_root = "$box/media"
+allow_loop = true
+TOML
+echo "==> starting the box: dtsflac run --config $box/dtsflac.toml"
+as_root "$bin" run --config "$box/dtsflac.toml" &
+daemon=$!
+loopdev=""
+cleanup() {
+  as_root kill -TERM "$daemon" 2>/dev/null || true
+  wait "$daemon" 2>/dev/null || true
+  [ -n "$loopdev" ] && as_root losetup -d "$loopdev" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+api() { curl -fsS "$@"; }
+for _ in $(seq 100); do api "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+echo "==> plugging in the demo drive"
+loopdev=$(as_root losetup -f --show "$box/demo-drive.img")
+state() { api "http://127.0.0.1:$port/api/status" | python3 -c 'import json,sys; d=json.load(sys.stdin)["drives"]; print(d[0]["state"] if d else "none")'; }
+for _ in $(seq 600); do [ "$(state)" = idle ] && break; sleep 0.5; done
+echo "==> status (http://127.0.0.1:$port/api/status):"
+api "http://127.0.0.1:$port/api/status" | python3 -m json.tool
+echo "==> ejecting the drive"
+api -X POST -H "Authorization: Bearer demo-token" "http://127.0.0.1:$port/api/drives/1/eject" >/dev/null
+for _ in $(seq 120); do [ "$(state)" = ejected ] && break; sleep 0.5; done
+echo "drive state: $(state) (safe to remove)"
+as_root losetup -d "$loopdev"; loopdev=""
+echo "==> the box keeps running at http://127.0.0.1:$port (token: demo-token); attach more images with"
+echo "    sudo losetup -f --show IMAGE     — press Ctrl-C to stop"
+wait "$daemon"

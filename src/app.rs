@@ -113,6 +113,8 @@ pub struct App {
     changes: tokio::sync::watch::Sender<u64>,
     pub token: String,
     pub tools: Tools,
+    /// This app itself, for work that outlives a call (drive threads).
+    me: std::sync::Weak<App>,
 }
 
 impl App {
@@ -153,8 +155,8 @@ impl App {
             },
         };
         let (changes, _) = tokio::sync::watch::channel(0u64);
-        let app = Arc::new_cyclic(|weak: &std::sync::Weak<App>| {
-            let weak = weak.clone();
+        let app = Arc::new_cyclic(|me: &std::sync::Weak<App>| {
+            let weak = me.clone();
             let scheduler = Scheduler::start(store.clone(), tools.clone(), scheduler_config, {
                 move |event| {
                     if let Some(app) = weak.upgrade() {
@@ -170,6 +172,7 @@ impl App {
                 changes,
                 token,
                 tools,
+                me: me.clone(),
             }
         });
         // No drive is plugged in yet as far as the scheduler knows.
@@ -714,12 +717,41 @@ impl App {
                 self.live.lock().unwrap().progress.remove(&job);
                 if let Some(e) = error {
                     log(&format!("job {job} {state}: {e}"));
+                    self.check_drive_still_there(job);
                 }
                 self.refresh_drive_states();
             }
             Event::Retrying { job, error, .. } => {
                 log(&format!("job {job} failed ({error}); trying again"));
+                self.check_drive_still_there(job);
                 self.changed();
+            }
+        }
+    }
+
+    /// A job failed: if its drive has vanished without a `remove` event
+    /// (I/O errors from a yanked stick), handle it as pulled.
+    fn check_drive_still_there(&self, job: JobId) {
+        let Some(drive) = self
+            .store
+            .lock()
+            .unwrap()
+            .job(job)
+            .ok()
+            .and_then(|j| j.drive_id)
+        else {
+            return;
+        };
+        let devname = {
+            let live = self.live.lock().unwrap();
+            match live.drives.get(&drive) {
+                Some(d) if d.mount.is_some() => d.devname.clone(),
+                _ => return,
+            }
+        };
+        if !drives::has_media(&devname) {
+            if let Some(app) = self.me.upgrade() {
+                app.removed(drive);
             }
         }
     }

@@ -46,7 +46,8 @@ pub enum FsType {
 }
 
 impl FsType {
-    /// Name as shown to users and used in the API: "vfat", "exfat", "ntfs", "ext2", "ext3", "ext4".
+    /// Name as shown to users and used in the API: "vfat", "exfat", "ntfs", "ext2", "ext3",
+    /// "ext4" (the same strings serde produces).
     pub fn name(self) -> &'static str {
         match self {
             FsType::Vfat => "vfat",
@@ -68,7 +69,9 @@ pub struct FsInfo {
     pub uuid: String,
 }
 
-/// Reads the start of `path` (block device or image) and identifies the filesystem. Ok(None) when it is not one of the supported filesystems (e.g. a partition table, or garbage).
+/// Reads the start of `path` (block device or image) and identifies the filesystem.
+/// Ok(None) when it is not one of the supported filesystems (e.g. a partition table, or
+/// garbage). Err only when the device cannot be opened or its first bytes cannot be read.
 pub fn identify(path: &Path) -> io::Result<Option<FsInfo>> {
     let file = File::open(path)?;
     let mut head = Vec::with_capacity(HEAD_LEN);
@@ -88,7 +91,10 @@ pub fn identify(path: &Path) -> io::Result<Option<FsInfo>> {
     Ok(identify_bytes(&head, &mut read_at))
 }
 
-/// Same, on bytes already read (the first part of the device, at least 64 KiB when available); `read_at` reads more at an absolute byte offset when the label lives elsewhere (exFAT root directory, NTFS $Volume MFT record).
+/// Same, on bytes already read (the first part of the device, at least 64 KiB when
+/// available); `read_at` reads more at an absolute byte offset when the label lives
+/// elsewhere (exFAT root directory, NTFS $Volume MFT record). A failing or short `read_at`
+/// is treated like the data being absent, never as an error.
 pub fn identify_bytes(
     head: &[u8],
     read_at: &mut dyn FnMut(u64, usize) -> io::Result<Vec<u8>>,
@@ -238,6 +244,8 @@ struct Chain {
     fat_start: u64,
     /// Number of data clusters, so valid cluster numbers are 2..=cluster_count+1.
     cluster_count: u64,
+    /// FAT32 keeps 4 reserved bits at the top of each entry; exFAT uses all 32.
+    entry_mask: u32,
 }
 
 /// Follows the directory's cluster chain from `first`, scanning up to DIR_SCAN_LIMIT bytes.
@@ -259,7 +267,7 @@ fn scan_chain<T>(
             if len == 0 {
                 return None;
             }
-            let bytes = disk.read(start + done, len as usize)?;
+            let bytes = disk.read(start.checked_add(done)?, len as usize)?;
             match scan(&bytes) {
                 DirScan::Found(found) => return Some(found),
                 DirScan::End => return None,
@@ -269,8 +277,7 @@ fn scan_chain<T>(
             budget -= len;
         }
         let fat_entry = disk.read(chain.fat_start.checked_add(cluster * 4)?, 4)?;
-        // FAT32 keeps flags in the top 4 bits; exFAT never sets them for valid clusters.
-        cluster = u64::from(le32(&fat_entry, 0)? & 0x0FFF_FFFF);
+        cluster = u64::from(le32(&fat_entry, 0)? & chain.entry_mask);
     }
     None
 }
@@ -325,7 +332,7 @@ fn ext_flavour(compat: u32, incompat: u32, ro_compat: u32) -> Option<FsType> {
     } else if incompat & !EXT2_INCOMPAT_SUPP == 0 {
         Some(FsType::Ext2)
     } else {
-        // No journal but "needs recovery": no ext driver would claim it, nor does blkid.
+        // No journal yet "needs journal recovery": inconsistent, and blkid reports nothing.
         None
     }
 }
@@ -371,7 +378,7 @@ fn probe_fat(disk: &mut Disk) -> Option<FsInfo> {
     // The extended BPB sits after the FAT32-only fields on FAT32.
     let (serial_at, label_at) = if bpb.fat32 { (67, 71) } else { (39, 43) };
     // The root directory entry is what Windows and fatlabel keep current; the boot sector
-    // copy is often stale, so it is only the fallback (as in libblkid).
+    // copy is often stale, so it is only the fallback (as current libblkid does).
     let dir_label = if bpb.fat32 {
         fat32_dir_label(disk, &bpb, le32(&boot, 44)?)
     } else {
@@ -464,6 +471,7 @@ fn fat32_dir_label(disk: &mut Disk, bpb: &Bpb, root_cluster: u32) -> Option<Vec<
         cluster_bytes: bpb.cluster_sectors * bpb.sector_size,
         fat_start: bpb.reserved_sectors * bpb.sector_size,
         cluster_count: bpb.cluster_count,
+        entry_mask: 0x0FFF_FFFF,
     };
     scan_chain(disk, &chain, root_cluster, scan_fat_dir)
 }
@@ -514,6 +522,7 @@ fn probe_exfat(disk: &mut Disk) -> Option<FsInfo> {
         cluster_bytes: 1 << (sector_shift + cluster_shift),
         fat_start: u64::from(le32(&boot, 80)?) << sector_shift,
         cluster_count: u64::from(le32(&boot, 92)?),
+        entry_mask: 0xFFFF_FFFF,
     };
     // A volume without a label entry simply has no label.
     let label = scan_chain(disk, &chain, le32(&boot, 96)?, scan_exfat_dir).unwrap_or_default();
@@ -704,9 +713,7 @@ mod tests {
             .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
             .map(|dir| dir.join(name))
             .find(|p| p.is_file())
-            .unwrap_or_else(|| {
-                panic!("`{name}` not found: install the Debian package `{package}` (apt-get install {package})")
-            })
+            .unwrap_or_else(|| panic!("{name} not found: install the Debian package {package}"))
     }
 
     /// Runs a tool that must succeed, returning its stdout.
@@ -764,16 +771,16 @@ mod tests {
                 high = 0x80;
                 i += 2;
             }
-            let byte = match (s[i], s.get(i + 1)) {
-                (b'^', Some(&c)) | (b'\\', Some(&c)) => {
+            let byte = match s[i] {
+                b'^' if i + 1 < s.len() => {
                     i += 2;
-                    if s[i - 2] == b'^' {
-                        c ^ 0x40
-                    } else {
-                        c
-                    }
+                    s[i - 1] ^ 0x40
                 }
-                (c, _) => {
+                b'\\' if i + 1 < s.len() => {
+                    i += 2;
+                    s[i - 1]
+                }
+                c => {
                     i += 1;
                     c
                 }
