@@ -84,7 +84,12 @@ mount_root = "$box/media"
 allow_loop = true
 TOML
 echo "==> starting the box: dtsflac run --config $box/dtsflac.toml"
-as_root "$bin" run --config "$box/dtsflac.toml" &
+# Started directly (not through a function) so $! is the daemon itself.
+if [ "$(id -u)" -eq 0 ]; then
+  "$bin" run --config "$box/dtsflac.toml" &
+else
+  sudo "$bin" run --config "$box/dtsflac.toml" &
+fi
 daemon=$!
 loopdev=""
 cleanup() {

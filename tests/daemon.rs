@@ -585,7 +585,11 @@ fn a_drive_pulled_mid_job_resumes_when_it_comes_back() {
             .iter()
             .all(|j| j["state"] == "interrupted")
     });
-    assert!(!is_mounted(&mount_point), "the dead mount was not detached");
+    daemon.wait_for(
+        "the dead mount to be detached",
+        Duration::from_secs(30),
+        |_| !is_mounted(&mount_point),
+    );
     assert_eq!(daemon.post("/api/resume"), 202);
 
     image.uevent("add");

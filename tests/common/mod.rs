@@ -281,7 +281,7 @@ impl Drop for TmpfsMount {
 }
 
 /// DTS channel names of the reference decodes for a WAV speaker bit.
-fn reference_channel(bit: u32, available: &BTreeMap<String, PathBuf>) -> String {
+pub fn reference_channel(bit: u32, available: &BTreeMap<String, PathBuf>) -> String {
     let pick = |preferred: &str, fallback: &str| {
         if available.contains_key(preferred) {
             preferred.to_string()
@@ -305,7 +305,7 @@ fn reference_channel(bit: u32, available: &BTreeMap<String, PathBuf>) -> String 
     }
 }
 
-fn references_for(stem: &str) -> BTreeMap<String, PathBuf> {
+pub fn references_for(stem: &str) -> BTreeMap<String, PathBuf> {
     let mut refs = BTreeMap::new();
     for entry in fs::read_dir(samples().join("reference")).unwrap() {
         let path = entry.unwrap().path();
