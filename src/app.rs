@@ -24,6 +24,7 @@ use crate::queue::scheduler::{Event, Scheduler, SchedulerConfig};
 use crate::queue::store::{JobId, JobState, Store, StoreError, DEFAULT_PRIORITY};
 use crate::usb::drives::{self, Candidate};
 use crate::usb::mount::{self, Mounted};
+use crate::usb::partitions;
 use crate::usb::superblock::FsInfo;
 use crate::usb::uevent::{Action, BlockEvent, UeventSocket};
 
@@ -93,6 +94,8 @@ struct Drive {
     /// Kernel name of the device (`sda1`), to match remove events.
     devname: String,
     mount: Option<Mounted>,
+    /// Our loop device over a partition the kernel did not split.
+    own_loop: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -113,6 +116,8 @@ pub struct App {
     changes: tokio::sync::watch::Sender<u64>,
     pub token: String,
     pub tools: Tools,
+    /// Loop devices we made over partitions: not drives of their own.
+    own_loops: Mutex<HashSet<String>>,
     /// This app itself, for work that outlives a call (drive threads).
     me: std::sync::Weak<App>,
 }
@@ -173,6 +178,7 @@ impl App {
                 token,
                 tools,
                 me: me.clone(),
+                own_loops: Mutex::new(HashSet::new()),
             }
         });
         // No drive is plugged in yet as far as the scheduler knows.
@@ -302,6 +308,9 @@ impl App {
                     d.view.state = DriveState::Ejected;
                     d.view.mount_point = None;
                     d.mount = None;
+                    if let Some(l) = d.own_loop.take() {
+                        partitions::detach(&l);
+                    }
                     log(&format!("drive {} ejected: safe to remove", d.view.label));
                 }
                 Err(e) => {
@@ -348,7 +357,7 @@ impl App {
         let socket = UeventSocket::open().map_err(|e| {
             format!("cannot listen to the kernel's device events (netlink): {e}; dtsflac must run as root")
         })?;
-        for candidate in drives::present(self.config.usb.allow_loop, &self.config.usb.mount_root) {
+        for candidate in self.present_candidates() {
             self.clone().arrive(candidate);
         }
         let app = self.clone();
@@ -370,38 +379,31 @@ impl App {
     }
 
     fn on_block_event(self: &Arc<Self>, event: BlockEvent) {
-        let known = self.drive_on_device(&event.devname);
-        match event.action {
-            Action::Remove => {
-                if let Some(id) = known {
-                    self.clone().removed(id);
-                }
+        if self.own_loops.lock().unwrap().contains(&event.devname) {
+            return;
+        }
+        let known = self.drives_on_device(&event.devname);
+        let gone = event.action == Action::Remove || !drives::has_media(&event.devname);
+        if gone {
+            for id in known {
+                self.clone().removed(id);
             }
-            Action::Add | Action::Change => {
-                let gone = !drives::has_media(&event.devname);
-                match (known, gone) {
-                    (Some(id), true) => self.clone().removed(id),
-                    (Some(_), false) => {}
-                    (None, false) => {
-                        // A whole disk whose partitions were just read: the
-                        // partitions get their own events.
-                        if let Some(c) = drives::candidate(
-                            &event.devname,
-                            self.config.usb.allow_loop,
-                            &self.config.usb.mount_root,
-                        ) {
-                            self.clone().arrive(c);
-                        }
-                    }
-                    (None, true) => {}
-                }
+        } else if known.is_empty() {
+            // Add, or a change that brought a medium (card readers, loop
+            // devices attached).
+            if let Some(c) = drives::candidate(
+                &event.devname,
+                self.config.usb.allow_loop,
+                &self.config.usb.mount_root,
+            ) {
+                self.clone().arrive(c);
             }
         }
     }
 
     /// After lost events: drives whose device vanished are removed, new ones added.
     fn reconcile(self: &Arc<Self>) {
-        let present = drives::present(self.config.usb.allow_loop, &self.config.usb.mount_root);
+        let present = self.present_candidates();
         let names: HashSet<String> = present.iter().map(|c| c.devname.clone()).collect();
         let known: Vec<(i64, String)> = {
             let live = self.live.lock().unwrap();
@@ -417,22 +419,32 @@ impl App {
             }
         }
         for c in present {
-            if self.drive_on_device(&c.devname).is_none() {
+            if self.drives_on_device(&c.devname).is_empty() {
                 self.clone().arrive(c);
             }
         }
     }
 
-    /// The drive currently on this device (mounted or being mounted).
-    fn drive_on_device(&self, devname: &str) -> Option<i64> {
+    fn present_candidates(&self) -> Vec<Candidate> {
+        let own = self.own_loops.lock().unwrap().clone();
+        drives::present(self.config.usb.allow_loop, &self.config.usb.mount_root)
+            .into_iter()
+            .filter(|c| !own.contains(&c.devname))
+            .collect()
+    }
+
+    /// The drives currently on this device (mounted or being mounted); a
+    /// disk whose partitions we reach ourselves can carry several.
+    fn drives_on_device(&self, devname: &str) -> Vec<i64> {
         let live = self.live.lock().unwrap();
         live.drives
             .values()
-            .find(|d| {
+            .filter(|d| {
                 d.devname == devname
                     && !matches!(d.view.state, DriveState::Removed | DriveState::Ejected)
             })
             .map(|d| d.view.id)
+            .collect()
     }
 
     fn arrive(self: Arc<Self>, candidate: Candidate) {
@@ -465,14 +477,73 @@ impl App {
             ));
             return;
         }
-        let info = match crate::usb::superblock::identify(&dev) {
-            Ok(Some(info)) => info,
-            Ok(None) => return, // not a file system we handle (or a partition table)
+        match crate::usb::superblock::identify(&dev) {
+            Ok(Some(info)) => self.mount_volume(&candidate, &dev, info, None),
+            Ok(None) => self.mount_partitions_ourselves(&candidate, &dev),
+            Err(e) => log(&format!("{}: cannot read it: {e}", dev.display())),
+        }
+    }
+
+    /// A whole disk with a partition table the kernel did not split (it
+    /// lacks MBR/GPT support): reach each partition through a loop device.
+    fn mount_partitions_ourselves(&self, candidate: &Candidate, disk: &Path) {
+        let table = match partitions::read_table(disk) {
+            Ok(t) => t,
             Err(e) => {
-                log(&format!("{}: cannot read it: {e}", dev.display()));
+                log(&format!("{}: cannot read it: {e}", disk.display()));
                 return;
             }
         };
+        for part in table {
+            let loop_dev = match partitions::attach(disk, &part) {
+                Ok(l) => l,
+                Err(e) => {
+                    log(&format!(
+                        "{} partition {}: {e}",
+                        disk.display(),
+                        part.number
+                    ));
+                    continue;
+                }
+            };
+            if let Some(name) = loop_dev.file_name() {
+                self.own_loops
+                    .lock()
+                    .unwrap()
+                    .insert(name.to_string_lossy().into_owned());
+            }
+            match crate::usb::superblock::identify(&loop_dev) {
+                Ok(Some(info)) => {
+                    log(&format!(
+                        "{} partition {} is reached through {}",
+                        disk.display(),
+                        part.number,
+                        loop_dev.display()
+                    ));
+                    self.mount_volume(candidate, &loop_dev, info, Some(loop_dev.clone()));
+                }
+                _ => self.release_loop(&loop_dev),
+            }
+        }
+    }
+
+    fn release_loop(&self, loop_dev: &Path) {
+        partitions::detach(loop_dev);
+        if let Some(name) = loop_dev.file_name() {
+            self.own_loops
+                .lock()
+                .unwrap()
+                .remove(&*name.to_string_lossy());
+        }
+    }
+
+    fn mount_volume(
+        &self,
+        candidate: &Candidate,
+        dev: &Path,
+        info: FsInfo,
+        own_loop: Option<PathBuf>,
+    ) {
         let uuid = if info.uuid.is_empty() {
             format!("dev-{}", candidate.devname)
         } else {
@@ -493,10 +564,13 @@ impl App {
         {
             let mut live = self.live.lock().unwrap();
             if let Some(d) = live.drives.get(&id) {
-                if d.mount.is_some()
-                    && !matches!(d.view.state, DriveState::Removed | DriveState::Ejected)
-                {
-                    return; // the same file system is already in use
+                if !matches!(d.view.state, DriveState::Removed | DriveState::Ejected) {
+                    // The same file system is already in use (or being mounted).
+                    drop(live);
+                    if let Some(l) = &own_loop {
+                        self.release_loop(l);
+                    }
+                    return;
                 }
             }
             live.drives.insert(
@@ -515,6 +589,7 @@ impl App {
                     },
                     devname: candidate.devname.clone(),
                     mount: None,
+                    own_loop: own_loop.clone(),
                 },
             );
         }
@@ -677,6 +752,16 @@ impl App {
             if let Some(m) = mount {
                 mount::detach(&m.mount_point);
             }
+            let own_loop = self
+                .live
+                .lock()
+                .unwrap()
+                .drives
+                .get_mut(&id)
+                .and_then(|d| d.own_loop.take());
+            if let Some(l) = own_loop {
+                self.release_loop(&l);
+            }
             log(&format!(
                 "drive {id} was pulled while {was:?}; its unfinished jobs wait for it"
             ));
@@ -801,6 +886,16 @@ impl App {
                 if let Err(e) = mount::unmount(&m) {
                     log(&e.0);
                 }
+            }
+            let own_loop = self
+                .live
+                .lock()
+                .unwrap()
+                .drives
+                .get_mut(&id)
+                .and_then(|d| d.own_loop.take());
+            if let Some(l) = own_loop {
+                self.release_loop(&l);
             }
         }
     }

@@ -58,6 +58,8 @@ struct Image {
     path: PathBuf,
     fs: Fs,
     loop_dev: Option<String>,
+    /// Offset and size of the file system's partition, for partitioned images.
+    partition: Option<(u64, u64)>,
 }
 
 impl Image {
@@ -79,6 +81,7 @@ impl Image {
             path,
             fs,
             loop_dev: None,
+            partition: None,
         };
         image.with_mounted(|root| {
             for (name, content) in files {
@@ -90,9 +93,77 @@ impl Image {
         image
     }
 
+    /// An ext4 file system in the first partition of an MBR-partitioned
+    /// disk image, filled from `files`.
+    fn partitioned(dir: &Path, label: &str, size_mb: u64, files: &[(&str, &[u8])]) -> Image {
+        let path = dir.join(format!("{label}.img"));
+        let tree = dir.join(format!("{label}-tree"));
+        for (name, content) in files {
+            let target = tree.join(name);
+            fs::create_dir_all(target.parent().unwrap()).unwrap();
+            fs::write(&target, content).unwrap();
+        }
+        let mut mbr = vec![0u8; 512];
+        let start: u32 = 2048;
+        let sectors = ((size_mb << 20) / 512) as u32 - start;
+        let entry = &mut mbr[446..462];
+        entry[4] = 0x83; // Linux
+        entry[8..12].copy_from_slice(&start.to_le_bytes());
+        entry[12..16].copy_from_slice(&sectors.to_le_bytes());
+        mbr[510] = 0x55;
+        mbr[511] = 0xaa;
+        let f = fs::File::create(&path).unwrap();
+        f.set_len(size_mb << 20).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &mbr, 0).unwrap();
+        drop(f);
+        let image = Image {
+            path,
+            fs: Fs::Ext4,
+            loop_dev: None,
+            partition: Some((u64::from(start) * 512, u64::from(sectors) * 512)),
+        };
+        // Reach the partition the way a computer's kernel would see it.
+        let dev = image.attach_partition();
+        sh(
+            "mkfs.ext4",
+            &[
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-L",
+                label,
+                "-d",
+                tree.to_str().unwrap(),
+                &dev,
+            ],
+        );
+        sh("losetup", &["-d", &dev]);
+        image
+    }
+
+    fn attach_partition(&self) -> String {
+        let (offset, size) = self.partition.expect("a partitioned image");
+        sh(
+            "losetup",
+            &[
+                "-f",
+                "--show",
+                "-o",
+                &offset.to_string(),
+                "--sizelimit",
+                &size.to_string(),
+                self.path.to_str().unwrap(),
+            ],
+        )
+    }
+
     /// Mounts the image privately (no daemon may be running) and runs `f`.
     fn with_mounted<T>(&self, f: impl FnOnce(&Path) -> T) -> T {
-        let dev = sh("losetup", &["-f", "--show", self.path.to_str().unwrap()]);
+        let dev = match self.partition {
+            Some(_) => self.attach_partition(),
+            None => sh("losetup", &["-f", "--show", self.path.to_str().unwrap()]),
+        };
         let at = tempfile::tempdir().unwrap();
         let at_s = at.path().to_str().unwrap();
         match self.fs {
@@ -124,7 +195,8 @@ impl Image {
 
     /// Plugs the image in as a drive (what the daemon sees as a USB stick).
     fn attach(&mut self, read_only: bool) -> String {
-        let mut args = vec!["-f", "--show"];
+        // -P: a kernel with MBR support makes the partition devices itself.
+        let mut args = vec!["-f", "--show", "-P"];
         if read_only {
             args.push("-r");
         }
@@ -161,9 +233,16 @@ impl Image {
 }
 
 impl Drop for Image {
+    /// Every loop device still over this image (ours, or one the daemon made
+    /// for a partition) goes, so a failed test leaves nothing attached.
     fn drop(&mut self) {
-        if let Some(dev) = self.loop_dev.take() {
-            let _ = Command::new("losetup").args(["-d", &dev]).status();
+        let Ok(out) = Command::new("losetup").arg("-j").arg(&self.path).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(dev) = line.split(':').next() {
+                let _ = Command::new("losetup").args(["-d", dev]).status();
+            }
         }
     }
 }
@@ -443,6 +522,7 @@ fn drives_of_every_file_system_are_converted_exactly_and_ejected_safely() {
         Image::new(dir, Fs::Ntfs, "NTFSDRIVE", 64, &files),
         Image::new(dir, Fs::Vfat, "FATDRIVE", 64, &files),
         Image::new(dir, Fs::Ext4, "EXTDRIVE", 64, &files),
+        Image::partitioned(dir, "PARTED", 64, &files),
     ];
     images[3].with_mounted(|root| {
         std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
@@ -453,11 +533,17 @@ fn drives_of_every_file_system_are_converted_exactly_and_ejected_safely() {
     for image in &mut images {
         image.attach(false);
     }
-    let labels = ["EXFATDRIVE", "NTFSDRIVE", "FATDRIVE", "EXTDRIVE"];
-    let expected_fs = ["exfat", "ntfs", "vfat", "ext4"];
+    let labels = ["EXFATDRIVE", "NTFSDRIVE", "FATDRIVE", "EXTDRIVE", "PARTED"];
+    let expected_fs = ["exfat", "ntfs", "vfat", "ext4", "ext4"];
     for (label, fs_name) in labels.iter().zip(expected_fs) {
         let drive = daemon.wait_drive_state(label, "idle", Duration::from_secs(120));
         assert_eq!(drive["fs"], fs_name, "{drive}");
+        if *label == "PARTED" {
+            // The partition is the drive, not the whole disk around it
+            // (a partition device, or our loop device at its offset).
+            let disk = images[4].loop_dev.clone().unwrap();
+            assert_ne!(drive["device"], disk.as_str(), "{drive}");
+        }
         let mount_point = drive["mount_point"].as_str().unwrap().to_string();
         assert!(
             is_mounted(&mount_point),

@@ -65,13 +65,21 @@ fn is_usb(devname: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A loop device over a disk image. Loop devices at an offset into a block
+/// device are the ones we make to reach partitions the kernel did not
+/// split: not drives of their own.
 fn is_attached_loop(devname: &str) -> bool {
     let disk = disk_of(devname);
-    disk.starts_with("loop")
-        && Path::new("/sys/block")
-            .join(&disk)
-            .join("loop/backing_file")
-            .exists()
+    let info = Path::new("/sys/block").join(&disk).join("loop");
+    let Some(backing) = read_trimmed(&info.join("backing_file")) else {
+        return false;
+    };
+    let offset = read_trimmed(&info.join("offset")).unwrap_or_default();
+    let over_block_device = backing.starts_with("/dev/")
+        || Path::new(&backing)
+            .file_name()
+            .is_some_and(|n| Path::new("/sys/class/block").join(n).exists());
+    disk.starts_with("loop") && !(over_block_device && offset != "0")
 }
 
 /// Used by something else (LVM, RAID, dm-crypt): not ours to mount.

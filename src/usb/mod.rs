@@ -3,5 +3,6 @@
 
 pub mod drives;
 pub mod mount;
+pub mod partitions;
 pub mod superblock;
 pub mod uevent;
