@@ -116,6 +116,8 @@ pub struct App {
     changes: tokio::sync::watch::Sender<u64>,
     pub token: String,
     pub tools: Tools,
+    /// The front panel, once started (its frame and its buttons).
+    pub panel: std::sync::OnceLock<crate::panel::PanelHandle>,
     /// Loop devices we made over partitions: not drives of their own.
     own_loops: Mutex<HashSet<String>>,
     /// This app itself, for work that outlives a call (drive threads).
@@ -179,6 +181,7 @@ impl App {
                 tools,
                 me: me.clone(),
                 own_loops: Mutex::new(HashSet::new()),
+                panel: std::sync::OnceLock::new(),
             }
         });
         // No drive is plugged in yet as far as the scheduler knows.

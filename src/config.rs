@@ -14,6 +14,7 @@ pub struct Config {
     pub web: WebConfig,
     pub usb: UsbConfig,
     pub convert: ConvertConfig,
+    pub panel: crate::panel::PanelConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +59,7 @@ impl Default for Config {
             web: WebConfig::default(),
             usb: UsbConfig::default(),
             convert: ConvertConfig::default(),
+            panel: crate::panel::PanelConfig::default(),
         }
     }
 }
@@ -161,7 +163,7 @@ impl Config {
         if self.web.token.chars().any(char::is_whitespace) {
             return bad("web.token", "must not contain spaces".into());
         }
-        Ok(())
+        self.panel.validate()
     }
 }
 

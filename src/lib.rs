@@ -8,6 +8,7 @@
 pub mod app;
 pub mod config;
 pub mod media;
+pub mod panel;
 pub mod queue;
 pub mod usb;
 pub mod web;

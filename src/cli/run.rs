@@ -93,6 +93,16 @@ pub fn run(config_path: Option<PathBuf>) -> u8 {
                 return 1;
             }
         };
+        let url = match listen.ip().is_unspecified() {
+            true => format!(
+                "http://{}:{}/",
+                dtsflac::panel::local_address().unwrap_or_else(|| "dtsflac.local".into()),
+                listen.port()
+            ),
+            false => format!("http://{listen}/"),
+        };
+        let panel = dtsflac::panel::start(app.clone(), app.config().panel.clone(), url);
+        let _ = app.panel.set(panel);
         if let Err(e) = app.run_hotplug() {
             eprintln!("dtsflac: {e}");
             return 1;

@@ -19,6 +19,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/drives/{id}/eject", post(eject))
         .route("/api/jobs/{id}/cancel", post(cancel))
         .route("/api/jobs/{id}/retry", post(retry))
+        .route("/api/buttons/{button}", post(button))
+        .route("/panel.png", get(panel_png))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(app)
 }
@@ -107,4 +109,59 @@ async fn cancel(State(app): State<Arc<App>>, Path(id): Path<i64>, headers: Heade
 
 async fn retry(State(app): State<Arc<App>>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
     command(app, headers, move |a| a.retry_job(id)).await
+}
+
+async fn panel_png(State(app): State<Arc<App>>) -> Response {
+    match app.panel.get() {
+        Some(panel) => (
+            [
+                (header::CONTENT_TYPE, "image/png"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            panel.png(),
+        )
+            .into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the panel is not running".into(),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PressQuery {
+    long: Option<String>,
+}
+
+/// The virtual front-panel buttons: the same presses as the real ones.
+async fn button(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<PressQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorized(&app, &headers) {
+        return r;
+    }
+    let Some(button) = crate::panel::buttons::Button::parse(&name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no button {name:?}: the buttons are action, next and eject"),
+        );
+    };
+    let long = matches!(q.long.as_deref(), Some("1") | Some("true") | Some("yes"));
+    match app.panel.get() {
+        Some(panel) => {
+            panel.press(crate::panel::buttons::Press { button, long });
+            (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({ "ok": true })),
+            )
+                .into_response()
+        }
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the panel is not running".into(),
+        ),
+    }
 }

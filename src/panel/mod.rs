@@ -1,0 +1,523 @@
+//! The front panel: a 128x64 OLED and three buttons. A thread renders the
+//! daemon's snapshot when it changes (at most 5 frames a second), takes
+//! care of burn-in, and turns button presses into the same commands the web
+//! API uses.
+
+pub mod buttons;
+pub mod frame;
+pub mod oled;
+pub mod screens;
+pub mod text;
+
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use self::buttons::{Button, Mapping, Press};
+use self::frame::Frame;
+use self::oled::Display;
+use self::screens::{PanelModel, Screen};
+use crate::app::{log, App, DriveState};
+use crate::queue::store::JobState;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PanelConfig {
+    /// `auto` (the OLED when it answers on the I2C bus, else virtual),
+    /// `ssd1306`, `virtual` (frames only in memory and on /panel.png).
+    pub display: String,
+    pub i2c_bus: String,
+    pub i2c_address: u8,
+    /// `auto` (Raspberry Pi GPIO when on a Pi, else virtual), `gpio`
+    /// (rppal), `gpiochip:/dev/gpiochipN` (any board), `evdev:/dev/input/eventN`,
+    /// `virtual` (only `POST /api/buttons/…`).
+    pub buttons: String,
+    /// GPIO numbers (BCM on a Pi; line offsets on a gpiochip).
+    pub pin_action: u32,
+    pub pin_next: u32,
+    pub pin_eject: u32,
+    /// Key names for `evdev` buttons.
+    pub key_action: String,
+    pub key_next: String,
+    pub key_eject: String,
+    pub debounce_ms: u64,
+    pub long_press_ms: u64,
+    /// Burn-in care: dim after this long without change, shift the picture
+    /// when idle this long, switch the panel off when idle this long.
+    pub dim_after_s: u64,
+    pub shift_after_s: u64,
+    pub blank_after_s: u64,
+}
+
+impl Default for PanelConfig {
+    fn default() -> Self {
+        PanelConfig {
+            display: "auto".into(),
+            i2c_bus: "/dev/i2c-1".into(),
+            i2c_address: 0x3C,
+            buttons: "auto".into(),
+            pin_action: 17,
+            pin_next: 27,
+            pin_eject: 22,
+            key_action: "KEY_PLAYPAUSE".into(),
+            key_next: "KEY_NEXTSONG".into(),
+            key_eject: "KEY_EJECTCD".into(),
+            debounce_ms: 30,
+            long_press_ms: 1000,
+            dim_after_s: 60,
+            shift_after_s: 300,
+            blank_after_s: 1800,
+        }
+    }
+}
+
+impl PanelConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !matches!(self.display.as_str(), "auto" | "ssd1306" | "virtual") {
+            return Err(format!(
+                "`panel.display` must be \"auto\", \"ssd1306\" or \"virtual\", not {:?}",
+                self.display
+            ));
+        }
+        let b = self.buttons.as_str();
+        if !(matches!(b, "auto" | "gpio" | "virtual")
+            || b.starts_with("gpiochip:/")
+            || b.starts_with("evdev:/"))
+        {
+            return Err(format!(
+                "`panel.buttons` must be \"auto\", \"gpio\", \"gpiochip:/dev/gpiochipN\", \"evdev:/dev/input/eventN\" or \"virtual\", not {b:?}"
+            ));
+        }
+        for (key, name) in [
+            ("panel.key_action", &self.key_action),
+            ("panel.key_next", &self.key_next),
+            ("panel.key_eject", &self.key_eject),
+        ] {
+            if buttons::key_code(name).is_none() {
+                return Err(format!(
+                    "`{key}`: {name:?} is not a key name like \"KEY_PLAYPAUSE\""
+                ));
+            }
+        }
+        if self.long_press_ms <= self.debounce_ms {
+            return Err("`panel.long_press_ms` must be longer than `panel.debounce_ms`".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the web side uses: the current frame and a way to press buttons.
+#[derive(Clone)]
+pub struct PanelHandle {
+    frame: Arc<Mutex<Frame>>,
+    presses: mpsc::Sender<Press>,
+}
+
+impl PanelHandle {
+    pub fn png(&self) -> Vec<u8> {
+        self.frame.lock().unwrap().to_png()
+    }
+
+    pub fn press(&self, press: Press) {
+        let _ = self.presses.send(press);
+    }
+}
+
+fn on_raspberry_pi() -> bool {
+    std::fs::read_to_string("/proc/device-tree/model")
+        .map(|m| m.contains("Raspberry Pi"))
+        .unwrap_or(false)
+}
+
+fn open_display(cfg: &PanelConfig) -> Box<dyn Display> {
+    match cfg.display.as_str() {
+        "virtual" => Box::new(oled::VirtualDisplay),
+        wanted => match oled::open_ssd1306(&cfg.i2c_bus, cfg.i2c_address) {
+            Ok(d) => {
+                log(&format!(
+                    "OLED on {} at {:#04x}",
+                    cfg.i2c_bus, cfg.i2c_address
+                ));
+                d
+            }
+            Err(e) => {
+                if wanted == "ssd1306" {
+                    log(&format!("{e}; showing the panel only on /panel.png"));
+                }
+                Box::new(oled::VirtualDisplay)
+            }
+        },
+    }
+}
+
+/// Starts the hardware buttons chosen by the config; they feed `edges`.
+fn start_buttons(
+    cfg: &PanelConfig,
+    edges: mpsc::Sender<buttons::Edge>,
+) -> Result<Option<Vec<rppal::gpio::InputPin>>, String> {
+    let pins = Mapping {
+        action: cfg.pin_action,
+        next: cfg.pin_next,
+        eject: cfg.pin_eject,
+    };
+    let b = cfg.buttons.as_str();
+    if b == "gpio" || (b == "auto" && on_raspberry_pi()) {
+        let bcm =
+            |p: u32| u8::try_from(p).map_err(|_| format!("GPIO {p} is not a Raspberry Pi pin"));
+        let held = buttons::start_rppal(
+            Mapping {
+                action: bcm(pins.action)?,
+                next: bcm(pins.next)?,
+                eject: bcm(pins.eject)?,
+            },
+            edges,
+        )?;
+        return Ok(Some(held));
+    }
+    if let Some(chip) = b.strip_prefix("gpiochip:") {
+        buttons::start_gpiocdev(chip, pins, edges)?;
+    } else if let Some(dev) = b.strip_prefix("evdev:") {
+        let code = |n: &str| buttons::key_code(n).expect("validated");
+        buttons::start_evdev(
+            dev,
+            Mapping {
+                action: code(&cfg.key_action),
+                next: code(&cfg.key_next),
+                eject: code(&cfg.key_eject),
+            },
+            edges,
+        )?;
+    }
+    Ok(None)
+}
+
+/// Starts the panel thread and the button sources.
+pub fn start(app: Arc<App>, cfg: PanelConfig, url: String) -> PanelHandle {
+    let frame = Arc::new(Mutex::new(Frame::default()));
+    let (press_tx, press_rx) = mpsc::channel();
+    let (edge_tx, edge_rx) = mpsc::channel();
+    let held_pins = match start_buttons(&cfg, edge_tx) {
+        Ok(h) => h,
+        Err(e) => {
+            log(&format!("buttons: {e}; use POST /api/buttons/... instead"));
+            None
+        }
+    };
+    {
+        let presses = press_tx.clone();
+        let (debounce, long) = (
+            Duration::from_millis(cfg.debounce_ms),
+            Duration::from_millis(cfg.long_press_ms),
+        );
+        std::thread::Builder::new()
+            .name("buttons".into())
+            .spawn(move || buttons::run_detector(edge_rx, presses, debounce, long))
+            .expect("button thread");
+    }
+    let shared = frame.clone();
+    std::thread::Builder::new()
+        .name("panel".into())
+        .spawn(move || {
+            let _pins = held_pins; // keep the GPIO interrupts alive
+            let display = open_display(&cfg);
+            PanelLoop::new(app, cfg, url, display, shared).run(press_rx)
+        })
+        .expect("panel thread");
+    PanelHandle {
+        frame,
+        presses: press_tx,
+    }
+}
+
+struct PanelLoop {
+    app: Arc<App>,
+    cfg: PanelConfig,
+    url: String,
+    display: Box<dyn Display>,
+    shared: Arc<Mutex<Frame>>,
+    screen: Screen,
+    token_revealed: bool,
+    notice: Option<(String, Instant)>,
+    scroll: u32,
+    shown: Option<Frame>,
+    last_change: Instant,
+    idle_since: Option<Instant>,
+    dimmed: bool,
+    blanked: bool,
+    last_model_key: String,
+}
+
+impl PanelLoop {
+    fn new(
+        app: Arc<App>,
+        cfg: PanelConfig,
+        url: String,
+        display: Box<dyn Display>,
+        shared: Arc<Mutex<Frame>>,
+    ) -> Self {
+        PanelLoop {
+            app,
+            cfg,
+            url,
+            display,
+            shared,
+            screen: Screen::Status,
+            token_revealed: false,
+            notice: None,
+            scroll: 0,
+            shown: None,
+            last_change: Instant::now(),
+            idle_since: None,
+            dimmed: false,
+            blanked: false,
+            last_model_key: String::new(),
+        }
+    }
+
+    fn run(mut self, presses: mpsc::Receiver<Press>) {
+        let tick = Duration::from_millis(200);
+        loop {
+            match presses.recv_timeout(tick) {
+                Ok(p) => self.on_press(p),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            self.refresh();
+        }
+    }
+
+    fn model(&self) -> PanelModel {
+        let snapshot = self.app.snapshot();
+        PanelModel {
+            screen: self.screen,
+            snapshot,
+            address: local_address(),
+            url: self.url.clone(),
+            token: self.app.token.clone(),
+            token_revealed: self.token_revealed,
+            ffmpeg_problem: None,
+            scroll: self.scroll,
+            notice: self.notice.as_ref().map(|(n, _)| n.clone()),
+        }
+    }
+
+    fn refresh(&mut self) {
+        let now = Instant::now();
+        if self
+            .notice
+            .as_ref()
+            .is_some_and(|(_, at)| now.duration_since(*at) > Duration::from_secs(2))
+        {
+            self.notice = None;
+        }
+        let mut model = self.model();
+        // What the screen means, without the marquee: its changes wake the panel.
+        let key = format!(
+            "{:?}|{}|{:?}|{}",
+            model.screen,
+            serde_json::to_string(&model.snapshot).unwrap_or_default(),
+            model.notice,
+            model.token_revealed
+        );
+        if key != self.last_model_key {
+            self.last_model_key = key;
+            self.wake(now);
+        }
+        let idle = model.snapshot.drives.iter().all(|d| {
+            matches!(
+                d.state,
+                DriveState::Ejected | DriveState::Removed | DriveState::Idle
+            )
+        }) && !model
+            .snapshot
+            .jobs
+            .iter()
+            .any(|j| j.state == JobState::Running);
+        if !idle {
+            self.idle_since = None;
+        } else if self.idle_since.is_none() {
+            self.idle_since = Some(now);
+        }
+        let idle_for = self
+            .idle_since
+            .map_or(Duration::ZERO, |t| now.duration_since(t));
+        let quiet_for = now.duration_since(self.last_change);
+
+        let should_blank = idle_for >= Duration::from_secs(self.cfg.blank_after_s)
+            && quiet_for >= Duration::from_secs(self.cfg.blank_after_s);
+        if should_blank != self.blanked {
+            self.blanked = should_blank;
+            if let Err(e) = self.display.set_on(!should_blank) {
+                log(&e);
+            }
+        }
+        let should_dim = quiet_for >= Duration::from_secs(self.cfg.dim_after_s);
+        if should_dim != self.dimmed {
+            self.dimmed = should_dim;
+            if let Err(e) = self.display.set_dim(should_dim) {
+                log(&e);
+            }
+        }
+
+        self.scroll = self.scroll.wrapping_add(4);
+        model.scroll = self.scroll;
+        let mut frame = Frame::default();
+        screens::render(&model, &mut frame);
+        if idle_for >= Duration::from_secs(self.cfg.shift_after_s) {
+            // Move the picture around a little, once a minute.
+            let step = (idle_for.as_secs() / 60) as i32;
+            frame = frame.shifted(step % 5 - 2, (step / 5) % 3 - 1);
+        }
+        if self.blanked {
+            frame = Frame::default();
+        }
+        if self.shown.as_ref() != Some(&frame) {
+            if let Err(e) = self.display.show(&frame) {
+                log(&e);
+            }
+            *self.shared.lock().unwrap() = frame.clone();
+            self.shown = Some(frame);
+        }
+    }
+
+    fn wake(&mut self, now: Instant) {
+        self.last_change = now;
+    }
+
+    fn notice(&mut self, text: impl Into<String>) {
+        self.notice = Some((text.into(), Instant::now()));
+    }
+
+    fn on_press(&mut self, p: Press) {
+        let asleep = self.blanked;
+        self.wake(Instant::now());
+        if asleep {
+            // The first press only wakes the screen.
+            self.idle_since = None;
+            return;
+        }
+        let snapshot = self.app.snapshot();
+        let result = match (p.button, p.long) {
+            (Button::Action, false) => {
+                let app = self.app.clone();
+                if snapshot.paused {
+                    self.notice("Resumed");
+                    app.resume()
+                } else {
+                    self.notice("Paused");
+                    app.pause()
+                }
+            }
+            (Button::Action, true) => {
+                let current = snapshot
+                    .jobs
+                    .iter()
+                    .find(|j| matches!(j.state, JobState::Running | JobState::Paused));
+                match current {
+                    Some(j) => {
+                        self.notice("Cancelled");
+                        self.app.clone().cancel_job(j.id)
+                    }
+                    None => {
+                        self.notice("Nothing to cancel");
+                        Ok(())
+                    }
+                }
+            }
+            (Button::Next, false) => {
+                self.screen = self.screen.next();
+                self.token_revealed = false;
+                Ok(())
+            }
+            (Button::Next, true) if self.screen == Screen::Token => {
+                self.token_revealed = true;
+                Ok(())
+            }
+            (Button::Next, true) => {
+                let failed: Vec<i64> = snapshot
+                    .jobs
+                    .iter()
+                    .filter(|j| j.state == JobState::Failed)
+                    .map(|j| j.id)
+                    .collect();
+                let n = failed.len();
+                let app = self.app.clone();
+                self.notice(format!("Retrying {n} job(s)"));
+                failed.into_iter().try_for_each(|id| app.retry_job(id))
+            }
+            (Button::Eject, long) => {
+                let ejectable: Vec<(i64, String)> = snapshot
+                    .drives
+                    .iter()
+                    .filter(|d| {
+                        matches!(
+                            d.state,
+                            DriveState::Scanning
+                                | DriveState::Converting
+                                | DriveState::Idle
+                                | DriveState::Error
+                        )
+                    })
+                    .map(|d| (d.id, d.label.clone()))
+                    .collect();
+                let chosen: Vec<(i64, String)> = if long {
+                    ejectable
+                } else {
+                    // The drive on the status screen, or the only one.
+                    screens::focus_drive(&snapshot)
+                        .filter(|d| ejectable.iter().any(|(id, _)| *id == d.id))
+                        .map(|d| vec![(d.id, d.label.clone())])
+                        .unwrap_or_default()
+                };
+                if chosen.is_empty() {
+                    self.notice("Nothing to eject");
+                    Ok(())
+                } else {
+                    let names: Vec<String> = chosen.iter().map(|(_, l)| l.clone()).collect();
+                    self.notice(format!("Ejecting {}", names.join(", ")));
+                    let app = self.app.clone();
+                    chosen.iter().try_for_each(|(id, _)| app.eject(*id))
+                }
+            }
+        };
+        if let Err(e) = result {
+            self.notice(e.to_string());
+        }
+        self.screen = match self.screen {
+            Screen::Token if !(p.button == Button::Next) => Screen::Status,
+            s => s,
+        };
+    }
+}
+
+/// The box's first IPv4 address on a real interface, for the idle screen.
+pub fn local_address() -> Option<String> {
+    let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we free below; we only read it.
+    unsafe {
+        if libc::getifaddrs(&mut addrs) != 0 {
+            return None;
+        }
+        let mut found = None;
+        let mut cur = addrs;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            let up = ifa.ifa_flags & libc::IFF_UP as u32 != 0;
+            let loopback = ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0;
+            if up
+                && !loopback
+                && !ifa.ifa_addr.is_null()
+                && (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET
+            {
+                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                found = Some(ip.to_string());
+                break;
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(addrs);
+        found
+    }
+}
