@@ -272,7 +272,8 @@ impl Daemon {
             &config,
             format!(
                 "state_dir = \"{state}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n\
-                 [usb]\nmount_root = \"{media}\"\nallow_loop = true\n[convert]\njobs = 2\n",
+                 [usb]\nmount_root = \"{media}\"\nallow_loop = true\n[convert]\njobs = 2\n\
+                 [panel]\ndisplay = \"virtual\"\nbuttons = \"virtual\"\n",
                 state = dir.join("state").display(),
                 media = dir.join("media").display(),
             ),
@@ -841,4 +842,136 @@ fn a_bad_config_names_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+/// The panel as a person sees it: `/panel.png`, decoded.
+fn panel(daemon: &Daemon) -> dtsflac::panel::frame::Frame {
+    let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    write!(
+        s,
+        "GET /panel.png HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..at]).to_string();
+    assert!(head.contains("image/png"), "{head}");
+    dtsflac::panel::frame::Frame::from_png(&raw[at..]).expect("a 128x64 PNG")
+}
+
+/// Whether `text` is written dark-on-lit in the panel's header at x = 1.
+fn header_says(frame: &dtsflac::panel::frame::Frame, text: &str) -> bool {
+    use dtsflac::panel::text;
+    let mut expected = dtsflac::panel::frame::Frame::default();
+    let end = text::draw(
+        &mut expected,
+        text,
+        embedded_graphics::prelude::Point::new(1, 1),
+        text::Size::Small,
+    );
+    (1..end as u32).all(|x| (1..9).all(|y| frame.pixel(x, y) != expected.pixel(x, y)))
+}
+
+#[test]
+fn the_virtual_panel_shows_the_work_and_its_buttons_control_it() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let long = long_dts(dir);
+    let mut image = Image::new(
+        dir,
+        Fs::Ext4,
+        "PANEL",
+        600,
+        &[("Фильм.dts", &long), ("Second.dts", &long)],
+    );
+    let mut daemon = Daemon::start(dir);
+    daemon.wait_for("the idle screen", Duration::from_secs(10), |d| {
+        header_says(&panel(d), "dtsflac")
+    });
+    image.attach(false);
+    daemon.wait_for("the converting screen", Duration::from_secs(60), |d| {
+        header_says(&panel(d), "PANEL")
+            && d.status()["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["state"] == "running")
+    });
+    let first = panel(&daemon);
+    assert!(
+        first.lit_in(2, 25, 124, 4) < 124 * 4,
+        "the progress bar is full already"
+    );
+
+    // ACTION pauses (the panel says so), ACTION again resumes.
+    let press = |d: &Daemon, b: &str| d.post(&format!("/api/buttons/{b}"));
+    assert_eq!(
+        daemon
+            .request("POST", "/api/buttons/action", None)
+            .unwrap()
+            .0,
+        401
+    );
+    assert_eq!(press(&daemon, "action"), 202);
+    daemon.wait_for("pause", Duration::from_secs(10), |d| {
+        d.status()["paused"] == true && header_says(&panel(d), "PAUSED")
+    });
+    assert_eq!(press(&daemon, "action"), 202);
+    daemon.wait_for("resume", Duration::from_secs(10), |d| {
+        d.status()["paused"] == false
+    });
+
+    // NEXT cycles to the queue screen; the token shows only on a long press.
+    assert_eq!(press(&daemon, "next"), 202);
+    daemon.wait_for("the queue screen", Duration::from_secs(10), |d| {
+        header_says(&panel(d), "Queue")
+    });
+    for _ in 0..3 {
+        press(&daemon, "next");
+    }
+    daemon.wait_for("the token screen", Duration::from_secs(10), |d| {
+        header_says(&panel(d), "Web token")
+    });
+    assert_eq!(daemon.post("/api/buttons/next?long=1"), 202);
+    daemon.wait_for("the token", Duration::from_secs(10), |d| {
+        let mut expected = dtsflac::panel::frame::Frame::default();
+        dtsflac::panel::text::draw(
+            &mut expected,
+            TOKEN,
+            embedded_graphics::prelude::Point::new(0, 14),
+            dtsflac::panel::text::Size::Body,
+        );
+        let f = panel(d);
+        (0..128).all(|x| (14..24).all(|y| f.pixel(x, y) == expected.pixel(x, y)))
+    });
+
+    // A long ACTION cancels the running job; a long EJECT ejects the drive.
+    press(&daemon, "next");
+    assert_eq!(daemon.post("/api/buttons/action?long=1"), 202);
+    daemon.wait_for("a cancelled job", Duration::from_secs(20), |d| {
+        d.status()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["state"] == "cancelled")
+    });
+    assert_eq!(daemon.post("/api/buttons/eject?long=1"), 202);
+    daemon.wait_drive_state("PANEL", "ejected", Duration::from_secs(60));
+    daemon.wait_for("the safe-to-remove screen", Duration::from_secs(10), |d| {
+        let mut expected = dtsflac::panel::frame::Frame::default();
+        let text = "Safe to remove";
+        let x = (128 - dtsflac::panel::text::width(text, dtsflac::panel::text::Size::Body)) / 2;
+        dtsflac::panel::text::draw(
+            &mut expected,
+            text,
+            embedded_graphics::prelude::Point::new(x, 22),
+            dtsflac::panel::text::Size::Body,
+        );
+        let f = panel(d);
+        (0..128).all(|x| (22..32).all(|y| f.pixel(x, y) == expected.pixel(x, y)))
+    });
+    image.detach();
 }
