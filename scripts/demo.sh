@@ -82,6 +82,9 @@ token = "demo-token"
 [usb]
 mount_root = "$box/media"
 allow_loop = true
+[panel]
+display = "virtual"
+buttons = "virtual"
 TOML
 echo "==> starting the box: dtsflac run --config $box/dtsflac.toml"
 # Started directly (not through a function) so $! is the daemon itself.
@@ -111,6 +114,8 @@ api -X POST -H "Authorization: Bearer demo-token" "http://127.0.0.1:$port/api/dr
 for _ in $(seq 120); do [ "$(state)" = ejected ] && break; sleep 0.5; done
 echo "drive state: $(state) (safe to remove)"
 as_root losetup -d "$loopdev"; loopdev=""
-echo "==> the box keeps running at http://127.0.0.1:$port (token: demo-token); attach more images with"
+echo "==> the box keeps running at http://127.0.0.1:$port (token: demo-token); its panel: http://127.0.0.1:$port/panel.png"
+echo "    press its buttons: curl -X POST -H 'Authorization: Bearer demo-token' http://127.0.0.1:$port/api/buttons/next"
+echo "    attach more images with"
 echo "    sudo losetup -f --show IMAGE     — press Ctrl-C to stop"
 wait "$daemon"
