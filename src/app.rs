@@ -54,6 +54,9 @@ pub struct DriveView {
     pub error: Option<String>,
     /// DTS tracks found by the last scan.
     pub tracks_found: usize,
+    /// Space on the mounted drive (read when the snapshot is taken).
+    pub free_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,14 +64,45 @@ pub struct JobView {
     pub id: JobId,
     pub drive_id: Option<i64>,
     pub source: PathBuf,
+    /// The source's file name, for display.
+    pub name: String,
     pub output: PathBuf,
     pub state: JobState,
     pub progress: f64,
     pub error: Option<String>,
     /// Speed of a running job, × realtime.
     pub speed: Option<f64>,
+    pub eta_seconds: Option<f64>,
     pub duration_seconds: Option<f64>,
     pub profile: String,
+    /// e.g. "DTS-HD MA 7.1 24-bit 48 kHz".
+    pub description: String,
+    /// Results of a finished job.
+    pub output_bytes: Option<u64>,
+    pub elapsed_seconds: Option<f64>,
+    pub md5: Option<String>,
+    pub lossless: Option<bool>,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Totals {
+    pub done: usize,
+    pub total: usize,
+    /// Share of the audio (by duration) converted, over unfinished and done jobs.
+    pub progress: f64,
+    pub eta_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BoxInfo {
+    pub version: &'static str,
+    pub board: String,
+    pub cpu_temp_c: Option<f64>,
+    pub throttled: Option<bool>,
+    pub load: [f64; 3],
+    pub ffmpeg: String,
+    pub uptime_seconds: f64,
 }
 
 /// Everything the panel and the page show, at one moment.
@@ -77,6 +111,9 @@ pub struct Snapshot {
     pub paused: bool,
     pub drives: Vec<DriveView>,
     pub jobs: Vec<JobView>,
+    pub totals: Totals,
+    #[serde(rename = "box")]
+    pub box_info: BoxInfo,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +153,8 @@ pub struct App {
     changes: tokio::sync::watch::Sender<u64>,
     pub token: String,
     pub tools: Tools,
+    board_model: String,
+    scheduler_workers: usize,
     /// The front panel, once started (its frame and its buttons).
     pub panel: std::sync::OnceLock<crate::panel::PanelHandle>,
     /// Loop devices we made over partitions: not drives of their own.
@@ -182,6 +221,8 @@ impl App {
                 me: me.clone(),
                 own_loops: Mutex::new(HashSet::new()),
                 panel: std::sync::OnceLock::new(),
+                board_model: crate::hw::board::model(),
+                scheduler_workers: workers,
             }
         });
         // No drive is plugged in yet as far as the scheduler knows.
@@ -204,7 +245,7 @@ impl App {
     pub fn snapshot(&self) -> Snapshot {
         let live = self.live.lock().unwrap();
         let jobs = self.store.lock().unwrap().jobs().unwrap_or_default();
-        let jobs = jobs
+        let jobs: Vec<JobView> = jobs
             .into_iter()
             .map(|j| {
                 let (progress, speed) = match j.state {
@@ -215,25 +256,102 @@ impl App {
                         .map_or((0.0, None), |(p, s)| (*p, Some(*s))),
                     _ => (0.0, None),
                 };
+                let duration = j.track.duration_seconds;
+                let eta_seconds = match (speed, duration) {
+                    (Some(s), Some(d)) if s > 0.0 && j.state == JobState::Running => {
+                        Some(d * (1.0 - progress) / s)
+                    }
+                    _ => None,
+                };
+                let result = j.result.as_ref();
                 JobView {
                     id: j.id,
                     drive_id: j.drive_id,
+                    name: j
+                        .track
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
                     source: j.track.path.clone(),
                     output: j.output.clone(),
                     state: j.state,
                     progress,
                     error: j.error.clone(),
                     speed,
-                    duration_seconds: j.track.duration_seconds,
+                    eta_seconds,
+                    duration_seconds: result.map(|r| r.duration_seconds).or(duration),
                     profile: j.track.profile.to_string(),
+                    description: j.track.describe(),
+                    output_bytes: result.map(|r| r.output_bytes),
+                    elapsed_seconds: result.map(|r| r.elapsed_seconds),
+                    md5: result.map(|r| r.md5.clone()),
+                    lossless: result.map(|r| r.lossless),
+                    finished_at: j.finished_at,
                 }
             })
             .collect();
+        let drives = live
+            .drives
+            .values()
+            .map(|d| {
+                let mut v = d.view.clone();
+                if let Some(m) = &d.mount {
+                    if let Some((free, total)) = space(&m.mount_point) {
+                        v.free_bytes = Some(free);
+                        v.total_bytes = Some(total);
+                    }
+                }
+                v
+            })
+            .collect();
+        drop(live);
         Snapshot {
             paused: self.scheduler.is_paused(),
-            drives: live.drives.values().map(|d| d.view.clone()).collect(),
+            totals: totals(&jobs, self.scheduler_workers),
+            drives,
             jobs,
+            box_info: BoxInfo {
+                version: env!("CARGO_PKG_VERSION"),
+                board: self.board_model.clone(),
+                cpu_temp_c: crate::hw::board::cpu_temperature(),
+                throttled: crate::hw::board::throttled(),
+                load: crate::hw::board::load_average(),
+                ffmpeg: self.tools.short_version().to_string(),
+                uptime_seconds: crate::hw::board::uptime_seconds(),
+            },
         }
+    }
+
+    /// Why the box cannot work right now, if it cannot.
+    pub fn health_problem(&self) -> Option<String> {
+        if let Err(e) = self.store.lock().unwrap().count_in_state(JobState::Queued) {
+            return Some(format!("job store unusable: {e}"));
+        }
+        for tool in [&self.tools.ffmpeg, &self.tools.ffprobe] {
+            use std::os::unix::fs::PermissionsExt;
+            let executable = |p: &Path| {
+                std::fs::metadata(p)
+                    .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                    .unwrap_or(false)
+            };
+            // A bare name is looked up on PATH, as when it is run.
+            let ok = if tool.components().count() > 1 {
+                executable(tool)
+            } else {
+                std::env::var_os("PATH").is_some_and(|path| {
+                    std::env::split_paths(&path).any(|dir| executable(&dir.join(tool)))
+                })
+            };
+            if !ok {
+                return Some(format!(
+                    "{} is missing: {}",
+                    tool.display(),
+                    crate::media::tools::INSTALL_HINT
+                ));
+            }
+        }
+        None
     }
 
     // ----- commands (the web API and the panel buttons call these) -----
@@ -589,6 +707,8 @@ impl App {
                         mount_point: None,
                         error: None,
                         tracks_found: 0,
+                        free_bytes: None,
+                        total_bytes: None,
                     },
                     devname: candidate.devname.clone(),
                     mount: None,
@@ -768,6 +888,33 @@ impl App {
             log(&format!(
                 "drive {id} was pulled while {was:?}; its unfinished jobs wait for it"
             ));
+            let waiting = self
+                .store
+                .lock()
+                .unwrap()
+                .jobs_of_drive(id)
+                .map(|jobs| {
+                    jobs.iter()
+                        .filter(|j| matches!(j.state, JobState::Interrupted | JobState::Queued))
+                        .count()
+                })
+                .unwrap_or(0);
+            if waiting > 0 {
+                let label = self
+                    .live
+                    .lock()
+                    .unwrap()
+                    .drives
+                    .get(&id)
+                    .map(|d| d.view.label.clone())
+                    .unwrap_or_default();
+                crate::notify::send(
+                    &self.config.notify,
+                    "drive_pulled",
+                    format!("{label} was pulled mid-job: {waiting} job(s) resume when it is back"),
+                    serde_json::json!({"drive": label, "waiting": waiting}),
+                );
+            }
             self.changed();
         });
     }
@@ -805,6 +952,21 @@ impl App {
                 self.live.lock().unwrap().progress.remove(&job);
                 if let Some(e) = error {
                     log(&format!("job {job} {state}: {e}"));
+                    if state == JobState::Failed {
+                        let name = self
+                            .store
+                            .lock()
+                            .unwrap()
+                            .job(job)
+                            .map(|j| j.track.path.display().to_string())
+                            .unwrap_or_default();
+                        crate::notify::send(
+                            &self.config.notify,
+                            "job_failed",
+                            format!("{name}: {e}"),
+                            serde_json::json!({"job": job, "source": name, "error": e}),
+                        );
+                    }
                     self.check_drive_still_there(job);
                 }
                 self.refresh_drive_states();
@@ -859,11 +1021,36 @@ impl App {
                         JobState::Queued | JobState::Running | JobState::Paused
                     )
             });
-            d.view.state = if pending {
+            let next = if pending {
                 DriveState::Converting
             } else {
                 DriveState::Idle
             };
+            if d.view.state == DriveState::Converting && next == DriveState::Idle {
+                let mine = jobs.iter().filter(|j| j.drive_id == Some(d.view.id));
+                let (done, failed) = mine.fold((0, 0), |(ok, bad), j| match j.state {
+                    JobState::Done => (ok + 1, bad),
+                    JobState::Failed => (ok, bad + 1),
+                    _ => (ok, bad),
+                });
+                let message = format!(
+                    "{}: {done} FLAC written{} - ready to eject",
+                    d.view.label,
+                    if failed > 0 {
+                        format!(", {failed} failed")
+                    } else {
+                        String::new()
+                    }
+                );
+                log(&message);
+                crate::notify::send(
+                    &self.config.notify,
+                    "drive_done",
+                    message,
+                    serde_json::json!({"drive": d.view.label, "done": done, "failed": failed}),
+                );
+            }
+            d.view.state = next;
         }
         drop(live);
         self.changed();
@@ -904,6 +1091,59 @@ impl App {
     }
 }
 
+/// Free and total bytes of a mounted file system.
+fn space(at: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(at.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a valid path and an out-pointer we own.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+        return None;
+    }
+    let unit = st.f_frsize as u64;
+    Some((st.f_bavail as u64 * unit, st.f_blocks as u64 * unit))
+}
+
+/// Overall progress by audio duration, and the time left at the current
+/// speeds of the running jobs (spread over the worker slots).
+fn totals(jobs: &[JobView], workers: usize) -> Totals {
+    let counted: Vec<&JobView> = jobs
+        .iter()
+        .filter(|j| !matches!(j.state, JobState::Cancelled))
+        .collect();
+    let done = counted.iter().filter(|j| j.state == JobState::Done).count();
+    let seconds = |j: &JobView| j.duration_seconds.unwrap_or(0.0);
+    let all: f64 = counted.iter().map(|j| seconds(j)).sum();
+    let converted: f64 = counted.iter().map(|j| seconds(j) * j.progress).sum();
+    let speeds: Vec<f64> = counted
+        .iter()
+        .filter_map(|j| j.speed)
+        .filter(|s| *s > 0.0)
+        .collect();
+    let left: f64 = counted
+        .iter()
+        .filter(|j| {
+            matches!(
+                j.state,
+                JobState::Queued | JobState::Running | JobState::Paused
+            )
+        })
+        .map(|j| seconds(j) * (1.0 - j.progress))
+        .sum();
+    let eta_seconds = if speeds.is_empty() || left <= 0.0 {
+        None
+    } else {
+        let per_job = speeds.iter().sum::<f64>() / speeds.len() as f64;
+        Some(left / (per_job * workers.max(1) as f64))
+    };
+    Totals {
+        done,
+        total: counted.len(),
+        progress: if all > 0.0 { converted / all } else { 0.0 },
+        eta_seconds,
+    }
+}
+
 /// `LABEL-UUID` (or the UUID alone): the same drive always mounts at the
 /// same place, so its jobs' paths stay valid when it comes back.
 fn mount_dir_name(info: &FsInfo, uuid: &str) -> String {
@@ -924,9 +1164,9 @@ fn mount_dir_name(info: &FsInfo, uuid: &str) -> String {
     }
 }
 
-/// One line on stderr (journald or the log file keeps it).
+/// One log line (stderr and, for the daemon, the rotated log file).
 pub fn log(line: &str) {
-    eprintln!("dtsflac: {line}");
+    crate::logging::write("info", line);
 }
 
 #[cfg(test)]

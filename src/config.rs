@@ -15,6 +15,7 @@ pub struct Config {
     pub usb: UsbConfig,
     pub convert: ConvertConfig,
     pub panel: crate::panel::PanelConfig,
+    pub notify: crate::notify::NotifyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +61,7 @@ impl Default for Config {
             usb: UsbConfig::default(),
             convert: ConvertConfig::default(),
             panel: crate::panel::PanelConfig::default(),
+            notify: crate::notify::NotifyConfig::default(),
         }
     }
 }
@@ -163,7 +165,8 @@ impl Config {
         if self.web.token.chars().any(char::is_whitespace) {
             return bad("web.token", "must not contain spaces".into());
         }
-        self.panel.validate()
+        self.panel.validate()?;
+        self.notify.validate()
     }
 }
 

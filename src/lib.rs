@@ -7,7 +7,10 @@
 
 pub mod app;
 pub mod config;
+pub mod hw;
+pub mod logging;
 pub mod media;
+pub mod notify;
 pub mod panel;
 pub mod queue;
 pub mod usb;

@@ -256,6 +256,20 @@ struct Daemon {
     log: PathBuf,
 }
 
+/// Decodes an HTTP/1.1 chunked body.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -330,11 +344,14 @@ impl Daemon {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        // Chunked bodies: keep only the JSON (between the first { or [ and the last } or ]).
-        let body = match (body.find(['{', '[']), body.rfind(['}', ']'])) {
-            (Some(a), Some(b)) if b >= a => body[a..=b].to_string(),
-            _ => body.to_string(),
+        let (head, raw_body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(raw_body)
+        } else {
+            raw_body.to_string()
         };
         Ok((code, body))
     }
@@ -973,5 +990,415 @@ fn the_virtual_panel_shows_the_work_and_its_buttons_control_it() {
         let f = panel(d);
         (0..128).all(|x| (22..32).all(|y| f.pixel(x, y) == expected.pixel(x, y)))
     });
+    image.detach();
+}
+
+// ----- a real browser, driven over the DevTools protocol -----
+
+struct Browser {
+    child: Child,
+    ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let child = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+                "--window-size=412,1400",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start chromium: apt-get install chromium (./scripts/install-deps.sh does it)");
+        let port_file = profile.path().join("DevToolsActivePort");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port: u16 = loop {
+            if let Some(p) = fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.lines().next().and_then(|l| l.parse().ok()))
+            {
+                break p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromium did not open its DevTools port"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        // The page target's websocket, from /json/list.
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        // Chromium keeps the connection open: read until the JSON is complete.
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut raw = String::new();
+        let mut buf = [0u8; 8192];
+        while !raw.trim_end().ends_with(']') {
+            let n = s.read(&mut buf).expect("DevTools /json/list");
+            assert!(n > 0, "DevTools closed the connection: {raw}");
+            raw.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let body = &raw[raw.find('[').unwrap()..=raw.rfind(']').unwrap()];
+        let targets: Vec<Value> = serde_json::from_str(body).unwrap();
+        let url = targets
+            .iter()
+            .find(|t| t["type"] == "page")
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .expect("a page target")
+            .to_string();
+        let (mut ws, _) = tungstenite::connect(url.as_str()).expect("DevTools websocket");
+        if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = ws.get_mut() {
+            // A browser that stops answering fails the test instead of hanging it.
+            tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        }
+        Browser {
+            child,
+            ws,
+            next_id: 1,
+            _profile: profile,
+        }
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = serde_json::json!({"id": id, "method": method, "params": params});
+        self.ws
+            .send(tungstenite::Message::text(msg.to_string()))
+            .unwrap();
+        loop {
+            let m = self.ws.read().expect("DevTools message");
+            if let tungstenite::Message::Text(t) = m {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["id"] == id {
+                    assert!(v.get("error").is_none(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    fn goto(&mut self, url: &str) {
+        self.call("Page.navigate", serde_json::json!({ "url": url }));
+    }
+
+    /// Evaluates JavaScript in the page (awaiting promises) and returns its value.
+    fn eval(&mut self, js: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
+        );
+        if let Some(e) = r.get("exceptionDetails") {
+            panic!("page script failed: {js}\n{e}");
+        }
+        r["result"]["value"].clone()
+    }
+
+    fn wait(&mut self, what: &str, js: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.eval(js) == Value::Bool(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let body = self.eval("document.body ? document.body.innerText : ''");
+                panic!(
+                    "timed out waiting in the browser for {what}\npage text:\n{}",
+                    body.as_str().unwrap_or("")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn screenshot(&mut self) -> Vec<u8> {
+        use base64::Engine;
+        let r = self.call(
+            "Page.captureScreenshot",
+            serde_json::json!({"format": "png"}),
+        );
+        base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().unwrap())
+            .unwrap()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_page_shows_the_work_live_and_its_controls_need_the_token() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let segment = long_dts(dir);
+    // Twenty minutes each: long enough to watch the bars move.
+    let long = segment.repeat(4);
+    let html_name = "<img src=x onerror=window.pwned=1>.dts";
+    let short = &segment[..segment.len() / 30];
+    let mut image = Image::new(
+        dir,
+        Fs::Ext4,
+        "BROWSER",
+        1200,
+        &[
+            ("Concert.dts", &long),
+            ("Opera.dts", &long),
+            (html_name, short),
+        ],
+    );
+    let mut daemon = Daemon::start(dir);
+    let base = format!("http://127.0.0.1:{}/", daemon.port);
+    let mut browser = Browser::start();
+    browser.goto(&base);
+    browser.wait(
+        "the page",
+        "document.querySelector('#connection')?.textContent === 'live'",
+        Duration::from_secs(20),
+    );
+
+    image.attach(false);
+    browser.wait(
+        "the drive",
+        "[...document.querySelectorAll('#drives li .drive-label')].some(e => e.textContent.includes('BROWSER'))",
+        Duration::from_secs(60),
+    );
+    browser.wait(
+        "a running job",
+        "[...document.querySelectorAll('#queue li .job-state')].some(e => e.textContent === 'running')",
+        Duration::from_secs(60),
+    );
+    // Progress moves while we watch.
+    let progress = "Math.max(0, ...[...document.querySelectorAll('#queue li progress.job-progress')].map(p => p.value))";
+    let first = browser.eval(progress).as_f64().unwrap();
+    browser.wait(
+        "the progress bar to move",
+        &format!("{progress} > {first} + 0.01"),
+        Duration::from_secs(30),
+    );
+    // The HTML-named file shows as text and never runs.
+    browser.wait(
+        "the HTML-named track",
+        "document.body.textContent.includes('<img src=x onerror=window.pwned=1>.dts')",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        browser.eval("window.pwned === undefined"),
+        Value::Bool(true)
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('#queue img, #history img, #drives img').length"),
+        0
+    );
+
+    // Without the token, Pause does nothing but ask for it.
+    browser.eval("document.querySelector('#pause-resume').click()");
+    browser.wait(
+        "the token form",
+        "(() => { const f = document.querySelector('#login-form'); return !!f && f.offsetParent !== null; })()",
+        Duration::from_secs(10),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(daemon.status()["paused"], false, "paused without the token");
+    // A wrong token is refused; the right one unlocks the controls.
+    browser.eval("document.querySelector('#token').value = 'wrong'; document.querySelector('#login-form').requestSubmit()");
+    browser.wait(
+        "the wrong-token message",
+        "document.querySelector('#login-error').textContent.length > 0",
+        Duration::from_secs(10),
+    );
+    browser.eval(&format!(
+        "document.querySelector('#token').value = '{TOKEN}'; document.querySelector('#login-form').requestSubmit()"
+    ));
+    browser.wait(
+        "the session",
+        "fetch('/api/session').then(r => r.json()).then(s => s.authorized)",
+        Duration::from_secs(10),
+    );
+    browser.eval("document.querySelector('#pause-resume').click()");
+    daemon.wait_for("pause from the page", Duration::from_secs(10), |d| {
+        d.status()["paused"] == true
+    });
+    browser.wait(
+        "the Resume button",
+        "document.querySelector('#pause-resume').textContent.trim() === 'Resume'",
+        Duration::from_secs(10),
+    );
+    browser.eval("document.querySelector('#pause-resume').click()");
+    daemon.wait_for("resume from the page", Duration::from_secs(10), |d| {
+        d.status()["paused"] == false
+    });
+
+    // The page rides out a restart of the box.
+    let config = dir.join("dtsflac.toml");
+    let port = daemon.port;
+    daemon.stop();
+    browser.wait(
+        "offline",
+        "document.querySelector('#connection').textContent === 'offline'",
+        Duration::from_secs(20),
+    );
+    let mut daemon = Daemon::start_with(dir, &config, port);
+    browser.wait(
+        "live again",
+        "document.querySelector('#connection').textContent === 'live'",
+        Duration::from_secs(30),
+    );
+    browser.wait(
+        "the drive again",
+        "[...document.querySelectorAll('#drives li .drive-state')].some(e => ['converting','idle'].includes(e.textContent))",
+        Duration::from_secs(60),
+    );
+    let shot = browser.screenshot();
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    if std::env::var_os("DTSFLAC_UPDATE_SCREENSHOT").is_some() {
+        fs::create_dir_all(&docs).unwrap();
+        fs::write(docs.join("page.png"), &shot).unwrap();
+    }
+    assert!(shot.starts_with(b"\x89PNG"));
+
+    // Eject from the page.
+    browser.eval("document.querySelector('#drives li button.eject').click()");
+    daemon.wait_drive_state("BROWSER", "ejected", Duration::from_secs(60));
+    image.detach();
+}
+
+#[test]
+fn the_api_guards_its_controls_and_reports_metrics_health_and_events() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let long = long_dts(dir);
+    let mut image = Image::new(dir, Fs::Ext4, "APIDRIVE", 400, &[("Track.dts", &long)]);
+    let daemon = Daemon::start(dir);
+
+    // Health and metrics.
+    let (code, body) = daemon.get("/healthz").unwrap();
+    assert_eq!(code, 200, "{body}");
+    // Events: the stream delivers status while a conversion runs.
+    let mut sse = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    sse.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(sse, "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    image.attach(false);
+    let mut seen = String::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(seen.contains("event: status") && seen.contains("\"state\":\"running\"")) {
+        assert!(
+            Instant::now() < deadline,
+            "no running status on the event stream:\n{seen}"
+        );
+        let n = sse.read(&mut buf).unwrap();
+        assert!(n > 0, "the event stream closed");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("text/event-stream"), "{seen}");
+
+    let (_, metrics) = daemon.get("/metrics").unwrap();
+    for needle in [
+        "dtsflac_jobs{state=\"running\"} 1",
+        "dtsflac_queue_length",
+        "dtsflac_drives_present 1",
+        "dtsflac_converted_audio_seconds_total",
+        "dtsflac_output_bytes_total",
+        "# TYPE dtsflac_jobs gauge",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from /metrics:\n{metrics}"
+        );
+    }
+
+    // Controls: no token, wrong token, other origin → refused.
+    assert_eq!(daemon.request("POST", "/api/pause", None).unwrap().0, 401);
+    assert_eq!(
+        daemon
+            .request("POST", "/api/pause", Some("nope"))
+            .unwrap()
+            .0,
+        401
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    write!(
+        s,
+        "POST /api/pause HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nOrigin: http://evil.example\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        daemon.port
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert_eq!(daemon.status()["paused"], false);
+    // Logging in gives an HttpOnly, SameSite=Strict cookie that works.
+    let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    let body = format!("{{\"token\":\"{TOKEN}\"}}");
+    write!(
+        s,
+        "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 204"), "{reply}");
+    let cookie_line = reply
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a cookie");
+    assert!(
+        cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict"),
+        "{cookie_line}"
+    );
+    let cookie = cookie_line
+        .split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    write!(
+        s,
+        "POST /api/pause HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 202"), "{reply}");
+    assert_eq!(daemon.status()["paused"], true);
+    assert_eq!(daemon.post("/api/resume"), 202);
+    // Guessing is slowed down: after a few wrong tokens, even the right one waits.
+    for _ in 0..5 {
+        daemon.request("POST", "/api/pause", Some("guess")).unwrap();
+    }
+    assert_eq!(
+        daemon.request("POST", "/api/pause", Some(TOKEN)).unwrap().0,
+        429
+    );
     image.detach();
 }

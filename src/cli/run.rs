@@ -66,6 +66,15 @@ pub fn run(config_path: Option<PathBuf>) -> u8 {
             return 1;
         }
     };
+    if let Err(e) = std::fs::create_dir_all(&config.state_dir)
+        .and_then(|_| dtsflac::logging::init(&config.state_dir))
+    {
+        eprintln!(
+            "dtsflac: cannot write the log in {} (`state_dir`): {e}",
+            config.state_dir.display()
+        );
+        return 1;
+    }
     let listen = config.web.listen;
     let app = match App::start(config, tools, token) {
         Ok(app) => app,
@@ -111,10 +120,29 @@ pub fn run(config_path: Option<PathBuf>) -> u8 {
             "ready: API on http://{listen}/api/status; mounting drives under {}",
             app.config().usb.mount_root.display()
         ));
-        let server = axum::serve(listener, dtsflac::web::router(app.clone()))
-            .with_graceful_shutdown(stop_signal());
-        if let Err(e) = server.await {
-            eprintln!("dtsflac: web server: {e}");
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(
+            listener,
+            dtsflac::web::router(app.clone())
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            stop_signal().await;
+            let _ = stopping_tx.send(());
+        });
+        // Open event streams (pages left open) never end by themselves:
+        // give requests two seconds, then drop the connections.
+        let deadline = async move {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        };
+        tokio::select! {
+            result = server => {
+                if let Err(e) = result {
+                    eprintln!("dtsflac: web server: {e}");
+                }
+            }
+            _ = deadline => {}
         }
         0
     });

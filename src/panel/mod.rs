@@ -313,10 +313,13 @@ impl PanelLoop {
         }
         let mut model = self.model();
         // What the screen means, without the marquee: its changes wake the panel.
+        // Board readings (temperature, load) are not news for the panel.
         let key = format!(
-            "{:?}|{}|{:?}|{}",
+            "{:?}|{}|{}|{}|{:?}|{}",
             model.screen,
-            serde_json::to_string(&model.snapshot).unwrap_or_default(),
+            model.snapshot.paused,
+            serde_json::to_string(&model.snapshot.drives).unwrap_or_default(),
+            serde_json::to_string(&model.snapshot.jobs).unwrap_or_default(),
             model.notice,
             model.token_revealed
         );

@@ -413,8 +413,16 @@ pub mod tests {
             progress,
             error: (state == JobState::Failed).then(|| "the DTS stream is damaged".into()),
             speed: (state == JobState::Running).then_some(12.5),
+            eta_seconds: None,
             duration_seconds: Some(600.0),
             profile: "DTS-HD MA".into(),
+            name: name.into(),
+            description: "DTS-HD MA 7.1 24-bit 48 kHz".into(),
+            output_bytes: None,
+            elapsed_seconds: None,
+            md5: None,
+            lossless: None,
+            finished_at: None,
         }
     }
 
@@ -429,6 +437,8 @@ pub mod tests {
             mount_point: None,
             error: None,
             tracks_found: 12,
+            free_bytes: None,
+            total_bytes: None,
         }
     }
 
@@ -439,6 +449,21 @@ pub mod tests {
                 paused: false,
                 drives,
                 jobs,
+                totals: crate::app::Totals {
+                    done: 0,
+                    total: 0,
+                    progress: 0.0,
+                    eta_seconds: None,
+                },
+                box_info: crate::app::BoxInfo {
+                    version: "test",
+                    board: "Test board".into(),
+                    cpu_temp_c: None,
+                    throttled: None,
+                    load: [0.0; 3],
+                    ffmpeg: "test".into(),
+                    uptime_seconds: 0.0,
+                },
             },
             address: Some("192.168.1.50".into()),
             url: "http://192.168.1.50:8080/".into(),

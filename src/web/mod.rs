@@ -1,19 +1,45 @@
-//! The daemon's HTTP side (axum): the JSON API that the page and any script
-//! use. Reading status is open on the LAN; every control needs the token.
+//! The daemon's HTTP side (axum): the status page (embedded, vanilla
+//! HTML/JS/CSS), its live event stream, the JSON API, metrics and health.
+//! Reading is open on the LAN; every control needs the token, as a bearer
+//! header or the session cookie the page gets by logging in.
 
+mod auth;
+mod metrics;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::app::{App, CommandError};
+pub use auth::Guard;
+
+#[derive(Clone)]
+pub struct WebState {
+    pub app: Arc<App>,
+    pub guard: Arc<Guard>,
+}
 
 pub fn router(app: Arc<App>) -> Router {
+    let state = WebState {
+        guard: Arc::new(Guard::new(app.token.clone())),
+        app,
+    };
     Router::new()
+        .route("/", get(page))
+        .route("/app.js", get(script))
+        .route("/style.css", get(style))
         .route("/api/status", get(status))
+        .route("/api/events", get(events))
+        .route("/api/session", get(session))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
         .route("/api/pause", post(pause))
         .route("/api/resume", post(resume))
         .route("/api/drives/{id}/eject", post(eject))
@@ -21,55 +47,143 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/jobs/{id}/retry", post(retry))
         .route("/api/buttons/{button}", post(button))
         .route("/panel.png", get(panel_png))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(app)
+        .route("/metrics", get(metrics::metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state)
 }
 
-async fn status(State(app): State<Arc<App>>) -> Response {
-    let snapshot = tokio::task::spawn_blocking(move || app.snapshot())
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const STYLE_CSS: &str = include_str!("assets/style.css");
+
+/// Headers every page response carries: no framing by other sites, no
+/// scripts but our own.
+fn page_headers(content_type: &'static str) -> [(header::HeaderName, &'static str); 4] {
+    [
+        (header::CONTENT_TYPE, content_type),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ]
+}
+
+async fn page() -> Response {
+    (page_headers("text/html; charset=utf-8"), INDEX_HTML).into_response()
+}
+
+async fn script() -> Response {
+    (page_headers("text/javascript; charset=utf-8"), APP_JS).into_response()
+}
+
+async fn style() -> Response {
+    (page_headers("text/css; charset=utf-8"), STYLE_CSS).into_response()
+}
+
+async fn snapshot_json(app: Arc<App>) -> String {
+    tokio::task::spawn_blocking(move || serde_json::to_string(&app.snapshot()).unwrap_or_default())
         .await
-        .expect("snapshot task");
-    Json(snapshot).into_response()
+        .unwrap_or_default()
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+async fn status(State(s): State<WebState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        snapshot_json(s.app).await,
+    )
+        .into_response()
+}
+
+/// Server-sent events: the whole status on every change, at most four
+/// times a second while converting, nothing while nothing happens.
+async fn events(
+    State(s): State<WebState>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let rx = s.app.subscribe();
+    let stream =
+        futures_util::stream::unfold((s.app, rx, true), |(app, mut rx, first)| async move {
+            if !first {
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+                // Coalesce bursts (progress of several jobs) into one update.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                rx.borrow_and_update();
+            } else {
+                rx.borrow_and_update();
+            }
+            let data = snapshot_json(app.clone()).await;
+            Some((
+                Ok(Event::default().event("status").data(data)),
+                (app, rx, false),
+            ))
+        });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-/// Compares in constant time, so the token cannot be guessed byte by byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+async fn session(State(s): State<WebState>, headers: HeaderMap) -> Response {
+    Json(serde_json::json!({ "authorized": s.guard.presented_token_ok(&headers) })).into_response()
 }
 
-fn authorized(app: &App, headers: &HeaderMap) -> Result<(), Response> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(t) if same(t.as_bytes(), app.token.as_bytes()) => Ok(()),
-        _ => Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(serde_json::json!({
-                "error": "this needs the box's token: send `Authorization: Bearer <token>` (the token is in the config, or shown on the panel with a long press)"
-            })),
-        )
-            .into_response()),
+#[derive(serde::Deserialize)]
+struct Login {
+    token: String,
+}
+
+/// Trades the token for an HttpOnly, SameSite=Strict session cookie.
+async fn login(
+    State(s): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = s.guard.same_origin(&headers) {
+        return r;
     }
+    if let Err(r) = s.guard.not_blocked(peer.ip()).await {
+        return r;
+    }
+    let Ok(login) = serde_json::from_slice::<Login>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "send {\"token\": \"...\"}".into());
+    };
+    if !s.guard.token_matches(&login.token) {
+        s.guard.failed(peer.ip());
+        return error(StatusCode::UNAUTHORIZED, "wrong token".into());
+    }
+    s.guard.succeeded(peer.ip());
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, s.guard.cookie())],
+    )
+        .into_response()
+}
+
+async fn logout() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, auth::clear_cookie())],
+    )
+        .into_response()
 }
 
 /// Runs a command off the async threads (some touch the disk) and maps its
 /// outcome to a status code.
 async fn command(
-    app: Arc<App>,
+    s: WebState,
+    peer: SocketAddr,
     headers: HeaderMap,
     f: impl FnOnce(&Arc<App>) -> Result<(), CommandError> + Send + 'static,
 ) -> Response {
-    if let Err(r) = authorized(&app, &headers) {
+    if let Err(r) = s.guard.authorize(peer.ip(), &headers).await {
         return r;
     }
+    let app = s.app.clone();
     let result = tokio::task::spawn_blocking(move || f(&app))
         .await
         .expect("command task");
@@ -91,28 +205,45 @@ async fn command(
     }
 }
 
-async fn pause(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    command(app, headers, |a| a.pause()).await
+type Peer = ConnectInfo<SocketAddr>;
+
+async fn pause(State(s): State<WebState>, ConnectInfo(p): Peer, h: HeaderMap) -> Response {
+    command(s, p, h, |a| a.pause()).await
 }
 
-async fn resume(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    command(app, headers, |a| a.resume()).await
+async fn resume(State(s): State<WebState>, ConnectInfo(p): Peer, h: HeaderMap) -> Response {
+    command(s, p, h, |a| a.resume()).await
 }
 
-async fn eject(State(app): State<Arc<App>>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
-    command(app, headers, move |a| a.eject(id)).await
+async fn eject(
+    State(s): State<WebState>,
+    ConnectInfo(p): Peer,
+    Path(id): Path<i64>,
+    h: HeaderMap,
+) -> Response {
+    command(s, p, h, move |a| a.eject(id)).await
 }
 
-async fn cancel(State(app): State<Arc<App>>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
-    command(app, headers, move |a| a.cancel_job(id)).await
+async fn cancel(
+    State(s): State<WebState>,
+    ConnectInfo(p): Peer,
+    Path(id): Path<i64>,
+    h: HeaderMap,
+) -> Response {
+    command(s, p, h, move |a| a.cancel_job(id)).await
 }
 
-async fn retry(State(app): State<Arc<App>>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
-    command(app, headers, move |a| a.retry_job(id)).await
+async fn retry(
+    State(s): State<WebState>,
+    ConnectInfo(p): Peer,
+    Path(id): Path<i64>,
+    h: HeaderMap,
+) -> Response {
+    command(s, p, h, move |a| a.retry_job(id)).await
 }
 
-async fn panel_png(State(app): State<Arc<App>>) -> Response {
-    match app.panel.get() {
+async fn panel_png(State(s): State<WebState>) -> Response {
+    match s.app.panel.get() {
         Some(panel) => (
             [
                 (header::CONTENT_TYPE, "image/png"),
@@ -135,12 +266,13 @@ struct PressQuery {
 
 /// The virtual front-panel buttons: the same presses as the real ones.
 async fn button(
-    State(app): State<Arc<App>>,
+    State(s): State<WebState>,
+    ConnectInfo(peer): Peer,
     Path(name): Path<String>,
     axum::extract::Query(q): axum::extract::Query<PressQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorized(&app, &headers) {
+    if let Err(r) = s.guard.authorize(peer.ip(), &headers).await {
         return r;
     }
     let Some(button) = crate::panel::buttons::Button::parse(&name) else {
@@ -150,7 +282,7 @@ async fn button(
         );
     };
     let long = matches!(q.long.as_deref(), Some("1") | Some("true") | Some("yes"));
-    match app.panel.get() {
+    match s.app.panel.get() {
         Some(panel) => {
             panel.press(crate::panel::buttons::Press { button, long });
             (
@@ -163,5 +295,17 @@ async fn button(
             StatusCode::SERVICE_UNAVAILABLE,
             "the panel is not running".into(),
         ),
+    }
+}
+
+/// 200 when the daemon, its store and FFmpeg are usable; 503 and why not.
+async fn healthz(State(s): State<WebState>) -> Response {
+    let app = s.app.clone();
+    let problem = tokio::task::spawn_blocking(move || app.health_problem())
+        .await
+        .unwrap_or_else(|_| Some("health check crashed".into()));
+    match problem {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(p) => (StatusCode::SERVICE_UNAVAILABLE, format!("{p}\n")).into_response(),
     }
 }

@@ -1,0 +1,141 @@
+//! The daemon's log: one line per event on stderr (plain on a terminal, JSON
+//! lines otherwise, for journald and log shippers) and in
+//! `state_dir/dtsflac.log`, rotated at 1 MiB with three old files kept, so
+//! the SD card never fills up.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const ROTATE_AT: u64 = 1 << 20;
+const KEEP: usize = 3;
+
+struct LogFile {
+    path: PathBuf,
+    file: File,
+    written: u64,
+}
+
+static FILE: OnceLock<Mutex<LogFile>> = OnceLock::new();
+
+/// Starts writing the log file in `dir` as well as stderr.
+pub fn init(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join("dtsflac.log");
+    let file = OpenOptions::new().create(true).append(true).open(&path)?;
+    let written = file.metadata()?.len();
+    let _ = FILE.set(Mutex::new(LogFile {
+        path,
+        file,
+        written,
+    }));
+    Ok(())
+}
+
+/// UTC time as RFC 3339 (civil-from-days, so no date crate is needed).
+pub fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+fn json_line(level: &str, message: &str) -> String {
+    serde_json::json!({
+        "ts": timestamp(SystemTime::now()),
+        "level": level,
+        "msg": message,
+    })
+    .to_string()
+}
+
+pub fn write(level: &str, message: &str) {
+    let line = json_line(level, message);
+    if std::io::stderr().is_terminal() {
+        eprintln!("dtsflac: {message}");
+    } else {
+        eprintln!("{line}");
+    }
+    let Some(file) = FILE.get() else { return };
+    let mut f = file.lock().unwrap();
+    if f.written >= ROTATE_AT {
+        rotate(&f.path);
+        if let Ok(new) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .truncate(false)
+            .open(&f.path)
+        {
+            f.file = new;
+            f.written = 0;
+        }
+    }
+    if writeln!(f.file, "{line}").is_ok() {
+        f.written += line.len() as u64 + 1;
+    }
+}
+
+fn rotate(path: &Path) {
+    let numbered = |n: usize| PathBuf::from(format!("{}.{n}", path.display()));
+    let _ = std::fs::remove_file(numbered(KEEP));
+    for n in (1..KEEP).rev() {
+        let _ = std::fs::rename(numbered(n), numbered(n + 1));
+    }
+    let _ = std::fs::rename(path, numbered(1));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_433_171_250);
+        assert_eq!(timestamp(t), "2026-11-23T07:52:51.250Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn lines_are_json() {
+        let v: serde_json::Value =
+            serde_json::from_str(&json_line("info", "drive \"X\" in")).unwrap();
+        assert_eq!(v["msg"], "drive \"X\" in");
+        assert_eq!(v["level"], "info");
+    }
+
+    #[test]
+    fn rotation_keeps_three_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dtsflac.log");
+        for i in 0..5 {
+            std::fs::write(&p, format!("{i}")).unwrap();
+            rotate(&p);
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("dtsflac.log.1")).unwrap(),
+            "4"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("dtsflac.log.3")).unwrap(),
+            "2"
+        );
+        assert!(!dir.path().join("dtsflac.log.4").exists());
+    }
+}
