@@ -189,15 +189,21 @@ impl App {
             ));
         }
         let store = Arc::new(Mutex::new(store));
-        let workers = match config.convert.jobs {
-            0 => SchedulerConfig::default().workers,
-            n => n,
-        };
+        let board = crate::hw::board::detect();
+        let plan = crate::hw::tuning::plan(&board, &config.convert.overrides());
+        for reason in &plan.reasons {
+            log(&format!("plan: {reason}"));
+        }
+        let workers = plan.workers;
         let scheduler_config = SchedulerConfig {
             workers,
             max_attempts: config.convert.max_attempts,
+            adaptive: true,
             convert: ConvertOptions {
                 compression_level: config.convert.compression_level,
+                split_decode_encode: plan.split_decode_encode,
+                nice: plan.nice,
+                cpus: plan.cpus.clone(),
             },
         };
         let (changes, _) = tokio::sync::watch::channel(0u64);

@@ -51,6 +51,24 @@ pub struct ConvertConfig {
     pub compression_level: u8,
     /// Attempts for a job that fails for a passing reason (I/O, killed FFmpeg).
     pub max_attempts: u32,
+    /// Decode and encode in two piped FFmpeg processes; unset: when the
+    /// board has two cores or more.
+    pub split_decode_encode: Option<bool>,
+    /// Niceness of FFmpeg (default 10).
+    pub nice: Option<i32>,
+    /// CPUs FFmpeg may use; empty: the fast cluster on big.LITTLE, else any.
+    pub cpus: Vec<usize>,
+}
+
+impl ConvertConfig {
+    pub fn overrides(&self) -> crate::hw::tuning::Overrides {
+        crate::hw::tuning::Overrides {
+            workers: (self.jobs > 0).then_some(self.jobs),
+            split_decode_encode: self.split_decode_encode,
+            nice: self.nice,
+            cpus: self.cpus.clone(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -93,6 +111,9 @@ impl Default for ConvertConfig {
             jobs: 0,
             compression_level: crate::media::convert::DEFAULT_COMPRESSION_LEVEL,
             max_attempts: 3,
+            split_decode_encode: None,
+            nice: None,
+            cpus: Vec::new(),
         }
     }
 }
@@ -158,6 +179,9 @@ impl Config {
                 "convert.jobs",
                 format!("must be 0 (one per core) to 64, not {}", self.convert.jobs),
             );
+        }
+        if self.convert.nice.is_some_and(|n| !(-20..=19).contains(&n)) {
+            return bad("convert.nice", "must be -20 to 19".into());
         }
         if self.convert.max_attempts == 0 {
             return bad("convert.max_attempts", "must be at least 1".into());

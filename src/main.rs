@@ -31,6 +31,8 @@ enum Command {
     Convert(cli::convert::ConvertArgs),
     /// Check that FFmpeg and everything else the box needs is in place.
     Doctor,
+    /// Measure dtsflac against plain FFmpeg on long DTS-HD MA tracks.
+    Bench(cli::bench::BenchArgs),
     /// Run the box: mount USB drives as they are plugged in, convert every
     /// DTS track on them, serve the status API, eject on request.
     Run {
@@ -50,7 +52,7 @@ fn main() -> ExitCode {
     let paths = match &cli.command {
         Command::Scan { paths, .. } => paths.as_slice(),
         Command::Convert(args) => args.paths.as_slice(),
-        Command::Doctor | Command::Run { .. } => &[],
+        Command::Doctor | Command::Run { .. } | Command::Bench(_) => &[],
     };
     if let Some(p) = missing_path(paths) {
         eprintln!("dtsflac: {}: no such file or folder", p.display());
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Scan { json, paths } => cli::scan::run(&paths, json),
         Command::Convert(args) => cli::convert::run(args),
         Command::Doctor => cli::doctor::run(),
+        Command::Bench(args) => cli::bench::run(args),
         Command::Run { config } => cli::run::run(config),
     };
     ExitCode::from(code)

@@ -130,15 +130,21 @@ pub fn run(args: ConvertArgs) -> u8 {
 
     if !queued.is_empty() {
         catch_interrupts();
-        let workers = args
-            .jobs
-            .map(usize::from)
-            .unwrap_or_else(|| SchedulerConfig::default().workers)
-            .min(queued.len());
+        let board = dtsflac::hw::board::detect();
+        let plan = dtsflac::hw::tuning::plan(
+            &board,
+            &dtsflac::hw::tuning::Overrides {
+                workers: args.jobs.map(usize::from),
+                ..Default::default()
+            },
+        );
         let config = SchedulerConfig {
-            workers,
+            workers: plan.workers.min(queued.len()),
             convert: ConvertOptions {
                 compression_level: args.compression_level,
+                split_decode_encode: plan.split_decode_encode,
+                nice: plan.nice,
+                cpus: plan.cpus.clone(),
             },
             ..Default::default()
         };

@@ -2,3 +2,4 @@
 //! derived from them.
 
 pub mod board;
+pub mod tuning;

@@ -33,12 +33,22 @@ pub const DEFAULT_COMPRESSION_LEVEL: u8 = 5;
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
     pub compression_level: u8,
+    /// Decode and encode in two FFmpeg processes joined by a pipe, so one
+    /// track keeps two cores busy (FFmpeg's own chain is single-threaded).
+    pub split_decode_encode: bool,
+    /// Niceness of the FFmpeg processes: the page and panel stay responsive.
+    pub nice: i32,
+    /// CPUs the FFmpeg processes may run on (the fast cluster); empty: any.
+    pub cpus: Vec<usize>,
 }
 
 impl Default for ConvertOptions {
     fn default() -> Self {
         ConvertOptions {
             compression_level: DEFAULT_COMPRESSION_LEVEL,
+            split_decode_encode: true,
+            nice: 0,
+            cpus: Vec::new(),
         }
     }
 }
@@ -656,44 +666,44 @@ struct Pass {
     decoder_warnings: Vec<String>,
 }
 
-fn conversion_args(track: &Track, temp: &Path, options: &ConvertOptions) -> Vec<OsString> {
-    let (sample_fmt, pcm_codec) = pcm_formats(track.bits_per_sample);
-    let mut a: Vec<OsString> = Vec::new();
-    let mut push = |s: &str| a.push(s.into());
-    for s in [
-        "-nostdin",
-        "-hide_banner",
-        "-y",
-        "-stats",
-        "-stats_period",
-        "0.25",
-    ] {
-        push(s);
-    }
-    // CRC checks on, so damaged lossless frames are logged instead of passed silently.
-    for s in ["-err_detect", "crccheck"] {
-        push(s);
-    }
-    for s in input_args(&track.input) {
-        push(&s);
-    }
-    push("-i");
+const LOG_ARGS: [&str; 6] = [
+    "-nostdin",
+    "-hide_banner",
+    "-y",
+    "-stats",
+    "-stats_period",
+    "0.25",
+];
+
+/// The decoding half (or all of it): the DTS source, decoded with CRC checks
+/// on (so damaged lossless frames are logged, not passed silently), trimmed
+/// to the original length.
+fn decode_input_args(track: &Track) -> (Vec<OsString>, String) {
+    let mut a: Vec<OsString> = LOG_ARGS.iter().map(OsString::from).collect();
+    a.extend(["-err_detect", "crccheck"].iter().map(OsString::from));
+    a.extend(input_args(&track.input).into_iter().map(OsString::from));
+    a.push("-i".into());
     match track.input {
-        InputSpec::PcmInFlac { .. } => push("pipe:0"),
+        InputSpec::PcmInFlac { .. } => a.push("pipe:0".into()),
         _ => a.push(ffmpeg_file_arg(&track.path)),
     }
     let source = format!("[0:{}]", track.stream_index);
-    let graph = match track.trim {
+    let chain = match track.trim {
         Some(t) => format!(
-            "{source}atrim=start_sample={}:end_sample={},asetpts=PTS-STARTPTS,asplit=2[flac][md5]",
+            "{source}atrim=start_sample={}:end_sample={},asetpts=PTS-STARTPTS",
             t.start,
             t.start + t.samples
         ),
-        None => format!("{source}asplit=2[flac][md5]"),
+        None => format!("{source}anull"),
     };
+    (a, chain)
+}
+
+/// FLAC to `temp` and the MD5 of the same PCM to stdout, from `[pcm]`.
+fn encode_output_args(track: &Track, temp: &Path, options: &ConvertOptions) -> Vec<OsString> {
+    let (sample_fmt, pcm_codec) = pcm_formats(track.bits_per_sample);
+    let mut a: Vec<OsString> = Vec::new();
     let mut push = |s: &str| a.push(s.into());
-    push("-filter_complex");
-    push(&graph);
     for s in [
         "-map",
         "[flac]",
@@ -716,9 +726,8 @@ fn conversion_args(track: &Track, temp: &Path, options: &ConvertOptions) -> Vec<
     push(&options.compression_level.to_string());
     // Tags are written natively afterwards (flacmeta::write_tags): FFmpeg would
     // rename COMMENT to DESCRIPTION and overwrite ENCODER.
-    for s in ["-f", "flac"] {
-        a.push(s.into());
-    }
+    push("-f");
+    push("flac");
     a.push(ffmpeg_file_arg(temp));
     for s in [
         "-map",
@@ -733,6 +742,75 @@ fn conversion_args(track: &Track, temp: &Path, options: &ConvertOptions) -> Vec<
     ] {
         a.push(s.into());
     }
+    a
+}
+
+/// One FFmpeg process doing everything.
+fn single_pass_args(track: &Track, temp: &Path, options: &ConvertOptions) -> Vec<OsString> {
+    let (mut a, chain) = decode_input_args(track);
+    a.push("-filter_complex".into());
+    a.push(format!("{chain},asplit=2[flac][md5]").into());
+    a.extend(encode_output_args(track, temp, options));
+    a
+}
+
+/// Raw PCM on the wire between the two halves: 16-bit, or 32-bit carrying
+/// the 24 bits (exactly what the single pass hands its FLAC encoder).
+fn raw_pcm(bits: u8) -> (&'static str, &'static str) {
+    if bits <= 16 {
+        ("s16le", "pcm_s16le")
+    } else {
+        ("s32le", "pcm_s32le")
+    }
+}
+
+/// First half: decode to raw PCM on stdout.
+fn decoder_args(track: &Track) -> Vec<OsString> {
+    let (mut a, chain) = decode_input_args(track);
+    let (format, codec) = raw_pcm(track.bits_per_sample);
+    a.push("-filter_complex".into());
+    a.push(format!("{chain}[pcm]").into());
+    for s in [
+        "-map",
+        "[pcm]",
+        "-map_metadata",
+        "-1",
+        "-c:a",
+        codec,
+        "-f",
+        format,
+        "pipe:1",
+    ] {
+        a.push(s.into());
+    }
+    a
+}
+
+/// Second half: raw PCM from stdin, channel layout and rate given
+/// explicitly, to FLAC and MD5.
+fn encoder_args(track: &Track, temp: &Path, options: &ConvertOptions) -> Vec<OsString> {
+    let (format, _) = raw_pcm(track.bits_per_sample);
+    let mut a: Vec<OsString> = LOG_ARGS.iter().map(OsString::from).collect();
+    for s in ["-f", format, "-ar"] {
+        a.push(s.into());
+    }
+    a.push(track.sample_rate.to_string().into());
+    if layout_mask(&track.channel_layout).is_some() {
+        a.push("-ch_layout".into());
+        a.push(track.channel_layout.clone().into());
+    } else {
+        a.push("-ac".into());
+        a.push(track.channels.to_string().into());
+    }
+    for s in [
+        "-i",
+        "pipe:0",
+        "-filter_complex",
+        "[0:a]asplit=2[flac][md5]",
+    ] {
+        a.push(s.into());
+    }
+    a.extend(encode_output_args(track, temp, options));
     a
 }
 
@@ -793,6 +871,19 @@ fn clean_message(line: &str) -> String {
     s.to_string()
 }
 
+/// What a stage's stderr is read for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Unpacks a DTS-CD rip stored as FLAC into raw bytes.
+    Unpack,
+    /// Decodes the DTS: its decoder warnings matter.
+    Decode,
+    /// Encodes FLAC: its clock is the progress.
+    Encode,
+    /// Both in one process.
+    Whole,
+}
+
 fn run_conversion(
     tools: &Tools,
     track: &Track,
@@ -801,16 +892,17 @@ fn run_conversion(
     control: &JobControl,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Pass, ConvertError> {
-    let spawn_err = |e: io::Error| {
-        ConvertError::new(FailureKind::Transient, format!("cannot start ffmpeg: {e}"))
-    };
-    // A DTS-CD rip in FLAC is decoded to its raw PCM bytes first and piped in.
-    let mut pre = match &track.input {
-        InputSpec::PcmInFlac { .. } => {
-            let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
-            cmd.args(["-nostdin", "-hide_banner", "-nostats", "-i"]);
-            cmd.arg(ffmpeg_file_arg(&track.path));
-            cmd.args([
+    // The chain of FFmpeg processes, each one's stdout feeding the next.
+    let mut stages: Vec<(Role, Vec<OsString>)> = Vec::new();
+    if let InputSpec::PcmInFlac { .. } = &track.input {
+        // A DTS-CD rip in FLAC is decoded to its raw PCM bytes first.
+        let mut a: Vec<OsString> = ["-nostdin", "-hide_banner", "-nostats", "-i"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        a.push(ffmpeg_file_arg(&track.path));
+        a.extend(
+            [
                 "-map",
                 "0:a:0",
                 "-c:a",
@@ -818,59 +910,97 @@ fn run_conversion(
                 "-f",
                 "s16le",
                 "pipe:1",
-            ]);
-            own_process_group(&mut cmd);
-            let mut child = cmd.spawn().map_err(spawn_err)?;
-            drop(child.take_stdin());
-            control.register(child.as_inner().id());
-            let (tx, _rx) = mpsc::channel();
-            let reader = spawn_stderr_reader(child.take_stderr().expect("stderr is piped"), tx);
-            Some((child, reader))
-        }
-        _ => None,
-    };
+            ]
+            .iter()
+            .map(OsString::from),
+        );
+        stages.push((Role::Unpack, a));
+    }
+    if options.split_decode_encode {
+        stages.push((Role::Decode, decoder_args(track)));
+        stages.push((Role::Encode, encoder_args(track, temp, options)));
+    } else {
+        stages.push((Role::Whole, single_pass_args(track, temp, options)));
+    }
 
-    let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
-    cmd.args(conversion_args(track, temp, options));
-    own_process_group(&mut cmd);
-    let mut child = cmd.spawn().map_err(spawn_err)?;
-    let pid = child.as_inner().id();
-    control.register(pid);
-    // ffmpeg-sidecar insists on piped stdin; feed it the pre-decoded PCM, or
-    // close it at once so ffmpeg sees end of input.
-    let stdin = child.take_stdin();
-    let pcm_feeder = match (pre.as_mut(), stdin) {
-        (Some((pre_child, _)), Some(mut stdin)) => {
-            let mut pcm = pre_child.take_stdout().expect("stdout is piped");
-            Some(std::thread::spawn(move || {
-                let _ = io::copy(&mut pcm, &mut stdin);
-            }))
+    let mut children: Vec<(Role, ffmpeg_sidecar::child::FfmpegChild)> = Vec::new();
+    let mut feeders = Vec::new();
+    let mut readers = Vec::new();
+    let (tx, rx) = mpsc::channel::<(Role, LogLine)>();
+    let mut previous_stdout = None;
+    let mut md5_reader = None;
+    let last = stages.len() - 1;
+    for (i, (role, args)) in stages.into_iter().enumerate() {
+        let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
+        cmd.args(args);
+        own_process_group(&mut cmd, options);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                for (_, mut c) in children {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                return Err(ConvertError::new(
+                    FailureKind::Transient,
+                    format!("cannot start ffmpeg: {e}"),
+                ));
+            }
+        };
+        control.register(child.as_inner().id());
+        // ffmpeg-sidecar insists on piped stdio: feed stdin from the previous
+        // stage (io::copy splices pipe to pipe inside the kernel), or close it.
+        let stdin = child.take_stdin();
+        if let (Some(mut from), Some(mut to)) = (previous_stdout.take(), stdin) {
+            feeders.push(std::thread::spawn(move || {
+                let _ = io::copy(&mut from, &mut to);
+            }));
         }
-        _ => None,
-    };
-
-    let mut stdout = child.take_stdout().expect("stdout is piped");
-    let md5_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let (tx, rx) = mpsc::channel();
-    let stderr_reader = spawn_stderr_reader(child.take_stderr().expect("stderr is piped"), tx);
+        let stdout = child.take_stdout().expect("stdout is piped");
+        if i == last {
+            let mut stdout = stdout;
+            md5_reader = Some(std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = stdout.read_to_string(&mut s);
+                s
+            }));
+        } else {
+            previous_stdout = Some(stdout);
+        }
+        let (role_tx, role_rx) = mpsc::channel();
+        let tagged = tx.clone();
+        readers.push(spawn_stderr_reader(
+            child.take_stderr().expect("stderr is piped"),
+            role_tx,
+        ));
+        std::thread::spawn(move || {
+            for line in role_rx {
+                if tagged.send((role, line)).is_err() {
+                    break;
+                }
+            }
+        });
+        children.push((role, child));
+    }
+    drop(tx);
 
     let mut problems: VecDeque<String> = VecDeque::new();
     let mut decoder_warnings = Vec::new();
     let mut last_report = Instant::now() - Duration::from_secs(1);
-    for line in rx {
+    for (role, line) in rx {
         match line {
-            LogLine::Progress(p) => {
+            LogLine::Progress(p) if matches!(role, Role::Encode | Role::Whole) => {
                 if last_report.elapsed() >= Duration::from_millis(200) {
                     last_report = Instant::now();
                     on_progress(p);
                 }
             }
+            LogLine::Progress(_) => {}
             LogLine::Message(m) if is_problem(&m) => {
-                if m.contains("[dca @") && decoder_warnings.len() < 20 {
+                if matches!(role, Role::Decode | Role::Whole)
+                    && m.contains("[dca @")
+                    && decoder_warnings.len() < 20
+                {
                     decoder_warnings.push(clean_message(&m));
                 }
                 if problems.len() >= 20 {
@@ -881,29 +1011,40 @@ fn run_conversion(
             LogLine::Message(_) => {}
         }
     }
-    let status = child.wait();
-    control.unregister(pid);
-    let _ = stderr_reader.join();
-    if let Some(feeder) = pcm_feeder {
-        let _ = feeder.join();
-    }
-    let md5_out = md5_reader.join().unwrap_or_default();
-    let pre_failed = match pre {
-        Some((mut pre_child, reader)) => {
-            let st = pre_child.wait();
-            control.unregister(pre_child.as_inner().id());
-            let _ = reader.join();
-            !matches!(st, Ok(s) if s.success())
+    let mut failed_status = None;
+    for (_, mut child) in children {
+        let pid = child.as_inner().id();
+        let status = child.wait();
+        control.unregister(pid);
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => {
+                failed_status.get_or_insert(s);
+            }
+            Err(e) => {
+                if !control.is_cancelled() {
+                    return Err(ConvertError::new(
+                        FailureKind::Transient,
+                        format!("lost ffmpeg: {e}"),
+                    ));
+                }
+            }
         }
-        None => false,
-    };
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    for f in feeders {
+        let _ = f.join();
+    }
+    let md5_out = md5_reader
+        .map(|r| r.join().unwrap_or_default())
+        .unwrap_or_default();
 
     if control.is_cancelled() {
         return Err(ConvertError::new(FailureKind::Cancelled, "cancelled"));
     }
-    let status = status
-        .map_err(|e| ConvertError::new(FailureKind::Transient, format!("lost ffmpeg: {e}")))?;
-    if !status.success() || pre_failed {
+    if let Some(status) = failed_status {
         return Err(classify_failure(&status, &problems));
     }
     let md5 = md5_out
@@ -1034,7 +1175,7 @@ fn decode_md5(
     cmd.args(["-nostdin", "-hide_banner", "-nostats", "-xerror", "-i"]);
     cmd.arg(ffmpeg_file_arg(flac));
     cmd.args(["-map", "0:a:0", "-c:a", pcm_codec, "-f", "md5", "pipe:1"]);
-    own_process_group(&mut cmd);
+    own_process_group(&mut cmd, &ConvertOptions::default());
     let mut child = cmd.spawn().map_err(|e| {
         ConvertError::new(FailureKind::Transient, format!("cannot start ffmpeg: {e}"))
     })?;
@@ -1092,15 +1233,29 @@ pub fn remove_stale_temp_files(dir: &Path) -> usize {
 /// dtsflac, which stops FFmpeg and removes the temporary file itself (FFmpeg
 /// would otherwise finish a shortened file on SIGINT).
 /// It also dies with the thread that started it, like it would in a power
-/// cut, so a killed daemon never leaves FFmpeg writing behind its back.
-fn own_process_group(cmd: &mut FfmpegCommand) {
+/// cut, so a killed daemon never leaves FFmpeg writing behind its back. It
+/// runs at the plan's niceness, on the plan's CPUs.
+fn own_process_group(cmd: &mut FfmpegCommand, options: &ConvertOptions) {
     use std::os::unix::process::CommandExt;
     let inner = cmd.as_inner_mut();
     inner.process_group(0);
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    let nice = options.nice;
+    let cpus = options.cpus.clone();
+    // SAFETY: prctl, nice and sched_setaffinity are async-signal-safe, and
+    // the CPU set is built before the fork.
     unsafe {
-        inner.pre_exec(|| {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in &cpus {
+            libc::CPU_SET(*c, &mut set);
+        }
+        inner.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if nice != 0 {
+                libc::nice(nice);
+            }
+            if !cpus.is_empty() {
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            }
             Ok(())
         });
     }

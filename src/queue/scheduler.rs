@@ -21,6 +21,8 @@ pub struct SchedulerConfig {
     pub workers: usize,
     /// Attempts per job for transient failures (I/O errors, crashed processes).
     pub max_attempts: u32,
+    /// Run fewer jobs while the board is hot or throttled.
+    pub adaptive: bool,
     pub convert: ConvertOptions,
 }
 
@@ -29,6 +31,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_attempts: 3,
+            adaptive: false,
             convert: ConvertOptions::default(),
         }
     }
@@ -275,7 +278,9 @@ fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>)> {
         if g.stopping {
             return None;
         }
-        if !g.paused {
+        let cool_enough = !inner.config.adaptive
+            || g.running.len() < crate::hw::tuning::jobs_allowed_now(inner.config.workers);
+        if !g.paused && cool_enough {
             match inner.store.lock().unwrap().claim_next(g.drives.as_ref()) {
                 Ok(Some(job)) => {
                     let control = Arc::new(JobControl::default());

@@ -1,0 +1,272 @@
+//! `dtsflac bench`: dtsflac against what a user would do by hand with plain
+//! FFmpeg, in the same run, on long DTS-HD MA streams built by repeating the
+//! frames of a public-domain test stream. Prints a table; asserts nothing
+//! about time (speed belongs in a report, not in a test), but checks that
+//! the PCM is identical.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Minutes of audio per track.
+    #[arg(long, default_value_t = 10)]
+    minutes: u32,
+    /// Tracks in the batch.
+    #[arg(long, default_value_t = 4)]
+    tracks: usize,
+    /// The DTS-HD stream whose frames are repeated.
+    #[arg(
+        long,
+        default_value = "../shared/samples/dcadec/xll_71_24_48_768_0.dtshd"
+    )]
+    sample: PathBuf,
+}
+
+/// The frames of a DTS-HD stream file (its STRMDATA chunk).
+fn stream_frames(dtshd: &[u8]) -> Option<&[u8]> {
+    let mut pos = 0;
+    while pos + 16 <= dtshd.len() {
+        let id = &dtshd[pos..pos + 8];
+        let size = u64::from_be_bytes(dtshd[pos + 8..pos + 16].try_into().ok()?) as usize;
+        if id == b"STRMDATA" {
+            return dtshd.get(pos + 16..pos + 16 + size);
+        }
+        pos += 16 + size;
+    }
+    None
+}
+
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+    peak_rss_kb: Option<u64>,
+}
+
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills a struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn vm_hwm_kb(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Runs commands one after another; the first one's own peak RSS is
+/// sampled while it runs (that is dtsflac itself, not its FFmpeg children).
+fn measure(commands: Vec<Command>, sample_rss: bool) -> Result<Measured, String> {
+    let cpu0 = children_cpu();
+    let start = Instant::now();
+    let mut peak = None;
+    for mut cmd in commands {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let pid = child.id();
+        let stderr = child.stderr.take();
+        let drain = std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut e) = stderr {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut s);
+            }
+            s
+        });
+        loop {
+            if sample_rss {
+                if let Some(kb) = vm_hwm_kb(pid) {
+                    peak = Some(peak.map_or(kb, |p: u64| p.max(kb)));
+                }
+            }
+            match child.try_wait().map_err(|e| e.to_string())? {
+                Some(status) if status.success() => break,
+                Some(status) => {
+                    return Err(format!(
+                        "{cmd:?} failed ({status}): {}",
+                        drain.join().unwrap_or_default()
+                    ))
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        let _ = drain.join();
+    }
+    Ok(Measured {
+        wall: start.elapsed(),
+        cpu: children_cpu().saturating_sub(cpu0),
+        peak_rss_kb: peak,
+    })
+}
+
+fn plain_ffmpeg(ffmpeg: &Path, input: &Path, output: &Path) -> Command {
+    let mut c = Command::new(ffmpeg);
+    c.args(["-nostdin", "-v", "error", "-y", "-i"])
+        .arg(input)
+        .args(["-c:a", "flac"])
+        .arg(output);
+    c
+}
+
+fn pcm_md5(ffmpeg: &Path, flac: &Path) -> Result<String, String> {
+    let out = Command::new(ffmpeg)
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(flac)
+        .args(["-c:a", "pcm_s32le", "-f", "md5", "-"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+pub fn run(args: BenchArgs) -> u8 {
+    match bench(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("dtsflac bench: {e}");
+            1
+        }
+    }
+}
+
+fn bench(args: BenchArgs) -> Result<(), String> {
+    let tools = super::tools_or_explain().ok_or("FFmpeg is missing")?;
+    let sample = std::fs::read(&args.sample)
+        .map_err(|e| format!("cannot read {}: {e}", args.sample.display()))?;
+    let frames = stream_frames(&sample).ok_or("the sample has no STRMDATA chunk")?;
+    let header = dtsflac::media::dtshd::read_header(&args.sample)
+        .ok()
+        .flatten()
+        .ok_or("the sample has no DTS-HD header")?;
+    let seconds_per_copy = header.decoded_samples() as f64 / f64::from(header.sample_rate.max(1));
+    let copies = (f64::from(args.minutes) * 60.0 / seconds_per_copy).ceil() as usize;
+    let audio_seconds = copies as f64 * seconds_per_copy;
+
+    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let batch = work.path().join("batch");
+    let single = work.path().join("single");
+    for d in [&batch, &single] {
+        std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+    }
+    let long = frames.repeat(copies);
+    for i in 1..=args.tracks {
+        std::fs::write(batch.join(format!("track{i}.dts")), &long).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(single.join("film.dts"), &long).map_err(|e| e.to_string())?;
+    drop(long);
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let board = dtsflac::hw::board::detect();
+    let plan = dtsflac::hw::tuning::plan(&board, &Default::default());
+    println!(
+        "dtsflac bench: {} x {:.0} min DTS-HD MA 7.1 24-bit 48 kHz (frames of {}), on {} ({} cores), FFmpeg {}",
+        args.tracks,
+        audio_seconds / 60.0,
+        args.sample.file_name().unwrap_or_default().to_string_lossy(),
+        board.model,
+        board.cores,
+        tools.short_version()
+    );
+    println!(
+        "plan: {} job(s) at once, decode/encode split: {}\n",
+        plan.workers, plan.split_decode_encode
+    );
+
+    let plain_out = work.path().join("plain");
+    std::fs::create_dir_all(&plain_out).map_err(|e| e.to_string())?;
+    let seq: Vec<Command> = (1..=args.tracks)
+        .map(|i| {
+            plain_ffmpeg(
+                &tools.ffmpeg,
+                &batch.join(format!("track{i}.dts")),
+                &plain_out.join(format!("track{i}.flac")),
+            )
+        })
+        .collect();
+    let plain_batch = measure(seq, false)?;
+    let ours_batch_out = work.path().join("ours-batch");
+    let mut c = Command::new(&me);
+    c.args(["convert", "--output-dir"])
+        .arg(&ours_batch_out)
+        .arg(&batch);
+    let ours_batch = measure(vec![c], true)?;
+
+    let plain_single = measure(
+        vec![plain_ffmpeg(
+            &tools.ffmpeg,
+            &single.join("film.dts"),
+            &plain_out.join("film.flac"),
+        )],
+        false,
+    )?;
+    let ours_single_out = work.path().join("ours-single");
+    let mut c = Command::new(&me);
+    c.args(["convert", "--output-dir"])
+        .arg(&ours_single_out)
+        .arg(&single);
+    let ours_single = measure(vec![c], true)?;
+
+    let identical = pcm_md5(&tools.ffmpeg, &plain_out.join("film.flac"))?
+        == pcm_md5(&tools.ffmpeg, &ours_single_out.join("film.flac"))?
+        && pcm_md5(&tools.ffmpeg, &plain_out.join("track1.flac"))?
+            == pcm_md5(&tools.ffmpeg, &ours_batch_out.join("track1.flac"))?;
+
+    let cores = board.cores as f64;
+    let row = |name: &str, m: &Measured, base: &Measured, tracks: usize| {
+        let rt = audio_seconds * tracks as f64 / m.wall.as_secs_f64();
+        println!(
+            "| {name:<34} | {:>8.2} s | {:>5.2}x | {:>8.2} s | {:>9} | {:>7.1}x | {:>7.1}x |",
+            m.wall.as_secs_f64(),
+            m.wall.as_secs_f64() / base.wall.as_secs_f64(),
+            m.cpu.as_secs_f64(),
+            m.peak_rss_kb
+                .map_or("-".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0)),
+            rt,
+            rt / cores,
+        );
+    };
+    println!(
+        "| {:<34} | {:>10} | {:>6} | {:>10} | {:>9} | {:>8} | {:>8} |",
+        "run", "wall", "ratio", "CPU", "peak RSS", "realtime", "per core"
+    );
+    println!(
+        "|{:-<36}|{:-<12}|{:-<8}|{:-<12}|{:-<11}|{:-<10}|{:-<10}|",
+        "", "", "", "", "", "", ""
+    );
+    row(
+        &format!("batch: plain ffmpeg, one by one ({})", args.tracks),
+        &plain_batch,
+        &plain_batch,
+        args.tracks,
+    );
+    row(
+        &format!("batch: dtsflac convert ({})", args.tracks),
+        &ours_batch,
+        &plain_batch,
+        args.tracks,
+    );
+    row("single: plain ffmpeg", &plain_single, &plain_single, 1);
+    row("single: dtsflac convert", &ours_single, &plain_single, 1);
+    println!(
+        "\nPCM identical to plain FFmpeg: {}   (peak RSS is dtsflac itself; CPU includes its FFmpeg processes)",
+        if identical { "yes" } else { "NO" }
+    );
+    println!("dtsflac's wall time includes probing and verification (STREAMINFO MD5 check and a full decode of each FLAC).");
+    if !identical {
+        return Err("dtsflac's PCM differs from plain FFmpeg's".into());
+    }
+    Ok(())
+}

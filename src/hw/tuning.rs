@@ -1,0 +1,173 @@
+//! The conversion plan for this board: how many FFmpeg jobs at once, split
+//! into decode and encode processes or not, on which CPUs, how nice — and
+//! fewer jobs while the SoC is hot or throttled.
+//!
+//! Measured on 2-core x86 and the same logic for ARM boards: FFmpeg's
+//! decode→encode chain is single-threaded, DTS decoding costs about 60% of a
+//! conversion and FLAC encoding (level 5) 40%, so splitting the two into
+//! piped processes lets one job use two cores, and one job per core keeps
+//! every core busy in a batch.
+
+use serde::Serialize;
+
+use super::board::{self, Board};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub workers: usize,
+    pub split_decode_encode: bool,
+    pub nice: i32,
+    /// CPUs FFmpeg runs on; empty: any.
+    pub cpus: Vec<usize>,
+    /// Why, in words, for `dtsflac doctor`.
+    pub reasons: Vec<String>,
+}
+
+/// Config overrides; `None`/empty means "decide from the board".
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub workers: Option<usize>,
+    pub split_decode_encode: Option<bool>,
+    pub nice: Option<i32>,
+    pub cpus: Vec<usize>,
+}
+
+/// Memory one running job needs at most (FFmpeg decoder + encoder).
+const MEMORY_PER_JOB: u64 = 160 << 20;
+
+pub fn plan(board: &Board, o: &Overrides) -> Plan {
+    let mut reasons = Vec::new();
+    // big.LITTLE: keep FFmpeg on the fast cluster when it has two cores or
+    // more; the little cores serve the daemon, page and panel.
+    let fast = board.clusters.first();
+    let mut cpus: Vec<usize> = match fast {
+        Some(f) if board.clusters.len() > 1 && f.cpus.len() >= 2 => {
+            reasons.push(format!(
+                "big.LITTLE: FFmpeg runs on the fast cluster (CPUs {:?})",
+                f.cpus
+            ));
+            f.cpus.clone()
+        }
+        _ => Vec::new(),
+    };
+    if !o.cpus.is_empty() {
+        reasons.push(format!("CPUs {:?} from the config", o.cpus));
+        cpus = o.cpus.clone();
+    }
+    let usable = if cpus.is_empty() {
+        board.cores
+    } else {
+        cpus.len()
+    };
+    let split = o.split_decode_encode.unwrap_or(usable >= 2);
+    reasons.push(if split {
+        "decode and FLAC encoding run as two piped FFmpeg processes, so one track uses two cores"
+            .into()
+    } else {
+        "one FFmpeg process per job (a single core)".into()
+    });
+    let mut workers = usable.max(1);
+    if let Some(avail) = board.memory_available_bytes {
+        let fit = (avail / MEMORY_PER_JOB).max(1) as usize;
+        if fit < workers {
+            reasons.push(format!(
+                "memory: {} MB available allows {fit} job(s) at once",
+                avail >> 20
+            ));
+            workers = fit;
+        }
+    }
+    if let Some(w) = o.workers.filter(|w| *w > 0) {
+        reasons.push(format!("{w} job(s) at once from the config"));
+        workers = w;
+    } else {
+        reasons.push(format!("{workers} job(s) at once: one per usable core"));
+    }
+    let nice = o.nice.unwrap_or(10);
+    reasons.push(format!(
+        "FFmpeg at niceness {nice}, so the page and panel stay responsive"
+    ));
+    Plan {
+        workers,
+        split_decode_encode: split,
+        nice,
+        cpus,
+        reasons,
+    }
+}
+
+/// Above this the SoC throttles soon; run fewer jobs until it cools.
+pub const HOT_CELSIUS: f64 = 80.0;
+
+/// How many jobs may run now: all of them, or half while hot or throttled.
+pub fn jobs_allowed_now(workers: usize) -> usize {
+    let hot = board::cpu_temperature().is_some_and(|t| t >= HOT_CELSIUS);
+    let throttled = board::throttled().unwrap_or(false);
+    if hot || throttled {
+        (workers / 2).max(1)
+    } else {
+        workers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hw::board::Cluster;
+
+    fn board(clusters: Vec<Vec<usize>>, mem_mb: u64) -> Board {
+        Board {
+            model: "test".into(),
+            cores: clusters.iter().map(Vec::len).sum(),
+            clusters: clusters
+                .into_iter()
+                .enumerate()
+                .map(|(i, cpus)| Cluster {
+                    cpus,
+                    capacity: 1024 >> i,
+                })
+                .collect(),
+            memory_bytes: Some(mem_mb << 20),
+            memory_available_bytes: Some(mem_mb << 20),
+        }
+    }
+
+    #[test]
+    fn a_quad_core_runs_four_split_jobs() {
+        let p = plan(&board(vec![vec![0, 1, 2, 3]], 4096), &Overrides::default());
+        assert_eq!(p.workers, 4);
+        assert!(p.split_decode_encode);
+        assert!(p.cpus.is_empty());
+    }
+
+    #[test]
+    fn big_little_pins_to_the_big_cluster() {
+        let p = plan(
+            &board(vec![vec![4, 5], vec![0, 1, 2, 3]], 4096),
+            &Overrides::default(),
+        );
+        assert_eq!(p.cpus, vec![4, 5]);
+        assert_eq!(p.workers, 2);
+    }
+
+    #[test]
+    fn little_memory_means_fewer_jobs_and_config_wins() {
+        let p = plan(&board(vec![vec![0, 1, 2, 3]], 300), &Overrides::default());
+        assert_eq!(p.workers, 1);
+        let o = Overrides {
+            workers: Some(3),
+            split_decode_encode: Some(false),
+            nice: Some(0),
+            cpus: vec![],
+        };
+        let p = plan(&board(vec![vec![0, 1, 2, 3]], 300), &o);
+        assert_eq!((p.workers, p.split_decode_encode, p.nice), (3, false, 0));
+    }
+
+    #[test]
+    fn a_single_core_does_not_split() {
+        let p = plan(&board(vec![vec![0]], 1024), &Overrides::default());
+        assert!(!p.split_decode_encode);
+        assert_eq!(p.workers, 1);
+    }
+}
