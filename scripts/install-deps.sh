@@ -7,7 +7,11 @@ set -euo pipefail
 packages=(
   ffmpeg            # the converter the box drives
   flac              # the reference decoder the tests check against
-  gcc-aarch64-linux-gnu libc6-dev-arm64-cross   # linker for the aarch64 build
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross   # linkers for the ARM builds
+  gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+  qemu-user-static  # runs the ARM binaries and their tests here
+  systemd           # systemd-analyze verify of the board's unit
+  python3-pip       # oelint-adv for the Yocto layer
   pkg-config
   # drives: FUSE drivers for kernels without exFAT/NTFS/FAT, and the tools
   # the tests make disk images with
@@ -39,8 +43,15 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 if command -v rustup >/dev/null; then
-  rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
-    || rustup target add aarch64-unknown-linux-gnu
+  for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
+    rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+  done
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' \
     || rustup component add rustfmt
+fi
+
+# The Yocto layer's linter (PyPI).
+if ! command -v oelint-adv >/dev/null; then
+  python3 -m pip install --quiet oelint-adv 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages oelint-adv
 fi

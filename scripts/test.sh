@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: installs what is missing, then runs
-# every test against the real ffmpeg/flac tools and the shared DTS samples,
-# and checks that the aarch64 build still cross-compiles.
+# The whole test suite, as CI runs it: installs what is missing, runs every
+# test against the real ffmpeg/flac tools, real file systems, a real browser
+# and the shared DTS samples; then cross-builds for the boards, runs the ARM
+# binaries and the library's unit tests under qemu, and checks the board
+# support files (systemd unit, Yocto layer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -14,5 +16,24 @@ fi
 
 cargo fmt --all -- --check
 cargo test --locked
-cargo build --locked --target aarch64-unknown-linux-gnu
-echo "==> all tests passed; aarch64 build OK"
+
+echo "==> aarch64: unit tests under qemu, release build, the binary runs"
+cargo test --locked --lib --target aarch64-unknown-linux-gnu
+cargo build --locked --release --target aarch64-unknown-linux-gnu
+arm64=target/aarch64-unknown-linux-gnu/release/dtsflac
+size=$(stat -c %s "$arm64")
+echo "stripped aarch64 binary: $size bytes"
+[ "$size" -le $((12 * 1024 * 1024)) ] || { echo "error: the aarch64 binary is over 12 MB" >&2; exit 1; }
+qemu-aarch64-static -L /usr/aarch64-linux-gnu "$arm64" --version
+qemu-aarch64-static -L /usr/aarch64-linux-gnu "$arm64" doctor
+
+echo "==> armv7: build, the binary runs"
+cargo build --locked --target armv7-unknown-linux-gnueabihf
+armv7=target/armv7-unknown-linux-gnueabihf/debug/dtsflac
+qemu-arm-static -L /usr/arm-linux-gnueabihf "$armv7" --version
+qemu-arm-static -L /usr/arm-linux-gnueabihf "$armv7" doctor
+
+echo "==> board support: systemd unit, Yocto layer"
+./board/check.sh
+
+echo "==> all tests passed; ARM builds OK"

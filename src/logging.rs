@@ -108,7 +108,13 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         let t = UNIX_EPOCH + Duration::from_millis(1_795_433_171_250);
-        assert_eq!(timestamp(t), "2026-11-23T07:52:51.250Z");
+        // Checked with `date -u -d @1795433171`.
+        assert_eq!(timestamp(t), "2026-11-23T11:26:11.250Z");
+        // A leap day.
+        assert_eq!(
+            timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
         assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
 

@@ -25,8 +25,43 @@ pub fn run() -> u8 {
             println!("ffmpeg:   PROBLEM: {e}");
         }
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("cpu:      {cores} core(s): {cores} conversion(s) at once by default");
+    let board = dtsflac::hw::board::detect();
+    println!("board:    {}", board.model);
+    let clusters: Vec<String> = board
+        .clusters
+        .iter()
+        .map(|c| format!("CPUs {:?} (capacity {})", c.cpus, c.capacity))
+        .collect();
+    println!("cpu:      {} core(s): {}", board.cores, clusters.join(", "));
+    if let (Some(total), Some(avail)) = (board.memory_bytes, board.memory_available_bytes) {
+        println!("memory:   {} MB, {} MB available", total >> 20, avail >> 20);
+    }
+    match dtsflac::hw::board::cpu_temperature() {
+        Some(t) => println!(
+            "heat:     {t:.1} °C{}",
+            match dtsflac::hw::board::throttled() {
+                Some(true) => ", THROTTLED",
+                Some(false) => ", not throttled",
+                None => "",
+            }
+        ),
+        None => println!("heat:     no thermal zone"),
+    }
+    for (name, present) in [
+        ("i2c", std::path::Path::new("/dev/i2c-1").exists()),
+        ("gpio", std::path::Path::new("/dev/gpiochip0").exists()),
+        ("fuse", std::path::Path::new("/dev/fuse").exists()),
+    ] {
+        println!(
+            "{name:<9} {}",
+            if present { "present" } else { "not present" }
+        );
+    }
+    let plan = dtsflac::hw::tuning::plan(&board, &Default::default());
+    println!("plan:");
+    for reason in &plan.reasons {
+        println!("  - {reason}");
+    }
     if ok {
         println!("All good.");
         0

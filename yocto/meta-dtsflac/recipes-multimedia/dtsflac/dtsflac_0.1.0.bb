@@ -7,11 +7,8 @@ DESCRIPTION = "Appliance daemon for a Raspberry Pi-class box: it mounts USB \
 HOMEPAGE = "https://github.com/example/dtsflac"
 BUGTRACKER = "https://github.com/example/dtsflac/issues"
 SECTION = "multimedia"
-# The repository has no LICENSE file yet, so the checksum covers the
-# `license = "MIT"` line of Cargo.toml. Once a LICENSE file exists, use
-# "file://LICENSE;md5=..." instead.
 LICENSE = "MIT"
-LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=6;endline=6;md5=29c91c89ee62891477a1476375143bef"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=317feb5dcb09c3372331d2cd1b30dd0f"
 
 # Placeholders: the real repository and the commit to build. A fixed SRCREV
 # (not AUTOREV) keeps builds reproducible, and dtsflac-crates.inc must match
