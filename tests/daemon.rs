@@ -1237,17 +1237,32 @@ fn the_page_shows_the_work_live_and_its_controls_need_the_token() {
         "fetch('/api/session').then(r => r.json()).then(s => s.authorized)",
         Duration::from_secs(10),
     );
-    browser.eval("document.querySelector('#pause-resume').click()");
+    // The page carries out the Pause that was pressed before unlocking.
+    daemon.wait_for(
+        "the pause pressed before unlocking",
+        Duration::from_secs(10),
+        |d| d.status()["paused"] == true,
+    );
+    let press_when = |browser: &mut Browser, label: &str| {
+        browser.wait(
+            &format!("the {label} button"),
+            &format!(
+                "(() => {{ const b = document.querySelector('#pause-resume'); return b.textContent.trim() === '{label}' && !b.disabled; }})()"
+            ),
+            Duration::from_secs(10),
+        );
+        browser.eval("document.querySelector('#pause-resume').click()");
+    };
+    press_when(&mut browser, "Resume");
+    daemon.wait_for("resume from the page", Duration::from_secs(10), |d| {
+        d.status()["paused"] == false
+    });
+    press_when(&mut browser, "Pause");
     daemon.wait_for("pause from the page", Duration::from_secs(10), |d| {
         d.status()["paused"] == true
     });
-    browser.wait(
-        "the Resume button",
-        "document.querySelector('#pause-resume').textContent.trim() === 'Resume'",
-        Duration::from_secs(10),
-    );
-    browser.eval("document.querySelector('#pause-resume').click()");
-    daemon.wait_for("resume from the page", Duration::from_secs(10), |d| {
+    press_when(&mut browser, "Resume");
+    daemon.wait_for("resume again", Duration::from_secs(10), |d| {
         d.status()["paused"] == false
     });
 
