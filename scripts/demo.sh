@@ -87,7 +87,8 @@ echo "==> what dtsflac finds on it (dtsflac scan):"
 "$bin" scan "$demo/drive" || true
 
 echo "==> making the demo drive (ext4 disk image, label \"DEMO USB\")"
-size_mb=$(( $(du -sm "$demo/drive" | cut -f1) * 2 + 64 ))
+# Sparse: room for the FLAC files (the free-space check assumes little compression).
+size_mb=$(( $(du -sm "$demo/drive" | cut -f1) * 2 + 4096 ))
 truncate -s "${size_mb}M" "$demo/demo-drive.img"
 mkfs.ext4 -q -F -m 0 -L "DEMO USB" -d "$demo/drive" "$demo/demo-drive.img"
 
@@ -138,9 +139,8 @@ if [ "${DTSFLAC_DEMO_EXIT_WHEN_DONE:-}" = 1 ]; then
   for _ in $(seq 1200); do [ "$(state)" = idle ] && break; sleep 0.5; done
   api "http://127.0.0.1:$port/api/status" | python3 -c '
 import json, sys
-s = json.load(sys.stdin)
-for j in s["jobs"]:
-    print(f"{j[\"state\"]:>9}  {j[\"description\"]:<34} {j[\"name\"]}")'
+for j in json.load(sys.stdin)["jobs"]:
+    print("%9s  %-34s %s" % (j["state"], j["description"], j["name"]))'
   api -X POST -H "Authorization: Bearer demo-token" "http://127.0.0.1:$port/api/drives/1/eject" >/dev/null
   for _ in $(seq 120); do [ "$(state)" = ejected ] && break; sleep 0.5; done
   echo "drive state: $(state)"
