@@ -303,7 +303,7 @@ impl App {
             .map(|d| {
                 let mut v = d.view.clone();
                 if let Some(m) = &d.mount {
-                    if let Some((free, total)) = space(&m.mount_point) {
+                    if let Some((free, total)) = crate::media::convert::space(&m.mount_point) {
                         v.free_bytes = Some(free);
                         v.total_bytes = Some(total);
                     }
@@ -654,6 +654,20 @@ impl App {
         }
     }
 
+    /// Detaches the loop device we made for this drive's partition, if any.
+    fn release_own_loop_of(&self, id: i64) {
+        let own_loop = self
+            .live
+            .lock()
+            .unwrap()
+            .drives
+            .get_mut(&id)
+            .and_then(|d| d.own_loop.take());
+        if let Some(l) = own_loop {
+            self.release_loop(&l);
+        }
+    }
+
     fn release_loop(&self, loop_dev: &Path) {
         partitions::detach(loop_dev);
         if let Some(name) = loop_dev.file_name() {
@@ -881,16 +895,7 @@ impl App {
             if let Some(m) = mount {
                 mount::detach(&m.mount_point);
             }
-            let own_loop = self
-                .live
-                .lock()
-                .unwrap()
-                .drives
-                .get_mut(&id)
-                .and_then(|d| d.own_loop.take());
-            if let Some(l) = own_loop {
-                self.release_loop(&l);
-            }
+            self.release_own_loop_of(id);
             log(&format!(
                 "drive {id} was pulled while {was:?}; its unfinished jobs wait for it"
             ));
@@ -1083,31 +1088,9 @@ impl App {
                     log(&e.0);
                 }
             }
-            let own_loop = self
-                .live
-                .lock()
-                .unwrap()
-                .drives
-                .get_mut(&id)
-                .and_then(|d| d.own_loop.take());
-            if let Some(l) = own_loop {
-                self.release_loop(&l);
-            }
+            self.release_own_loop_of(id);
         }
     }
-}
-
-/// Free and total bytes of a mounted file system.
-fn space(at: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(at.as_os_str().as_bytes()).ok()?;
-    // SAFETY: a valid path and an out-pointer we own.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
-        return None;
-    }
-    let unit = st.f_frsize as u64;
-    Some((st.f_bavail as u64 * unit, st.f_blocks as u64 * unit))
 }
 
 /// Overall progress by audio duration, and the time left at the current
