@@ -120,7 +120,7 @@ cleanup() {
   [ -n "$loopdev" ] && as_root losetup -d "$loopdev" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
-api() { curl -fsS "$@"; }
+api() { curl --noproxy '*' -fsS "$@"; }
 for _ in $(seq 100); do api "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 echo "==> plugging in the demo drive"
 loopdev=$(as_root losetup -f --show "$demo/demo-drive.img")
