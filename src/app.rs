@@ -42,6 +42,17 @@ pub enum DriveState {
     Error,
 }
 
+impl DriveState {
+    /// States in which a mounted drive can be ejected (by the page, the
+    /// panel or the API alike).
+    pub fn can_eject(self) -> bool {
+        matches!(
+            self,
+            DriveState::Scanning | DriveState::Converting | DriveState::Idle | DriveState::Error
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DriveView {
     pub id: i64,
@@ -78,6 +89,7 @@ pub struct JobView {
     /// e.g. "DTS-HD MA 7.1 24-bit 48 kHz".
     pub description: String,
     /// Results of a finished job.
+    pub input_bytes: Option<u64>,
     pub output_bytes: Option<u64>,
     pub elapsed_seconds: Option<f64>,
     pub md5: Option<String>,
@@ -289,6 +301,7 @@ impl App {
                     duration_seconds: result.map(|r| r.duration_seconds).or(duration),
                     profile: j.track.profile.to_string(),
                     description: j.track.describe(),
+                    input_bytes: result.map(|r| r.input_bytes),
                     output_bytes: result.map(|r| r.output_bytes),
                     elapsed_seconds: result.map(|r| r.elapsed_seconds),
                     md5: result.map(|r| r.md5.clone()),
@@ -398,11 +411,7 @@ impl App {
                 .get_mut(&id)
                 .ok_or(CommandError::NoSuchDrive(id))?;
             match drive.view.state {
-                DriveState::Scanning
-                | DriveState::Converting
-                | DriveState::Idle
-                | DriveState::Error
-                    if drive.mount.is_some() => {}
+                s if s.can_eject() && drive.mount.is_some() => {}
                 DriveState::Ejecting => return Ok(()),
                 other => return Err(CommandError::NotEjectable(id, other)),
             }

@@ -408,6 +408,12 @@ impl Daemon {
         Daemon::drive(&self.status(), label).unwrap().clone()
     }
 
+    /// Ejects through the API and waits until the drive is safe to pull.
+    fn eject(&mut self, drive_id: &Value, label: &str) -> Value {
+        assert_eq!(self.post(&format!("/api/drives/{drive_id}/eject")), 202);
+        self.wait_drive_state(label, "ejected", Duration::from_secs(60))
+    }
+
     fn jobs_of(&self, drive_id: &Value) -> Vec<Value> {
         self.status()["jobs"]
             .as_array()
@@ -598,11 +604,7 @@ fn drives_of_every_file_system_are_converted_exactly_and_ejected_safely() {
     for label in labels {
         let drive = Daemon::drive(&daemon.status(), label).unwrap().clone();
         let mount_point = drive["mount_point"].as_str().unwrap().to_string();
-        assert_eq!(
-            daemon.post(&format!("/api/drives/{}/eject", drive["id"])),
-            202
-        );
-        let ejected = daemon.wait_drive_state(label, "ejected", Duration::from_secs(60));
+        let ejected = daemon.eject(&drive["id"], label);
         assert!(ejected["mount_point"].is_null());
         assert!(
             !is_mounted(&mount_point),
@@ -702,11 +704,7 @@ fn a_drive_pulled_mid_job_resumes_when_it_comes_back() {
     let jobs = daemon.jobs_of(&drive["id"]);
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["state"], "done");
-    assert_eq!(
-        daemon.post(&format!("/api/drives/{}/eject", drive["id"])),
-        202
-    );
-    daemon.wait_drive_state("PULLME", "ejected", Duration::from_secs(60));
+    daemon.eject(&drive["id"], "PULLME");
     image.detach();
     daemon.stop();
 
@@ -769,11 +767,7 @@ fn a_power_cut_mid_job_is_finished_after_restart_with_nothing_left_over() {
     let jobs = daemon.jobs_of(&drive["id"]);
     assert_eq!(jobs.len(), 1, "one job, not a second copy: {jobs:?}");
     assert_eq!(jobs[0]["state"], "done", "{jobs:?}");
-    assert_eq!(
-        daemon.post(&format!("/api/drives/{}/eject", drive["id"])),
-        202
-    );
-    daemon.wait_drive_state("POWERCUT", "ejected", Duration::from_secs(60));
+    daemon.eject(&drive["id"], "POWERCUT");
     image.detach();
     daemon.stop();
 

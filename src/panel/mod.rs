@@ -18,7 +18,7 @@ use self::buttons::{Button, Mapping, Press};
 use self::frame::Frame;
 use self::oled::Display;
 use self::screens::{PanelModel, Screen};
-use crate::app::{log, App, DriveState};
+use crate::app::{log, App, DriveState, Snapshot};
 use crate::queue::store::JobState;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +246,11 @@ struct PanelLoop {
     dimmed: bool,
     blanked: bool,
     last_model_key: String,
+    /// The daemon's state as last read; read again only when it changed.
+    changes: tokio::sync::watch::Receiver<u64>,
+    snapshot: Option<Snapshot>,
+    /// The LAN address, looked up every few seconds rather than every frame.
+    address: (Option<String>, Instant),
 }
 
 impl PanelLoop {
@@ -257,7 +262,6 @@ impl PanelLoop {
         shared: Arc<Mutex<Frame>>,
     ) -> Self {
         PanelLoop {
-            app,
             cfg,
             url,
             display,
@@ -272,6 +276,10 @@ impl PanelLoop {
             dimmed: false,
             blanked: false,
             last_model_key: String::new(),
+            changes: app.subscribe(),
+            snapshot: None,
+            address: (local_address(), Instant::now()),
+            app,
         }
     }
 
@@ -287,12 +295,18 @@ impl PanelLoop {
         }
     }
 
-    fn model(&self) -> PanelModel {
-        let snapshot = self.app.snapshot();
+    fn model(&mut self) -> PanelModel {
+        if self.snapshot.is_none() || self.changes.has_changed().unwrap_or(true) {
+            self.changes.mark_unchanged();
+            self.snapshot = Some(self.app.snapshot());
+        }
+        if self.address.1.elapsed() > Duration::from_secs(10) {
+            self.address = (local_address(), Instant::now());
+        }
         PanelModel {
             screen: self.screen,
-            snapshot,
-            address: local_address(),
+            snapshot: self.snapshot.clone().expect("read above"),
+            address: self.address.0.clone(),
             url: self.url.clone(),
             token: self.app.token.clone(),
             token_revealed: self.token_revealed,
@@ -453,15 +467,7 @@ impl PanelLoop {
                 let ejectable: Vec<(i64, String)> = snapshot
                     .drives
                     .iter()
-                    .filter(|d| {
-                        matches!(
-                            d.state,
-                            DriveState::Scanning
-                                | DriveState::Converting
-                                | DriveState::Idle
-                                | DriveState::Error
-                        )
-                    })
+                    .filter(|d| d.state.can_eject())
                     .map(|d| (d.id, d.label.clone()))
                     .collect();
                 let chosen: Vec<(i64, String)> = if long {

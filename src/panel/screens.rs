@@ -418,6 +418,7 @@ pub mod tests {
             profile: "DTS-HD MA".into(),
             name: name.into(),
             description: "DTS-HD MA 7.1 24-bit 48 kHz".into(),
+            input_bytes: None,
             output_bytes: None,
             elapsed_seconds: None,
             md5: None,

@@ -19,20 +19,11 @@ pub fn render(s: &Snapshot) -> String {
             let _ = writeln!(out, "dtsflac_{name}{labels} {v}");
         }
     };
-    let states = [
-        JobState::Queued,
-        JobState::Running,
-        JobState::Paused,
-        JobState::Done,
-        JobState::Failed,
-        JobState::Cancelled,
-        JobState::Interrupted,
-    ];
     metric(
         "jobs",
         "gauge",
         "Jobs in the store by state.",
-        states
+        JobState::ALL
             .iter()
             .map(|st| {
                 let n = s.jobs.iter().filter(|j| j.state == *st).count();
@@ -63,10 +54,8 @@ pub fn render(s: &Snapshot) -> String {
             done.iter().filter_map(|j| j.output_bytes).sum::<u64>() as f64,
         )],
     );
-    let input: f64 = done
-        .iter()
-        .filter_map(|j| std::fs::metadata(&j.source).ok().map(|m| m.len() as f64))
-        .sum();
+    // From the jobs' recorded results: the drive may be gone by now.
+    let input = done.iter().filter_map(|j| j.input_bytes).sum::<u64>() as f64;
     metric(
         "input_bytes_total",
         "counter",
