@@ -211,11 +211,13 @@ impl App {
             workers,
             max_attempts: config.convert.max_attempts,
             adaptive: true,
+            cores: plan.cores,
             convert: ConvertOptions {
                 compression_level: config.convert.compression_level,
                 split_decode_encode: plan.split_decode_encode,
                 nice: plan.nice,
                 cpus: plan.cpus.clone(),
+                decode_lanes: plan.decode_lanes,
             },
         };
         let (changes, _) = tokio::sync::watch::channel(0u64);

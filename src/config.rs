@@ -58,6 +58,9 @@ pub struct ConvertConfig {
     pub nice: Option<i32>,
     /// CPUs FFmpeg may use; empty: the fast cluster on big.LITTLE, else any.
     pub cpus: Vec<usize>,
+    /// FFmpeg decoders sharing one long DTS-HD MA track that runs alone;
+    /// unset: one per usable core (up to 4); 1 turns this off.
+    pub decode_lanes: Option<usize>,
 }
 
 impl ConvertConfig {
@@ -67,6 +70,7 @@ impl ConvertConfig {
             split_decode_encode: self.split_decode_encode,
             nice: self.nice,
             cpus: self.cpus.clone(),
+            decode_lanes: self.decode_lanes,
         }
     }
 }
@@ -114,6 +118,7 @@ impl Default for ConvertConfig {
             split_decode_encode: None,
             nice: None,
             cpus: Vec::new(),
+            decode_lanes: None,
         }
     }
 }

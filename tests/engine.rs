@@ -530,3 +530,136 @@ fn a_missing_ffmpeg_is_explained_and_usage_errors_exit_2() {
     );
     assert_eq!(dtsflac(&["frobnicate"], &[]).code, 2);
 }
+
+/// The frames of a DTS-HD stream file (its STRMDATA chunk).
+fn stream_frames(dtshd: &Path) -> Vec<u8> {
+    let d = fs::read(dtshd).unwrap();
+    let mut pos = 0;
+    while pos + 16 <= d.len() {
+        let size = u64::from_be_bytes(d[pos + 8..pos + 16].try_into().unwrap()) as usize;
+        if &d[pos..pos + 8] == b"STRMDATA" {
+            return d[pos + 16..pos + 16 + size].to_vec();
+        }
+        pos += 16 + size;
+    }
+    panic!("no STRMDATA in {}", dtshd.display());
+}
+
+/// `sample` with its frames repeated to last `seconds`, and its AUPR-HDR
+/// chunk saying so: codec delay kept, 100 samples of end padding.
+fn long_dtshd(sample: &Path, seconds: u64) -> Vec<u8> {
+    let d = fs::read(sample).unwrap();
+    let header = dtsflac::media::dtshd::read_header(sample).unwrap().unwrap();
+    let copies = (seconds * u64::from(header.sample_rate) / header.decoded_samples() + 1) as usize;
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 16 <= d.len() {
+        let size = u64::from_be_bytes(d[pos + 8..pos + 16].try_into().unwrap()) as usize;
+        let mut body = d[pos + 16..pos + 16 + size].to_vec();
+        match &d[pos..pos + 8] {
+            b"AUPR-HDR" => {
+                let frames = u32::from_be_bytes(body[6..10].try_into().unwrap()) as u64;
+                let per_frame = u16::from_be_bytes(body[10..12].try_into().unwrap()) as u64;
+                let delay = u16::from_be_bytes(body[19..21].try_into().unwrap()) as u64;
+                let total = frames * copies as u64;
+                body[6..10].copy_from_slice(&(total as u32).to_be_bytes());
+                let original = total * per_frame - delay - 100;
+                body[12..17].copy_from_slice(&original.to_be_bytes()[3..]);
+            }
+            b"STRMDATA" => body = body.repeat(copies),
+            _ => {}
+        }
+        out.extend_from_slice(&d[pos..pos + 8]);
+        out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+        out.extend_from_slice(&body);
+        pos += 16 + size;
+    }
+    out
+}
+
+#[test]
+fn a_long_track_decoded_in_lanes_is_identical_to_one_plain_ffmpeg_pass() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        cores >= 2,
+        "this test needs two CPU cores to decode in lanes (found {cores})"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // 62 s of 7.1 24-bit DTS-HD MA, raw and in Matroska; and of a stream
+    // without a core, which lanes cannot cut (it must still convert).
+    let frames = stream_frames(&samples().join("xll_71_24_48_768_0.dtshd"));
+    let copies = (62.0 * 48000.0 / (6.0 * 512.0)) as usize;
+    fs::write(src.join("film.dts"), frames.repeat(copies)).unwrap();
+    ffmpeg(
+        &[
+            "-f",
+            "dts",
+            "-i",
+            src.join("film.dts").to_str().unwrap(),
+            "-c",
+            "copy",
+        ],
+        &src.join("concert.mkv"),
+    );
+    // A DTS-HD stream file whose AUPR-HDR asks to trim codec delay and padding.
+    fs::write(
+        src.join("master.dtshd"),
+        long_dtshd(&samples().join("xll_71_24_48_768_0.dtshd"), 62),
+    )
+    .unwrap();
+    fs::write(
+        src.join("coreless.dtshd"),
+        long_dtshd(&samples().join("xll_51_24_48_none.dtshd"), 62),
+    )
+    .unwrap();
+
+    let out = work.path().join("out");
+    for (name, ext, lanes) in [
+        ("film", "dts", true),
+        ("concert", "mkv", true),
+        ("master", "dtshd", true),
+        ("coreless", "dtshd", false),
+    ] {
+        // One track at a time: lanes are for a track that runs alone.
+        let source = src.join(format!("{name}.{ext}"));
+        // Two lanes whatever the board (its plan asks for them from 4 cores).
+        let run = dtsflac(
+            &["convert", "--decode-lanes", "2", "--output-dir"],
+            &[&out, &source],
+        );
+        assert_eq!(run.code, 0, "convert failed:\n{}", run.all());
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!("{name}.flac")))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{}", run.all()));
+        assert_eq!(line.contains("2 decoders"), lanes, "{line}");
+        let plain = work.path().join(format!("{name}-plain.flac"));
+        if ext == "dtshd" {
+            // Trimmed to the AUPR-HDR length: compare with one decoder.
+            let one = work.path().join("one");
+            let run = dtsflac(
+                &["convert", "--decode-lanes", "1", "--output-dir"],
+                &[&one, &source],
+            );
+            assert_eq!(run.code, 0, "convert failed:\n{}", run.all());
+            assert!(!run.stdout.contains("decoders"), "{}", run.stdout);
+            fs::rename(one.join(format!("{name}.flac")), &plain).unwrap();
+        } else {
+            ffmpeg(&["-i", source.to_str().unwrap(), "-c:a", "flac"], &plain);
+        }
+        let ours = out.join(format!("{name}.flac"));
+        assert_eq!(
+            ffmpeg_md5(&ours, &["-c:a", "pcm_s32le"]),
+            ffmpeg_md5(&plain, &["-c:a", "pcm_s32le"]),
+            "{name}: PCM differs from plain FFmpeg's"
+        );
+        assert_eq!(
+            flac_decode(&ours).samples[0].len(),
+            flac_decode(&plain).samples[0].len(),
+            "{name}: length"
+        );
+    }
+}

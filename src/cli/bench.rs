@@ -44,6 +44,10 @@ struct Measured {
     wall: Duration,
     cpu: Duration,
     peak_rss_kb: Option<u64>,
+    /// dtsflac's own CPU time (not its FFmpeg children).
+    own_cpu: Option<Duration>,
+    /// dtsflac's resident memory in the first and the last quarter of the run.
+    rss_early_late_kb: Option<(u64, u64)>,
 }
 
 fn children_cpu() -> Duration {
@@ -54,15 +58,28 @@ fn children_cpu() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-fn vm_hwm_kb(pid: u32) -> Option<u64> {
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// utime + stime of the process itself, from /proc/PID/stat.
+fn own_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the ")" that closes the command name; utime and stime
+    // are fields 14 and 15 of the whole line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_millis(ticks * 1000 / hz))
 }
 
 /// Runs commands one after another; the first one's own peak RSS is
@@ -71,6 +88,8 @@ fn measure(commands: Vec<Command>, sample_rss: bool) -> Result<Measured, String>
     let cpu0 = children_cpu();
     let start = Instant::now();
     let mut peak = None;
+    let mut own = None;
+    let mut rss_samples: Vec<u64> = Vec::new();
     for mut cmd in commands {
         let mut child = cmd
             .stdin(Stdio::null())
@@ -90,9 +109,13 @@ fn measure(commands: Vec<Command>, sample_rss: bool) -> Result<Measured, String>
         });
         loop {
             if sample_rss {
-                if let Some(kb) = vm_hwm_kb(pid) {
+                if let Some(kb) = status_kb(pid, "VmHWM:") {
                     peak = Some(peak.map_or(kb, |p: u64| p.max(kb)));
                 }
+                if let Some(kb) = status_kb(pid, "VmRSS:") {
+                    rss_samples.push(kb);
+                }
+                own = own_cpu(pid).or(own);
             }
             match child.try_wait().map_err(|e| e.to_string())? {
                 Some(status) if status.success() => break,
@@ -107,10 +130,73 @@ fn measure(commands: Vec<Command>, sample_rss: bool) -> Result<Measured, String>
         }
         let _ = drain.join();
     }
+    let quarter = rss_samples.len() / 4;
+    let rss_early_late_kb = (quarter > 0).then(|| {
+        (
+            rss_samples[..quarter].iter().copied().max().unwrap_or(0),
+            rss_samples[rss_samples.len() - quarter..]
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(0),
+        )
+    });
     Ok(Measured {
         wall: start.elapsed(),
         cpu: children_cpu().saturating_sub(cpu0),
         peak_rss_kb: peak,
+        own_cpu: own,
+        rss_early_late_kb,
+    })
+}
+
+/// The hardware's own limit for a batch: plain FFmpeg commands, as many at
+/// once as there are cores, with nothing else to do.
+fn measure_parallel(commands: Vec<Command>, at_once: usize) -> Result<Measured, String> {
+    let cpu0 = children_cpu();
+    let start = Instant::now();
+    let mut pending = commands.into_iter();
+    let mut running: Vec<std::process::Child> = Vec::new();
+    loop {
+        while running.len() < at_once.max(1) {
+            match pending.next() {
+                Some(mut cmd) => running.push(
+                    cmd.stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .map_err(|e| e.to_string())?,
+                ),
+                None => break,
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        let mut i = 0;
+        while i < running.len() {
+            match running[i].try_wait().map_err(|e| e.to_string())? {
+                Some(status) if !status.success() => {
+                    for mut other in running {
+                        let _ = other.kill();
+                        let _ = other.wait();
+                    }
+                    return Err(format!("ffmpeg failed ({status})"));
+                }
+                Some(_) => {
+                    running.remove(i);
+                }
+                None => i += 1,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Measured {
+        wall: start.elapsed(),
+        cpu: children_cpu().saturating_sub(cpu0),
+        peak_rss_kb: None,
+        own_cpu: None,
+        rss_early_late_kb: None,
     })
 }
 
@@ -181,8 +267,8 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         tools.short_version()
     );
     println!(
-        "plan: {} job(s) at once, decode/encode split: {}\n",
-        plan.workers, plan.split_decode_encode
+        "plan: {} job(s) at once, decode/encode split while a job runs alone: {}, decoders for a lone long track: {}\n",
+        plan.workers, plan.split_decode_encode, plan.decode_lanes
     );
 
     let plain_out = work.path().join("plain");
@@ -197,6 +283,18 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         })
         .collect();
     let plain_batch = measure(seq, false)?;
+    let ceiling_out = work.path().join("ceiling");
+    std::fs::create_dir_all(&ceiling_out).map_err(|e| e.to_string())?;
+    let at_once: Vec<Command> = (1..=args.tracks)
+        .map(|i| {
+            plain_ffmpeg(
+                &tools.ffmpeg,
+                &batch.join(format!("track{i}.dts")),
+                &ceiling_out.join(format!("track{i}.flac")),
+            )
+        })
+        .collect();
+    let ceiling = measure_parallel(at_once, plan.cores)?;
     let ours_batch_out = work.path().join("ours-batch");
     let mut c = Command::new(&me);
     c.args(["convert", "--output-dir"])
@@ -218,9 +316,24 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         .arg(&ours_single_out)
         .arg(&single);
     let ours_single = measure(vec![c], true)?;
+    // The other way to run one track on this machine: with lanes if the plan
+    // chose none, without if it chose some.
+    let other_lanes = if plan.decode_lanes >= 2 { 1 } else { 2 };
+    let lanes_out = work.path().join("ours-lanes");
+    let mut c = Command::new(&me);
+    c.args([
+        "convert",
+        "--decode-lanes",
+        &other_lanes.to_string(),
+        "--output-dir",
+    ])
+    .arg(&lanes_out)
+    .arg(&single);
+    let ours_lanes = measure(vec![c], true)?;
 
-    let identical = pcm_md5(&tools.ffmpeg, &plain_out.join("film.flac"))?
-        == pcm_md5(&tools.ffmpeg, &ours_single_out.join("film.flac"))?
+    let plain_film = pcm_md5(&tools.ffmpeg, &plain_out.join("film.flac"))?;
+    let identical = plain_film == pcm_md5(&tools.ffmpeg, &ours_single_out.join("film.flac"))?
+        && plain_film == pcm_md5(&tools.ffmpeg, &lanes_out.join("film.flac"))?
         && pcm_md5(&tools.ffmpeg, &plain_out.join("track1.flac"))?
             == pcm_md5(&tools.ffmpeg, &ours_batch_out.join("track1.flac"))?;
 
@@ -228,27 +341,37 @@ fn bench(args: BenchArgs) -> Result<(), String> {
     let row = |name: &str, m: &Measured, base: &Measured, tracks: usize| {
         let rt = audio_seconds * tracks as f64 / m.wall.as_secs_f64();
         println!(
-            "| {name:<34} | {:>8.2} s | {:>5.2}x | {:>8.2} s | {:>9} | {:>7.1}x | {:>7.1}x |",
+            "| {name:<38} | {:>8.2} s | {:>5.2}x | {:>8.2} s | {:>9} | {:>8} | {:>7.1}x | {:>7.1}x |",
             m.wall.as_secs_f64(),
             m.wall.as_secs_f64() / base.wall.as_secs_f64(),
             m.cpu.as_secs_f64(),
             m.peak_rss_kb
                 .map_or("-".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0)),
+            m.own_cpu.map_or("-".into(), |c| format!(
+                "{:.1}%",
+                100.0 * c.as_secs_f64() / m.wall.as_secs_f64()
+            )),
             rt,
             rt / cores,
         );
     };
     println!(
-        "| {:<34} | {:>10} | {:>6} | {:>10} | {:>9} | {:>8} | {:>8} |",
-        "run", "wall", "ratio", "CPU", "peak RSS", "realtime", "per core"
+        "| {:<38} | {:>10} | {:>6} | {:>10} | {:>9} | {:>8} | {:>8} | {:>8} |",
+        "run", "wall", "ratio", "CPU", "peak RSS", "own CPU", "realtime", "per core"
     );
     println!(
-        "|{:-<36}|{:-<12}|{:-<8}|{:-<12}|{:-<11}|{:-<10}|{:-<10}|",
-        "", "", "", "", "", "", ""
+        "|{:-<40}|{:-<12}|{:-<8}|{:-<12}|{:-<11}|{:-<10}|{:-<10}|{:-<10}|",
+        "", "", "", "", "", "", "", ""
     );
     row(
         &format!("batch: plain ffmpeg, one by one ({})", args.tracks),
         &plain_batch,
+        &plain_batch,
+        args.tracks,
+    );
+    row(
+        &format!("batch: plain ffmpeg, {} at once (bound)", plan.cores),
+        &ceiling,
         &plain_batch,
         args.tracks,
     );
@@ -259,12 +382,31 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         args.tracks,
     );
     row("single: plain ffmpeg", &plain_single, &plain_single, 1);
-    row("single: dtsflac convert", &ours_single, &plain_single, 1);
+    row(
+        &format!("single: dtsflac convert ({} decoder(s))", plan.decode_lanes),
+        &ours_single,
+        &plain_single,
+        1,
+    );
+    row(
+        &format!("single: dtsflac --decode-lanes {other_lanes}"),
+        &ours_lanes,
+        &plain_single,
+        1,
+    );
+    if let Some((early, late)) = ours_batch.rss_early_late_kb {
+        println!(
+            "\ndtsflac's resident memory over the batch: {:.1} MB in the first quarter, {:.1} MB in the last",
+            early as f64 / 1024.0,
+            late as f64 / 1024.0
+        );
+    }
     println!(
-        "\nPCM identical to plain FFmpeg: {}   (peak RSS is dtsflac itself; CPU includes its FFmpeg processes)",
+        "\nPCM identical to plain FFmpeg: {}   (peak RSS and own CPU are dtsflac itself, as % of one core; CPU includes its FFmpeg processes)",
         if identical { "yes" } else { "NO" }
     );
     println!("dtsflac's wall time includes probing and verification (STREAMINFO MD5 check and a full decode of each FLAC).");
+    println!("\"bound\": plain FFmpeg with all cores busy and no verification — what this machine allows a batch at best.");
     if !identical {
         return Err("dtsflac's PCM differs from plain FFmpeg's".into());
     }

@@ -30,6 +30,10 @@ pub struct ConvertArgs {
     /// How many conversions run at once (default: one per CPU core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: Option<u16>,
+    /// FFmpeg decoders sharing one long DTS-HD MA track that runs alone
+    /// (default: from the board's plan; 1: one decoder).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=8))]
+    decode_lanes: Option<u16>,
     /// Keep the job store (jobs.db) in DIR; by default a temporary one is used.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -135,16 +139,19 @@ pub fn run(args: ConvertArgs) -> u8 {
             &board,
             &dtsflac::hw::tuning::Overrides {
                 workers: args.jobs.map(usize::from),
+                decode_lanes: args.decode_lanes.map(usize::from),
                 ..Default::default()
             },
         );
         let config = SchedulerConfig {
             workers: plan.workers.min(queued.len()),
+            cores: plan.cores,
             convert: ConvertOptions {
                 compression_level: args.compression_level,
                 split_decode_encode: plan.split_decode_encode,
                 nice: plan.nice,
                 cpus: plan.cpus.clone(),
+                decode_lanes: plan.decode_lanes,
             },
             ..Default::default()
         };
@@ -191,8 +198,13 @@ pub fn run(args: ConvertArgs) -> u8 {
                         } else {
                             format!("MD5 verified, from lossy {}", track.profile)
                         };
+                        let decoders = if r.decode_lanes > 1 {
+                            format!(", {} decoders", r.decode_lanes)
+                        } else {
+                            String::new()
+                        };
                         view.println(format!(
-                            "converted: {} -> {} ({}, {}, {:.1}x, {quality})",
+                            "converted: {} -> {} ({}, {}, {:.1}x{decoders}, {quality})",
                             track.path.display(),
                             output.display(),
                             format_duration(r.duration_seconds),

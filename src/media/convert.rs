@@ -13,7 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::ChildStderr;
+use std::process::{ChildStderr, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -40,6 +40,9 @@ pub struct ConvertOptions {
     pub nice: i32,
     /// CPUs the FFmpeg processes may run on (the fast cluster); empty: any.
     pub cpus: Vec<usize>,
+    /// FFmpeg decoders sharing one long DTS-HD MA stream while the job runs
+    /// alone (see `lanes`); 0 or 1: one decoder.
+    pub decode_lanes: usize,
 }
 
 impl Default for ConvertOptions {
@@ -49,6 +52,7 @@ impl Default for ConvertOptions {
             split_decode_encode: true,
             nice: 0,
             cpus: Vec::new(),
+            decode_lanes: 0,
         }
     }
 }
@@ -98,6 +102,8 @@ pub struct ConvertResult {
     pub elapsed_seconds: f64,
     /// Seconds of audio per second of wall time.
     pub speed: f64,
+    /// FFmpeg decoders that shared the stream (1: the ordinary way).
+    pub decode_lanes: usize,
 }
 
 /// Progress while a job runs (in memory only: never written to the store).
@@ -343,8 +349,19 @@ pub fn convert_track(
     let temp = temp_path_for(output);
     let guard = TempFile::create(&temp).map_err(|e| destination_error(dest_dir, &e))?;
 
-    let pass = run_conversion(tools, track, &temp, options, control, on_progress)?;
-    let verified = match verify(tools, track, &temp, &pass.md5, control) {
+    let lanes = decode_lanes(track, options);
+    let (pass, lanes) =
+        match run_conversion(tools, track, &temp, options, control, on_progress, lanes) {
+            // Parallel decoding met something it does not handle (or a seam
+            // disagreed): start again the ordinary way, which also gives bad
+            // input its proper diagnosis.
+            Err(e) if lanes >= 2 && e.kind != FailureKind::Cancelled => (
+                run_conversion(tools, track, &temp, options, control, on_progress, 1)?,
+                1,
+            ),
+            other => (other?, lanes.max(1)),
+        };
+    let verified = match verify(track, &temp, &pass.md5, pass.decoded_md5) {
         // Decoder errors that also broke the output: the stream is damaged,
         // and trying again will not help.
         Err(e) if e.kind != FailureKind::Cancelled && !pass.decoder_warnings.is_empty() => {
@@ -393,6 +410,7 @@ pub fn convert_track(
         } else {
             0.0
         },
+        decode_lanes: lanes,
     })
 }
 
@@ -664,6 +682,8 @@ fn tags(
 /// What the conversion pass reported.
 struct Pass {
     md5: String,
+    /// What the FLAC decoded to, read back while it was written.
+    decoded_md5: Result<String, ConvertError>,
     /// Warnings and errors from the DTS decoder: for DTS-HD MA they mean some
     /// frames fell back to the lossy core.
     decoder_warnings: Vec<String>,
@@ -767,6 +787,73 @@ fn raw_pcm(bits: u8) -> (&'static str, &'static str) {
     }
 }
 
+/// Streams at least this long are decoded in lanes when the job runs alone.
+const LANES_MIN_SECONDS: f64 = 60.0;
+
+/// How many decoders share this track: lanes only pay for a long DTS-HD MA
+/// stream, with cores to spare (the job runs split, i.e. alone).
+fn decode_lanes(track: &Track, options: &ConvertOptions) -> usize {
+    let long = match track.duration_seconds {
+        Some(s) => s >= LANES_MIN_SECONDS,
+        // A raw stream without a header: judge by size (~2.5 MB a minute at
+        // the lowest MA rates).
+        None => fs::metadata(&track.path).is_ok_and(|m| m.len() >= 16 << 20),
+    };
+    let eligible = options.split_decode_encode
+        && track.lossless
+        && matches!(track.input, InputSpec::Probed)
+        && long;
+    if eligible && options.decode_lanes >= 2 {
+        options.decode_lanes
+    } else {
+        1
+    }
+}
+
+/// Lanes' source: the DTS frames of the track, as they are, on stdout.
+fn demuxer_args(track: &Track) -> Vec<OsString> {
+    let mut a: Vec<OsString> = ["-nostdin", "-hide_banner", "-nostats", "-i"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    a.push(ffmpeg_file_arg(&track.path));
+    a.push("-map".into());
+    a.push(format!("0:{}", track.stream_index).into());
+    for s in ["-map_metadata", "-1", "-c:a", "copy", "-f", "dts", "pipe:1"] {
+        a.push(s.into());
+    }
+    a
+}
+
+/// One lane: raw DTS frames from stdin, raw PCM to stdout, CRCs checked.
+fn lane_args(track: &Track) -> Vec<OsString> {
+    let (format, codec) = raw_pcm(track.bits_per_sample);
+    [
+        "-nostdin",
+        "-hide_banner",
+        "-nostats",
+        "-y",
+        "-err_detect",
+        "crccheck",
+        "-f",
+        "dts",
+        "-i",
+        "pipe:0",
+        "-map",
+        "0:a:0",
+        "-map_metadata",
+        "-1",
+        "-c:a",
+        codec,
+        "-f",
+        format,
+        "pipe:1",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect()
+}
+
 /// First half: decode to raw PCM on stdout.
 fn decoder_args(track: &Track) -> Vec<OsString> {
     let (mut a, chain) = decode_input_args(track);
@@ -815,6 +902,13 @@ fn encoder_args(track: &Track, temp: &Path, options: &ConvertOptions) -> Vec<OsS
     }
     a.extend(encode_output_args(track, temp, options));
     a
+}
+
+/// Pipes between the stages (and into the verifier) hold 1 MiB instead of
+/// 64 KiB (Linux allows it without privileges); a failure only costs speed.
+fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
 }
 
 /// A line from FFmpeg's stderr, classified.
@@ -894,8 +988,10 @@ fn run_conversion(
     options: &ConvertOptions,
     control: &JobControl,
     on_progress: &mut dyn FnMut(Progress),
+    lanes: usize,
 ) -> Result<Pass, ConvertError> {
-    // The chain of FFmpeg processes, each one's stdout feeding the next.
+    // The chain of FFmpeg processes, each one's stdout feeding the next; or,
+    // with lanes, a demuxer, the lanes and an encoder wired through us.
     let mut stages: Vec<(Role, Vec<OsString>)> = Vec::new();
     if let InputSpec::PcmInFlac { .. } = &track.input {
         // A DTS-CD rip in FLAC is decoded to its raw PCM bytes first.
@@ -919,25 +1015,54 @@ fn run_conversion(
         );
         stages.push((Role::Unpack, a));
     }
-    if options.split_decode_encode {
+    if lanes >= 2 {
+        stages.push((Role::Unpack, demuxer_args(track)));
+        for _ in 0..lanes {
+            stages.push((Role::Decode, lane_args(track)));
+        }
+        stages.push((Role::Encode, encoder_args(track, temp, options)));
+    } else if options.split_decode_encode {
         stages.push((Role::Decode, decoder_args(track)));
         stages.push((Role::Encode, encoder_args(track, temp, options)));
     } else {
         stages.push((Role::Whole, single_pass_args(track, temp, options)));
     }
 
-    let mut children: Vec<(Role, ffmpeg_sidecar::child::FfmpegChild)> = Vec::new();
-    let mut feeders = Vec::new();
+    let verifier = StreamVerifier::start(tools, temp, track.bits_per_sample, options, control)?;
+    let mut children: Vec<(Role, std::process::Child)> = Vec::new();
     let mut readers = Vec::new();
     let (tx, rx) = mpsc::channel::<(Role, LogLine)>();
-    let mut previous_stdout = None;
+    let mut next_stdin: Option<io::PipeReader> = None;
     let mut md5_reader = None;
+    let mut lane_io = Vec::new();
+    let mut encoder_stdin = None;
+    let mut demuxed = None;
     let last = stages.len() - 1;
     for (i, (role, args)) in stages.into_iter().enumerate() {
         let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
         cmd.args(args);
         own_process_group(&mut cmd, options);
-        let mut child = match cmd.spawn() {
+        // Stages are joined by a wide pipe of their own, not through us: with
+        // the default 64 KiB the two FFmpegs switch places thousands of times
+        // a second, which cost ~15% more CPU and wall time here.
+        if let Some(from) = next_stdin.take() {
+            cmd.as_inner_mut().stdin(Stdio::from(from));
+        }
+        if i != last && lanes < 2 {
+            let (from, to) = io::pipe().map_err(|e| {
+                ConvertError::new(FailureKind::Transient, format!("cannot make a pipe: {e}"))
+            })?;
+            widen_pipe(&to);
+            cmd.as_inner_mut().stdout(Stdio::from(to));
+            next_stdin = Some(from);
+        }
+        // Spawned through the inner Command: FfmpegChild insists on owning
+        // all three pipes, and ours carry the audio between the stages.
+        let spawned = cmd.as_inner_mut().spawn();
+        // Our copies of the pipe ends go with the command, so each reader
+        // sees the end of its input when its writer exits.
+        drop(cmd);
+        let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 for (_, mut c) in children {
@@ -950,30 +1075,33 @@ fn run_conversion(
                 ));
             }
         };
-        control.register(child.as_inner().id());
-        // ffmpeg-sidecar insists on piped stdio: feed stdin from the previous
-        // stage (io::copy splices pipe to pipe inside the kernel), or close it.
-        let stdin = child.take_stdin();
-        if let (Some(mut from), Some(mut to)) = (previous_stdout.take(), stdin) {
-            feeders.push(std::thread::spawn(move || {
-                let _ = io::copy(&mut from, &mut to);
-            }));
+        control.register(child.id());
+        if lanes >= 2 {
+            match role {
+                Role::Decode => {
+                    let (i, o) = (child.stdin.take(), child.stdout.take());
+                    lane_io.push((i.expect("stdin is piped"), o.expect("stdout is piped")));
+                }
+                Role::Encode => encoder_stdin = child.stdin.take(),
+                _ => demuxed = child.stdout.take(),
+            }
         }
-        let stdout = child.take_stdout().expect("stdout is piped");
+        // FfmpegCommand pipes stdin: the first stage reads nothing from us.
+        if i == 0 {
+            drop(child.stdin.take());
+        }
         if i == last {
-            let mut stdout = stdout;
+            let mut stdout = child.stdout.take().expect("stdout is piped");
             md5_reader = Some(std::thread::spawn(move || {
                 let mut s = String::new();
                 let _ = stdout.read_to_string(&mut s);
                 s
             }));
-        } else {
-            previous_stdout = Some(stdout);
         }
         let (role_tx, role_rx) = mpsc::channel();
         let tagged = tx.clone();
         readers.push(spawn_stderr_reader(
-            child.take_stderr().expect("stderr is piped"),
+            child.stderr.take().expect("stderr is piped"),
             role_tx,
         ));
         std::thread::spawn(move || {
@@ -986,6 +1114,33 @@ fn run_conversion(
         children.push((role, child));
     }
     drop(tx);
+    let plumbing = match (demuxed, encoder_stdin) {
+        (Some(stream), Some(encoder)) if lanes >= 2 => {
+            widen_pipe(&stream);
+            widen_pipe(&encoder);
+            let (inputs, outputs): (Vec<_>, Vec<_>) = lane_io.into_iter().unzip();
+            for p in &inputs {
+                widen_pipe(p);
+            }
+            for p in &outputs {
+                widen_pipe(p);
+            }
+            let bytes = if track.bits_per_sample <= 16 { 2 } else { 4 };
+            Some(super::lanes::Lanes::start(
+                stream,
+                inputs,
+                outputs,
+                encoder,
+                super::lanes::PcmShape {
+                    channels: track.channels,
+                    bytes_per_sample: bytes,
+                    sample_rate: track.sample_rate,
+                    trim: track.trim.map(|t| (t.start, t.samples)),
+                },
+            ))
+        }
+        _ => None,
+    };
 
     let mut problems: VecDeque<String> = VecDeque::new();
     let mut decoder_warnings = Vec::new();
@@ -1016,7 +1171,7 @@ fn run_conversion(
     }
     let mut failed_status = None;
     for (_, mut child) in children {
-        let pid = child.as_inner().id();
+        let pid = child.id();
         let status = child.wait();
         control.unregister(pid);
         match status {
@@ -1037,8 +1192,15 @@ fn run_conversion(
     for r in readers {
         let _ = r.join();
     }
-    for f in feeders {
-        let _ = f.join();
+    if let Some(p) = plumbing {
+        if let Err(e) = p.join() {
+            if !control.is_cancelled() {
+                return Err(ConvertError::new(
+                    FailureKind::Transient,
+                    format!("parallel decoding: {e}"),
+                ));
+            }
+        }
     }
     let md5_out = md5_reader
         .map(|r| r.join().unwrap_or_default())
@@ -1063,6 +1225,7 @@ fn run_conversion(
     Ok(Pass {
         md5,
         decoder_warnings,
+        decoded_md5: verifier.finish(control),
     })
 }
 
@@ -1108,11 +1271,10 @@ fn classify_failure(
 /// Checks the written FLAC against the pass: same MD5, same length, same
 /// format, and it decodes completely to that MD5.
 fn verify(
-    tools: &Tools,
     track: &Track,
     temp: &Path,
     pass_md5: &str,
-    control: &JobControl,
+    decoded_md5: Result<String, ConvertError>,
 ) -> Result<flacmeta::StreamInfo, ConvertError> {
     let bad = |m: String| ConvertError::new(FailureKind::Input, m);
     let meta = flacmeta::read(temp).map_err(|e| {
@@ -1156,7 +1318,7 @@ fn verify(
             track.sample_rate
         )));
     }
-    let decoded = decode_md5(tools, temp, si.bits_per_sample, control)?;
+    let decoded = decoded_md5?;
     if decoded != pass_md5 {
         return Err(ConvertError::new(
             FailureKind::Transient,
@@ -1166,53 +1328,209 @@ fn verify(
     Ok(si)
 }
 
-/// Decodes a FLAC file completely and returns the MD5 of its PCM.
-fn decode_md5(
-    tools: &Tools,
-    flac: &Path,
-    bits: u8,
-    control: &JobControl,
-) -> Result<String, ConvertError> {
-    let (_, pcm_codec) = pcm_formats(bits);
-    let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
-    cmd.args(["-nostdin", "-hide_banner", "-nostats", "-xerror", "-i"]);
-    cmd.arg(ffmpeg_file_arg(flac));
-    cmd.args(["-map", "0:a:0", "-c:a", pcm_codec, "-f", "md5", "pipe:1"]);
-    own_process_group(&mut cmd, &ConvertOptions::default());
-    let mut child = cmd.spawn().map_err(|e| {
-        ConvertError::new(FailureKind::Transient, format!("cannot start ffmpeg: {e}"))
-    })?;
-    drop(child.take_stdin());
-    let pid = child.as_inner().id();
-    control.register(pid);
-    let mut stderr = child.take_stderr().expect("stderr is piped");
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let mut out = String::new();
-    let _ = child
-        .take_stdout()
-        .expect("stdout is piped")
-        .read_to_string(&mut out);
-    let status = child.wait();
-    control.unregister(pid);
-    let errors = err_reader.join().unwrap_or_default();
-    if control.is_cancelled() {
-        return Err(ConvertError::new(FailureKind::Cancelled, "cancelled"));
+/// Decodes the FLAC completely while FFmpeg is still writing it: a thread
+/// follows the growing file into a second FFmpeg that decodes every frame
+/// and hashes the PCM. The check costs no wall time of its own when a core
+/// is free, and exactly one decode of CPU otherwise.
+struct StreamVerifier {
+    child: Option<ffmpeg_sidecar::child::FfmpegChild>,
+    pid: u32,
+    writer_done: std::sync::Arc<AtomicBool>,
+    follower: Option<std::thread::JoinHandle<()>>,
+    md5_reader: Option<std::thread::JoinHandle<String>>,
+    err_reader: Option<std::thread::JoinHandle<String>>,
+}
+
+impl StreamVerifier {
+    fn start(
+        tools: &Tools,
+        flac: &Path,
+        bits: u8,
+        options: &ConvertOptions,
+        control: &JobControl,
+    ) -> Result<StreamVerifier, ConvertError> {
+        let (_, pcm_codec) = pcm_formats(bits);
+        let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
+        // One thread: the verification must not crowd out the conversion.
+        cmd.args([
+            "-nostdin",
+            "-hide_banner",
+            "-nostats",
+            "-threads",
+            "1",
+            "-xerror",
+            // Frame CRCs too: damage in a residual decodes "fine" otherwise.
+            "-err_detect",
+            "crccheck",
+            "-f",
+            "flac",
+            "-i",
+            "pipe:0",
+            "-map",
+            "0:a:0",
+            "-c:a",
+            pcm_codec,
+            "-f",
+            "md5",
+            "pipe:1",
+        ]);
+        own_process_group(&mut cmd, options);
+        let mut child = cmd.spawn().map_err(|e| {
+            ConvertError::new(FailureKind::Transient, format!("cannot start ffmpeg: {e}"))
+        })?;
+        let pid = child.as_inner().id();
+        control.register(pid);
+        let writer_done = std::sync::Arc::new(AtomicBool::new(false));
+        let mut stdin = child.take_stdin().expect("stdin is piped");
+        widen_pipe(&stdin);
+        let done = writer_done.clone();
+        // A FUSE driver may keep per-handle state that goes stale when the
+        // writer truncates and grows the file (fusefat hands back old
+        // clusters): there the file is opened and read once it is complete.
+        let follow = !on_fuse(flac);
+        let flac = flac.to_path_buf();
+        let follower = std::thread::spawn(move || {
+            let mut idle = Duration::from_millis(5);
+            while !follow && !done.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // Without the file the decoder sees no input and reports it.
+            let Ok(mut file) = File::open(&flac) else {
+                return;
+            };
+            loop {
+                // Read the "done" flag before reading: once the writer has
+                // exited, a read that finds nothing has reached the true end.
+                let finished = done.load(Ordering::Acquire);
+                match move_to_pipe(&mut file, &mut stdin) {
+                    Ok(0) if finished => break,
+                    Ok(0) => {
+                        std::thread::sleep(idle);
+                        idle = (idle * 2).min(Duration::from_millis(100));
+                    }
+                    Ok(_) => idle = Duration::from_millis(5),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // The decoder stopped (it reports why) or the file is gone.
+                    Err(_) => break,
+                }
+            }
+        });
+        let mut stdout = child.take_stdout().expect("stdout is piped");
+        let md5_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stdout.read_to_string(&mut s);
+            s
+        });
+        let mut stderr = child.take_stderr().expect("stderr is piped");
+        let err_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        Ok(StreamVerifier {
+            child: Some(child),
+            pid,
+            writer_done,
+            follower: Some(follower),
+            md5_reader: Some(md5_reader),
+            err_reader: Some(err_reader),
+        })
     }
-    let ok = matches!(status, Ok(s) if s.success());
-    let problem = errors.lines().find(|l| is_problem(l)).map(clean_message);
-    match (ok, out.lines().find_map(|l| l.strip_prefix("MD5="))) {
-        (true, Some(md5)) if problem.is_none() => Ok(md5.trim().to_ascii_lowercase()),
-        _ => Err(ConvertError::new(
-            FailureKind::Transient,
-            format!(
-                "verification failed: the FLAC does not decode cleanly ({})",
-                problem.unwrap_or_else(|| "no checksum".into())
-            ),
-        )),
+
+    /// Call once the writer has exited: the MD5 of the FLAC's decoded PCM.
+    fn finish(mut self, control: &JobControl) -> Result<String, ConvertError> {
+        self.writer_done.store(true, Ordering::Release);
+        if let Some(f) = self.follower.take() {
+            let _ = f.join();
+        }
+        let out = self
+            .md5_reader
+            .take()
+            .map(|r| r.join().unwrap_or_default())
+            .unwrap_or_default();
+        let status = self.child.take().map(|mut c| c.wait());
+        control.unregister(self.pid);
+        let errors = self
+            .err_reader
+            .take()
+            .map(|r| r.join().unwrap_or_default())
+            .unwrap_or_default();
+        if control.is_cancelled() {
+            return Err(ConvertError::new(FailureKind::Cancelled, "cancelled"));
+        }
+        let ok = matches!(status, Some(Ok(s)) if s.success());
+        let problem = errors.lines().find(|l| is_problem(l)).map(clean_message);
+        match (ok, out.lines().find_map(|l| l.strip_prefix("MD5="))) {
+            (true, Some(md5)) if problem.is_none() => Ok(md5.trim().to_ascii_lowercase()),
+            _ => Err(ConvertError::new(
+                FailureKind::Transient,
+                format!(
+                    "verification failed: the FLAC does not decode cleanly ({})",
+                    problem.unwrap_or_else(|| "no checksum".into())
+                ),
+            )),
+        }
+    }
+}
+
+/// Whether `path` lies on a FUSE file system (exfat-fuse, ntfs-3g, fusefat).
+fn on_fuse(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: statfs fills a struct we own from a NUL-terminated path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return true;
+    }
+    st.f_type as i64 == FUSE_SUPER_MAGIC
+}
+
+/// Moves what the file has beyond our position into the pipe: splice(2)
+/// hands over page-cache pages without copying them through us (our own CPU
+/// stays near zero); plain read/write where the file system cannot splice.
+fn move_to_pipe(file: &mut File, pipe: &mut std::process::ChildStdin) -> io::Result<usize> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    const CHUNK: usize = 1 << 20;
+    // SAFETY: splice between two descriptors we own; offsets are the files' own.
+    let n = unsafe {
+        libc::splice(
+            file.as_raw_fd(),
+            std::ptr::null_mut(),
+            pipe.as_raw_fd(),
+            std::ptr::null_mut(),
+            CHUNK,
+            libc::SPLICE_F_MOVE,
+        )
+    };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EINVAL) {
+        return Err(e);
+    }
+    let mut buf = vec![0u8; 256 << 10];
+    let n = file.read(&mut buf)?;
+    pipe.write_all(&buf[..n])?;
+    Ok(n)
+}
+
+impl Drop for StreamVerifier {
+    /// The conversion failed or was cancelled: stop decoding a file that
+    /// will be deleted.
+    fn drop(&mut self) {
+        self.writer_done.store(true, Ordering::Release);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(f) = self.follower.take() {
+            let _ = f.join();
+        }
     }
 }
 
@@ -1326,6 +1644,80 @@ mod tests {
         assert_eq!(
             temp_path_for(Path::new("/d/Film.flac")),
             PathBuf::from("/d/.Film.flac.dtsflac.part")
+        );
+    }
+
+    /// A FLAC of noise, 24-bit 5.1, made by FFmpeg.
+    fn noise_flac(dir: &Path, tools: &Tools) -> PathBuf {
+        let path = dir.join("noise.flac");
+        let ok = std::process::Command::new(&tools.ffmpeg)
+            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg("anoisesrc=r=48000:d=4:c=pink,pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0")
+            .args([
+                "-c:a",
+                "flac",
+                "-sample_fmt",
+                "s32",
+                "-bits_per_raw_sample",
+                "24",
+            ])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg runs")
+            .success();
+        assert!(ok, "ffmpeg could not make the test FLAC");
+        path
+    }
+
+    fn tools() -> Tools {
+        Tools::locate().expect("these tests need ffmpeg: run scripts/install-deps.sh")
+    }
+
+    #[test]
+    fn the_stream_verifier_follows_a_growing_file_to_its_end() {
+        let tools = tools();
+        let dir = tempfile::tempdir().unwrap();
+        let whole = std::fs::read(noise_flac(dir.path(), &tools)).unwrap();
+        let expected = flacmeta::read(&dir.path().join("noise.flac"))
+            .unwrap()
+            .stream_info
+            .md5_hex();
+        let growing = dir.path().join("growing.flac");
+        File::create(&growing).unwrap();
+        let control = JobControl::default();
+        let verifier =
+            StreamVerifier::start(&tools, &growing, 24, &ConvertOptions::default(), &control)
+                .unwrap();
+        // Written in pieces with pauses, like FFmpeg writing as it encodes.
+        let mut out = OpenOptions::new().append(true).open(&growing).unwrap();
+        for piece in whole.chunks(whole.len() / 7 + 1) {
+            use std::io::Write;
+            out.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        drop(out);
+        assert_eq!(verifier.finish(&control).unwrap(), expected);
+    }
+
+    #[test]
+    fn the_stream_verifier_rejects_a_damaged_file() {
+        let tools = tools();
+        let dir = tempfile::tempdir().unwrap();
+        let path = noise_flac(dir.path(), &tools);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        for b in &mut bytes[middle..middle + 64] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let control = JobControl::default();
+        let verifier =
+            StreamVerifier::start(&tools, &path, 24, &ConvertOptions::default(), &control).unwrap();
+        let err = verifier.finish(&control).unwrap_err();
+        assert!(
+            err.message.contains("does not decode cleanly"),
+            "{}",
+            err.message
         );
     }
 }

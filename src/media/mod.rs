@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod dtshd;
 pub mod flacmeta;
+pub mod lanes;
 pub mod probe;
 pub mod scan;
 pub mod sniff;

@@ -23,6 +23,9 @@ pub struct SchedulerConfig {
     pub max_attempts: u32,
     /// Run fewer jobs while the board is hot or throttled.
     pub adaptive: bool,
+    /// Cores FFmpeg may use: a job splits into decode and encode processes
+    /// only while that leaves no job waiting for a core.
+    pub cores: usize,
     pub convert: ConvertOptions,
 }
 
@@ -32,6 +35,7 @@ impl Default for SchedulerConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_attempts: 3,
             adaptive: false,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             convert: ConvertOptions::default(),
         }
     }
@@ -271,8 +275,9 @@ impl Drop for Scheduler {
     }
 }
 
-/// Waits for a job to claim; `None` when the scheduler is stopping.
-fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>)> {
+/// Waits for a job to claim, and says whether it may split into decode and
+/// encode processes; `None` when the scheduler is stopping.
+fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>, bool)> {
     let mut g = inner.shared.lock().unwrap();
     loop {
         if g.stopping {
@@ -281,11 +286,18 @@ fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>)> {
         let cool_enough = !inner.config.adaptive
             || g.running.len() < crate::hw::tuning::jobs_allowed_now(inner.config.workers);
         if !g.paused && cool_enough {
-            match inner.store.lock().unwrap().claim_next(g.drives.as_ref()) {
+            let mut store = inner.store.lock().unwrap();
+            match store.claim_next(g.drives.as_ref()) {
                 Ok(Some(job)) => {
                     let control = Arc::new(JobControl::default());
                     g.running.insert(job.id, control.clone());
-                    return Some((job, control));
+                    let waiting = store.count_in_state(JobState::Queued).unwrap_or(0);
+                    let split = split_pays(
+                        inner.config.convert.split_decode_encode,
+                        g.running.len() + waiting,
+                        inner.config.cores,
+                    );
+                    return Some((job, control, split));
                 }
                 Ok(None) => {}
                 Err(e) => eprintln!("dtsflac: job store: {e}"),
@@ -299,9 +311,20 @@ fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>)> {
     }
 }
 
+/// A split job keeps about two cores busy (decoder | encoder and verifier).
+/// When every core already has a job of its own, one process per job does
+/// the same work with less piping, so the batch finishes sooner.
+fn split_pays(allowed: bool, jobs: usize, cores: usize) -> bool {
+    allowed && jobs * 2 <= cores.max(1)
+}
+
 fn worker(inner: &Inner) {
-    while let Some((job, control)) = next_job(inner) {
+    while let Some((job, control, split)) = next_job(inner) {
         let id = job.id;
+        let options = ConvertOptions {
+            split_decode_encode: split,
+            ..inner.config.convert.clone()
+        };
         (inner.listener)(Event::Started { job: id });
         let listener = inner.listener.clone();
         // A bug in one job must not take the worker (and the queue) down with it.
@@ -310,7 +333,7 @@ fn worker(inner: &Inner) {
                 &inner.tools,
                 &job.track,
                 &job.output,
-                &inner.config.convert,
+                &options,
                 &control,
                 &mut |p| {
                     listener(Event::Progress {
@@ -408,5 +431,25 @@ fn finished(
             result: None,
             error: Some(format!("job store: {e}")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_pays;
+
+    #[test]
+    fn jobs_split_only_while_cores_would_stay_idle() {
+        // One long film on two cores: decoder and encoder get a core each.
+        assert!(split_pays(true, 1, 2));
+        // A batch on two cores: one single-process job per core.
+        assert!(!split_pays(true, 2, 2));
+        assert!(!split_pays(true, 4, 2));
+        // Four cores: two split jobs fill them.
+        assert!(split_pays(true, 2, 4));
+        assert!(!split_pays(true, 3, 4));
+        // The plan or config said no.
+        assert!(!split_pays(false, 1, 4));
+        assert!(!split_pays(true, 1, 1));
     }
 }
