@@ -534,15 +534,9 @@ fn a_missing_ffmpeg_is_explained_and_usage_errors_exit_2() {
 /// The frames of a DTS-HD stream file (its STRMDATA chunk).
 fn stream_frames(dtshd: &Path) -> Vec<u8> {
     let d = fs::read(dtshd).unwrap();
-    let mut pos = 0;
-    while pos + 16 <= d.len() {
-        let size = u64::from_be_bytes(d[pos + 8..pos + 16].try_into().unwrap()) as usize;
-        if &d[pos..pos + 8] == b"STRMDATA" {
-            return d[pos + 16..pos + 16 + size].to_vec();
-        }
-        pos += 16 + size;
-    }
-    panic!("no STRMDATA in {}", dtshd.display());
+    dtsflac::media::dtshd::stream_frames(&d)
+        .unwrap_or_else(|| panic!("no STRMDATA in {}", dtshd.display()))
+        .to_vec()
 }
 
 /// `sample` with its frames repeated to last `seconds`, and its AUPR-HDR

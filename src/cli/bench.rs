@@ -26,20 +26,6 @@ pub struct BenchArgs {
     sample: PathBuf,
 }
 
-/// The frames of a DTS-HD stream file (its STRMDATA chunk).
-fn stream_frames(dtshd: &[u8]) -> Option<&[u8]> {
-    let mut pos = 0;
-    while pos + 16 <= dtshd.len() {
-        let id = &dtshd[pos..pos + 8];
-        let size = u64::from_be_bytes(dtshd[pos + 8..pos + 16].try_into().ok()?) as usize;
-        if id == b"STRMDATA" {
-            return dtshd.get(pos + 16..pos + 16 + size);
-        }
-        pos += 16 + size;
-    }
-    None
-}
-
 struct Measured {
     wall: Duration,
     cpu: Duration,
@@ -233,7 +219,8 @@ fn bench(args: BenchArgs) -> Result<(), String> {
     let tools = super::tools_or_explain().ok_or("FFmpeg is missing")?;
     let sample = std::fs::read(&args.sample)
         .map_err(|e| format!("cannot read {}: {e}", args.sample.display()))?;
-    let frames = stream_frames(&sample).ok_or("the sample has no STRMDATA chunk")?;
+    let frames =
+        dtsflac::media::dtshd::stream_frames(&sample).ok_or("the sample has no STRMDATA chunk")?;
     let header = dtsflac::media::dtshd::read_header(&args.sample)
         .ok()
         .flatten()

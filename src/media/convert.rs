@@ -810,13 +810,19 @@ fn decode_lanes(track: &Track, options: &ConvertOptions) -> usize {
     }
 }
 
-/// Lanes' source: the DTS frames of the track, as they are, on stdout.
-fn demuxer_args(track: &Track) -> Vec<OsString> {
+/// A helper stage's start: no stats, no stdin, `path` as the input.
+fn quiet_file_input(path: &Path) -> Vec<OsString> {
     let mut a: Vec<OsString> = ["-nostdin", "-hide_banner", "-nostats", "-i"]
         .iter()
         .map(OsString::from)
         .collect();
-    a.push(ffmpeg_file_arg(&track.path));
+    a.push(ffmpeg_file_arg(path));
+    a
+}
+
+/// Lanes' source: the DTS frames of the track, as they are, on stdout.
+fn demuxer_args(track: &Track) -> Vec<OsString> {
+    let mut a = quiet_file_input(&track.path);
     a.push("-map".into());
     a.push(format!("0:{}", track.stream_index).into());
     for s in ["-map_metadata", "-1", "-c:a", "copy", "-f", "dts", "pipe:1"] {
@@ -827,8 +833,7 @@ fn demuxer_args(track: &Track) -> Vec<OsString> {
 
 /// One lane: raw DTS frames from stdin, raw PCM to stdout, CRCs checked.
 fn lane_args(track: &Track) -> Vec<OsString> {
-    let (format, codec) = raw_pcm(track.bits_per_sample);
-    [
+    let mut a: Vec<OsString> = [
         "-nostdin",
         "-hide_banner",
         "-nostats",
@@ -839,8 +844,20 @@ fn lane_args(track: &Track) -> Vec<OsString> {
         "dts",
         "-i",
         "pipe:0",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    a.extend(raw_pcm_to_stdout("0:a:0", track.bits_per_sample));
+    a
+}
+
+/// Output options: the mapped audio as raw PCM on stdout.
+fn raw_pcm_to_stdout(map: &str, bits: u8) -> Vec<OsString> {
+    let (format, codec) = raw_pcm(bits);
+    [
         "-map",
-        "0:a:0",
+        map,
         "-map_metadata",
         "-1",
         "-c:a",
@@ -857,22 +874,9 @@ fn lane_args(track: &Track) -> Vec<OsString> {
 /// First half: decode to raw PCM on stdout.
 fn decoder_args(track: &Track) -> Vec<OsString> {
     let (mut a, chain) = decode_input_args(track);
-    let (format, codec) = raw_pcm(track.bits_per_sample);
     a.push("-filter_complex".into());
     a.push(format!("{chain}[pcm]").into());
-    for s in [
-        "-map",
-        "[pcm]",
-        "-map_metadata",
-        "-1",
-        "-c:a",
-        codec,
-        "-f",
-        format,
-        "pipe:1",
-    ] {
-        a.push(s.into());
-    }
+    a.extend(raw_pcm_to_stdout("[pcm]", track.bits_per_sample));
     a
 }
 
@@ -995,11 +999,7 @@ fn run_conversion(
     let mut stages: Vec<(Role, Vec<OsString>)> = Vec::new();
     if let InputSpec::PcmInFlac { .. } = &track.input {
         // A DTS-CD rip in FLAC is decoded to its raw PCM bytes first.
-        let mut a: Vec<OsString> = ["-nostdin", "-hide_banner", "-nostats", "-i"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        a.push(ffmpeg_file_arg(&track.path));
+        let mut a = quiet_file_input(&track.path);
         a.extend(
             [
                 "-map",

@@ -42,6 +42,20 @@ impl DtsHdHeader {
 
 const FILE_MAGIC: &[u8; 8] = b"DTSHDHDR";
 
+/// The DTS frames of a whole DTS-HD stream file in memory (its `STRMDATA`
+/// chunk), for tools and tests that build streams from samples.
+pub fn stream_frames(dtshd: &[u8]) -> Option<&[u8]> {
+    let mut pos = 0usize;
+    while pos.checked_add(16)? <= dtshd.len() {
+        let size = u64::from_be_bytes(dtshd[pos + 8..pos + 16].try_into().ok()?) as usize;
+        if &dtshd[pos..pos + 8] == b"STRMDATA" {
+            return dtshd.get(pos + 16..pos.checked_add(16)?.checked_add(size)?);
+        }
+        pos = pos.checked_add(16)?.checked_add(size)?;
+    }
+    None
+}
+
 /// Reads the header chunks of a DTS-HD stream file. Returns `Ok(None)` when
 /// the file is not a DTS-HD stream file (raw `.dts`, containers).
 pub fn read_header(path: &Path) -> io::Result<Option<DtsHdHeader>> {

@@ -400,15 +400,9 @@ mod tests {
             .join("../shared/samples/dcadec")
             .join(name);
         let d = std::fs::read(&path).expect("../shared/samples/dcadec is beside the project");
-        let mut pos = 0;
-        while pos + 16 <= d.len() {
-            let size = u64::from_be_bytes(d[pos + 8..pos + 16].try_into().unwrap()) as usize;
-            if &d[pos..pos + 8] == b"STRMDATA" {
-                return d[pos + 16..pos + 16 + size].to_vec();
-            }
-            pos += 16 + size;
-        }
-        panic!("no STRMDATA in {name}");
+        crate::media::dtshd::stream_frames(&d)
+            .unwrap_or_else(|| panic!("no STRMDATA in {name}"))
+            .to_vec()
     }
 
     #[test]
