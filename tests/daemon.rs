@@ -401,6 +401,19 @@ impl Daemon {
             .find(|d| d["label"] == label)
     }
 
+    fn has_job_in(&self, state: &str) -> bool {
+        self.status()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["state"] == state)
+    }
+
+    /// Waits until some job is in `state`.
+    fn wait_any_job(&mut self, what: &str, state: &str, limit: Duration) {
+        self.wait_for(what, limit, |d| d.has_job_in(state));
+    }
+
     fn wait_drive_state(&mut self, label: &str, state: &str, limit: Duration) -> Value {
         self.wait_for(&format!("drive {label} to be {state}"), limit, |d| {
             Daemon::drive(&d.status(), label).is_some_and(|x| x["state"] == state)
@@ -673,13 +686,7 @@ fn a_drive_pulled_mid_job_resumes_when_it_comes_back() {
 
     let mut daemon = Daemon::start(dir);
     image.attach(false);
-    daemon.wait_for("the job to run", Duration::from_secs(60), |d| {
-        d.status()["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["state"] == "running")
-    });
+    daemon.wait_any_job("the job to run", "running", Duration::from_secs(60));
     // Freeze it mid-way so the pull surely lands during the job.
     assert_eq!(daemon.post("/api/pause"), 202);
     let drive = Daemon::drive(&daemon.status(), "PULLME").unwrap().clone();
@@ -737,13 +744,7 @@ fn a_power_cut_mid_job_is_finished_after_restart_with_nothing_left_over() {
 
     let mut daemon = Daemon::start(dir);
     image.attach(false);
-    daemon.wait_for("the job to run", Duration::from_secs(60), |d| {
-        d.status()["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["state"] == "running")
-    });
+    daemon.wait_any_job("the job to run", "running", Duration::from_secs(60));
     let mount_point = Daemon::drive(&daemon.status(), "POWERCUT").unwrap()["mount_point"]
         .as_str()
         .unwrap()
@@ -904,12 +905,7 @@ fn the_virtual_panel_shows_the_work_and_its_buttons_control_it() {
     });
     image.attach(false);
     daemon.wait_for("the converting screen", Duration::from_secs(60), |d| {
-        header_says(&panel(d), "PANEL")
-            && d.status()["jobs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|j| j["state"] == "running")
+        header_says(&panel(d), "PANEL") && d.has_job_in("running")
     });
     let first = panel(&daemon);
     assert!(
@@ -962,13 +958,7 @@ fn the_virtual_panel_shows_the_work_and_its_buttons_control_it() {
     // A long ACTION cancels the running job; a long EJECT ejects the drive.
     press(&daemon, "next");
     assert_eq!(daemon.post("/api/buttons/action?long=1"), 202);
-    daemon.wait_for("a cancelled job", Duration::from_secs(20), |d| {
-        d.status()["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["state"] == "cancelled")
-    });
+    daemon.wait_any_job("a cancelled job", "cancelled", Duration::from_secs(20));
     assert_eq!(daemon.post("/api/buttons/eject?long=1"), 202);
     daemon.wait_drive_state("PANEL", "ejected", Duration::from_secs(60));
     daemon.wait_for("the safe-to-remove screen", Duration::from_secs(10), |d| {
