@@ -56,10 +56,10 @@ for f in "$BOARD_DIR/systemd/dtsflac.service" "$BOARD_DIR/dtsflac.toml"; do
 done
 
 # --- packages --------------------------------------------------------------------
-# ffmpeg: ffmpeg + ffprobe; exfat-fuse, ntfs-3g, fusefat: FUSE drivers, used when
+# ffmpeg: ffmpeg + ffprobe; flac: the encoder; exfat-fuse, ntfs-3g, fusefat: FUSE drivers, used when
 # the kernel has no exFAT/NTFS/FAT driver; i2c-tools: i2cdetect for the OLED;
 # util-linux (losetup) is always installed on Debian.
-PACKAGES=(ffmpeg exfat-fuse ntfs-3g fusefat i2c-tools)
+PACKAGES=(ffmpeg flac exfat-fuse ntfs-3g fusefat i2c-tools)
 if [[ ${DTSFLAC_NO_APT:-0} != 1 ]]; then
     missing=()
     for p in "${PACKAGES[@]}"; do
@@ -106,7 +106,7 @@ install -d -m 0755 /usr/share/doc/dtsflac
 [[ -f $REPO_DIR/README.md ]] && install -m 0644 "$REPO_DIR/README.md" /usr/share/doc/dtsflac/README.md
 [[ -f $BOARD_DIR/README.md ]] && install -m 0644 "$BOARD_DIR/README.md" /usr/share/doc/dtsflac/board.md
 
-# FFmpeg with the DTS decoder, FLAC encoder and MD5 muxer?
+# FFmpeg with the DTS decoder, and the flac encoder?
 if ! /usr/bin/dtsflac doctor; then
     echo "install.sh: warning: 'dtsflac doctor' found a problem (above); the service will not start without FFmpeg" >&2
 fi

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what dtsflac needs and is missing: Debian packages (FFmpeg, the
-# reference flac tools, the aarch64 cross linker) and the Rust cross target.
+# flac encoder, the aarch64 cross linker) and the Rust cross target.
 # Safe to run again: it only installs what is not there yet.
 set -euo pipefail
 
 packages=(
-  ffmpeg            # the converter the box drives
-  flac              # the reference decoder the tests check against
+  ffmpeg            # decodes the DTS (and the tests' reference decodes)
+  flac              # libFLAC's encoder the box drives, verify mode on
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross   # linkers for the ARM builds
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
   qemu-user-static  # runs the ARM binaries and their tests here

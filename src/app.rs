@@ -214,7 +214,6 @@ impl App {
             cores: plan.cores,
             convert: ConvertOptions {
                 compression_level: config.convert.compression_level,
-                split_decode_encode: plan.split_decode_encode,
                 nice: plan.nice,
                 cpus: plan.cpus.clone(),
                 decode_lanes: plan.decode_lanes,

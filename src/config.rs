@@ -51,9 +51,6 @@ pub struct ConvertConfig {
     pub compression_level: u8,
     /// Attempts for a job that fails for a passing reason (I/O, killed FFmpeg).
     pub max_attempts: u32,
-    /// Decode and encode in two piped FFmpeg processes; unset: when the
-    /// board has two cores or more.
-    pub split_decode_encode: Option<bool>,
     /// Niceness of FFmpeg (default 10).
     pub nice: Option<i32>,
     /// CPUs FFmpeg may use; empty: the fast cluster on big.LITTLE, else any.
@@ -67,7 +64,6 @@ impl ConvertConfig {
     pub fn overrides(&self) -> crate::hw::tuning::Overrides {
         crate::hw::tuning::Overrides {
             workers: (self.jobs > 0).then_some(self.jobs),
-            split_decode_encode: self.split_decode_encode,
             nice: self.nice,
             cpus: self.cpus.clone(),
             decode_lanes: self.decode_lanes,
@@ -115,7 +111,6 @@ impl Default for ConvertConfig {
             jobs: 0,
             compression_level: crate::media::convert::DEFAULT_COMPRESSION_LEVEL,
             max_attempts: 3,
-            split_decode_encode: None,
             nice: None,
             cpus: Vec::new(),
             decode_lanes: None,

@@ -254,8 +254,8 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         tools.short_version()
     );
     println!(
-        "plan: {} job(s) at once, decode/encode split while a job runs alone: {}, decoders for a lone long track: {}\n",
-        plan.workers, plan.split_decode_encode, plan.decode_lanes
+        "plan: {} job(s) at once, decoders for a lone long track: {}\n",
+        plan.workers, plan.decode_lanes
     );
 
     let plain_out = work.path().join("plain");

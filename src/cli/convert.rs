@@ -148,7 +148,6 @@ pub fn run(args: ConvertArgs) -> u8 {
             cores: plan.cores,
             convert: ConvertOptions {
                 compression_level: args.compression_level,
-                split_decode_encode: plan.split_decode_encode,
                 nice: plan.nice,
                 cpus: plan.cpus.clone(),
                 decode_lanes: plan.decode_lanes,

@@ -12,8 +12,13 @@ pub fn run() -> u8 {
                 tools.ffmpeg_version
             );
             println!("ffprobe:  {}", tools.ffprobe.display());
+            println!(
+                "flac:     {} ({})",
+                tools.flac.display(),
+                tools.flac_version
+            );
             match tools.check_capabilities() {
-                Ok(()) => println!("codecs:   DTS decoder, FLAC encoder and MD5 muxer present"),
+                Ok(()) => println!("codecs:   FFmpeg has the DTS and FLAC decoders"),
                 Err(e) => {
                     ok = false;
                     println!("codecs:   PROBLEM: {e}");
@@ -22,7 +27,7 @@ pub fn run() -> u8 {
         }
         Err(e) => {
             ok = false;
-            println!("ffmpeg:   PROBLEM: {e}");
+            println!("tools:    PROBLEM: {e}");
         }
     }
     let board = dtsflac::hw::board::detect();

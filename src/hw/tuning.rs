@@ -1,12 +1,11 @@
-//! The conversion plan for this board: how many FFmpeg jobs at once, split
-//! into decode and encode processes or not, on which CPUs, how nice — and
-//! fewer jobs while the SoC is hot or throttled.
+//! The conversion plan for this board: how many jobs at once, how many
+//! decoders a lone long track gets, on which CPUs, how nice — and fewer jobs
+//! while the SoC is hot or throttled.
 //!
-//! Measured on 2-core x86 and the same logic for ARM boards: FFmpeg's
-//! decode→encode chain is single-threaded, DTS decoding costs about 60% of a
-//! conversion and FLAC encoding (level 5) 40%, so splitting the two into
-//! piped processes lets one job use two cores, and one job per core keeps
-//! every core busy in a batch.
+//! Measured on 2-core x86 and the same logic for ARM boards: every job is an
+//! FFmpeg decoder piped into libFLAC (DTS decoding costs about 55% of the
+//! work, encoding with verification 45%), so one job keeps two cores busy,
+//! and one job per core keeps every core busy in a batch.
 
 use serde::Serialize;
 
@@ -19,7 +18,6 @@ pub struct Plan {
     pub cores: usize,
     /// Decoders sharing one long DTS-HD MA track that runs alone.
     pub decode_lanes: usize,
-    pub split_decode_encode: bool,
     pub nice: i32,
     /// CPUs FFmpeg runs on; empty: any.
     pub cpus: Vec<usize>,
@@ -31,7 +29,6 @@ pub struct Plan {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub workers: Option<usize>,
-    pub split_decode_encode: Option<bool>,
     pub nice: Option<i32>,
     pub cpus: Vec<usize>,
     pub decode_lanes: Option<usize>,
@@ -64,13 +61,9 @@ pub fn plan(board: &Board, o: &Overrides) -> Plan {
     } else {
         cpus.len()
     };
-    let split = o.split_decode_encode.unwrap_or(usable >= 2);
-    reasons.push(if split {
-        "while fewer jobs than cores/2 run, decode and FLAC encoding run as two piped FFmpeg processes, so one track uses two cores"
-            .into()
-    } else {
-        "one FFmpeg process per job (a single core)".into()
-    });
+    reasons.push(
+        "each job is an FFmpeg decoder piped into libFLAC, so one track uses two cores".into(),
+    );
     let mut workers = usable.max(1);
     if let Some(avail) = board.memory_available_bytes {
         let fit = (avail / MEMORY_PER_JOB).max(1) as usize;
@@ -88,11 +81,10 @@ pub fn plan(board: &Board, o: &Overrides) -> Plan {
     } else {
         reasons.push(format!("{workers} job(s) at once: one per usable core"));
     }
-    // Lanes pay only with cores to spare beside the encoder and the
-    // verifier: measured on 2 cores they cost ~3% (more processes, PCM
-    // copied through us) and gain nothing; on 4 cores two decoders get the
-    // two cores a split job leaves idle.
-    let decode_lanes = o.decode_lanes.unwrap_or(if split && usable >= 4 {
+    // Lanes pay only with cores to spare beside the encoder: measured on 2
+    // cores they cost more processes and PCM copied through us, and gain
+    // little; on 4 cores two decoders get the two cores a job leaves idle.
+    let decode_lanes = o.decode_lanes.unwrap_or(if usable >= 4 {
         (usable - 2).clamp(2, 4)
     } else {
         1
@@ -110,7 +102,6 @@ pub fn plan(board: &Board, o: &Overrides) -> Plan {
         workers,
         cores: usable,
         decode_lanes,
-        split_decode_encode: split,
         nice,
         cpus,
         reasons,
@@ -154,12 +145,11 @@ mod tests {
     }
 
     #[test]
-    fn a_quad_core_runs_four_split_jobs() {
+    fn a_quad_core_runs_four_jobs() {
         let p = plan(&board(vec![vec![0, 1, 2, 3]], 4096), &Overrides::default());
         assert_eq!(p.workers, 4);
-        assert!(p.split_decode_encode);
         assert!(p.cpus.is_empty());
-        // A lone long track: two decoders beside the encoder and verifier.
+        // A lone long track: two decoders beside the encoder.
         assert_eq!(p.decode_lanes, 2);
         let two = plan(&board(vec![vec![0, 1]], 4096), &Overrides::default());
         assert_eq!(two.decode_lanes, 1);
@@ -181,19 +171,17 @@ mod tests {
         assert_eq!(p.workers, 1);
         let o = Overrides {
             workers: Some(3),
-            split_decode_encode: Some(false),
             nice: Some(0),
             cpus: vec![],
             decode_lanes: None,
         };
         let p = plan(&board(vec![vec![0, 1, 2, 3]], 300), &o);
-        assert_eq!((p.workers, p.split_decode_encode, p.nice), (3, false, 0));
+        assert_eq!((p.workers, p.nice), (3, 0));
     }
 
     #[test]
-    fn a_single_core_does_not_split() {
+    fn a_single_core_runs_one_job_with_one_decoder() {
         let p = plan(&board(vec![vec![0]], 1024), &Overrides::default());
-        assert!(!p.split_decode_encode);
-        assert_eq!(p.workers, 1);
+        assert_eq!((p.workers, p.decode_lanes), (1, 1));
     }
 }

@@ -1,19 +1,21 @@
 //! One job: a DTS track becomes an exact, verified FLAC file next to its source.
 //!
-//! The FLAC is written under a hidden temporary name in the destination
-//! folder, checked (the MD5 FFmpeg computed over the PCM in the same pass
-//! must equal the FLAC's STREAMINFO MD5, the length must match the master,
-//! and the file must decode completely to that same MD5), fsynced, and only
-//! then renamed to its final name. A failure or cancellation removes the
-//! temporary file; the source is only ever read.
+//! FFmpeg decodes the DTS to raw PCM and libFLAC's `flac` encodes it, two
+//! processes joined by a pipe, so one track keeps two cores busy. The FLAC
+//! is written under a hidden temporary name in the destination folder and
+//! checked: libFLAC verifies every frame against its input as it encodes
+//! (`--verify`), and the stored file is read back frame by frame (every
+//! CRC, every sample counted, the length the master has). Then it is
+//! fsynced and only then renamed to its final name. A failure or
+//! cancellation removes the temporary file; the source is only ever read.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStderr, Stdio};
+use std::process::{ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -24,7 +26,7 @@ use ffmpeg_sidecar::command::FfmpegCommand;
 use super::flacmeta;
 use super::probe::{input_args, InputSpec, Track, OWN_SOURCE_TAG};
 use super::scan::Found;
-use super::tools::{ffmpeg_file_arg, Tools};
+use super::tools::{ffmpeg_file_arg, flac_file_arg, Tools};
 
 /// FLAC compression level: 5 is FFmpeg's and libFLAC's default; higher
 /// levels cost much more CPU on a small board for ~1% smaller files.
@@ -33,9 +35,6 @@ pub const DEFAULT_COMPRESSION_LEVEL: u8 = 5;
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
     pub compression_level: u8,
-    /// Decode and encode in two FFmpeg processes joined by a pipe, so one
-    /// track keeps two cores busy (FFmpeg's own chain is single-threaded).
-    pub split_decode_encode: bool,
     /// Niceness of the FFmpeg processes: the page and panel stay responsive.
     pub nice: i32,
     /// CPUs the FFmpeg processes may run on (the fast cluster); empty: any.
@@ -49,7 +48,6 @@ impl Default for ConvertOptions {
     fn default() -> Self {
         ConvertOptions {
             compression_level: DEFAULT_COMPRESSION_LEVEL,
-            split_decode_encode: true,
             nice: 0,
             cpus: Vec::new(),
             decode_lanes: 0,
@@ -349,19 +347,34 @@ pub fn convert_track(
     let temp = temp_path_for(output);
     let guard = TempFile::create(&temp).map_err(|e| destination_error(dest_dir, &e))?;
 
-    let lanes = decode_lanes(track, options);
-    let (pass, lanes) =
-        match run_conversion(tools, track, &temp, options, control, on_progress, lanes) {
-            // Parallel decoding met something it does not handle (or a seam
-            // disagreed): start again the ordinary way, which also gives bad
-            // input its proper diagnosis.
-            Err(e) if lanes >= 2 && e.kind != FailureKind::Cancelled => (
-                run_conversion(tools, track, &temp, options, control, on_progress, 1)?,
-                1,
-            ),
-            other => (other?, lanes.max(1)),
-        };
-    let verified = match verify(track, &temp, &pass.md5, pass.decoded_md5) {
+    let written = Output::for_folder(dest_dir);
+    // Streamed output takes its MD5 from the one decoder.
+    let lanes = match written {
+        Output::Direct => decode_lanes(track, options),
+        Output::Streamed => 1,
+    };
+    let writeback = Writeback::start(&temp);
+    let mut run = |lanes| {
+        run_conversion(
+            tools,
+            track,
+            &temp,
+            options,
+            control,
+            &mut *on_progress,
+            lanes,
+            written,
+        )
+    };
+    let (pass, lanes) = match run(lanes) {
+        // Parallel decoding met something it does not handle (or a seam
+        // disagreed): start again the ordinary way, which also gives bad
+        // input its proper diagnosis.
+        Err(e) if lanes >= 2 && e.kind != FailureKind::Cancelled => (run(1)?, 1),
+        other => (other?, lanes.max(1)),
+    };
+    drop(writeback);
+    let verified = match verify(track, &temp, pass.pcm_md5) {
         // Decoder errors that also broke the output: the stream is damaged,
         // and trying again will not help.
         Err(e) if e.kind != FailureKind::Cancelled && !pass.decoder_warnings.is_empty() => {
@@ -546,15 +559,6 @@ impl Drop for TempFile {
     }
 }
 
-/// The PCM sample format FFmpeg must hand the FLAC encoder and MD5 hasher.
-fn pcm_formats(bits: u8) -> (&'static str, &'static str) {
-    if bits <= 16 {
-        ("s16", "pcm_s16le")
-    } else {
-        ("s32", "pcm_s24le")
-    }
-}
-
 /// The speaker mask libFLAC assumes for each channel count (RFC 9639 §9.1.3).
 fn flac_default_mask(channels: u32) -> Option<u64> {
     Some(match channels {
@@ -613,9 +617,10 @@ pub fn channel_mask_tag(track: &Track) -> Option<String> {
 
 fn vendor(tools: &Tools) -> String {
     format!(
-        "dtsflac {} with FFmpeg {}",
+        "dtsflac {} with FFmpeg {} and libFLAC {}",
         env!("CARGO_PKG_VERSION"),
-        tools.short_version()
+        tools.short_version(),
+        tools.flac_short_version()
     )
 }
 
@@ -681,9 +686,8 @@ fn tags(
 
 /// What the conversion pass reported.
 struct Pass {
-    md5: String,
-    /// What the FLAC decoded to, read back while it was written.
-    decoded_md5: Result<String, ConvertError>,
+    /// The decoder's MD5 of the PCM, when the FLAC was streamed.
+    pcm_md5: Option<[u8; 16]>,
     /// Warnings and errors from the DTS decoder: for DTS-HD MA they mean some
     /// frames fell back to the lossy core.
     decoder_warnings: Vec<String>,
@@ -698,9 +702,9 @@ const LOG_ARGS: [&str; 6] = [
     "0.25",
 ];
 
-/// The decoding half (or all of it): the DTS source, decoded with CRC checks
-/// on (so damaged lossless frames are logged, not passed silently), trimmed
-/// to the original length.
+/// The decoder's input: the DTS source, decoded with CRC checks on (so
+/// damaged lossless frames are logged, not passed silently), trimmed to the
+/// original length.
 fn decode_input_args(track: &Track) -> (Vec<OsString>, String) {
     let mut a: Vec<OsString> = LOG_ARGS.iter().map(OsString::from).collect();
     a.extend(["-err_detect", "crccheck"].iter().map(OsString::from));
@@ -722,68 +726,13 @@ fn decode_input_args(track: &Track) -> (Vec<OsString>, String) {
     (a, chain)
 }
 
-/// FLAC to `temp` and the MD5 of the same PCM to stdout, from `[pcm]`.
-fn encode_output_args(track: &Track, temp: &Path, options: &ConvertOptions) -> Vec<OsString> {
-    let (sample_fmt, pcm_codec) = pcm_formats(track.bits_per_sample);
-    let mut a: Vec<OsString> = Vec::new();
-    let mut push = |s: &str| a.push(s.into());
-    for s in [
-        "-map",
-        "[flac]",
-        "-map_metadata",
-        "-1",
-        "-map_chapters",
-        "-1",
-        "-c:a",
-        "flac",
-        "-sample_fmt",
-        sample_fmt,
-    ] {
-        push(s);
-    }
-    if track.bits_per_sample > 16 {
-        push("-bits_per_raw_sample");
-        push("24");
-    }
-    push("-compression_level");
-    push(&options.compression_level.to_string());
-    // Tags are written natively afterwards (flacmeta::write_tags): FFmpeg would
-    // rename COMMENT to DESCRIPTION and overwrite ENCODER.
-    push("-f");
-    push("flac");
-    a.push(ffmpeg_file_arg(temp));
-    for s in [
-        "-map",
-        "[md5]",
-        "-map_metadata",
-        "-1",
-        "-c:a",
-        pcm_codec,
-        "-f",
-        "md5",
-        "pipe:1",
-    ] {
-        a.push(s.into());
-    }
-    a
-}
-
-/// One FFmpeg process doing everything.
-fn single_pass_args(track: &Track, temp: &Path, options: &ConvertOptions) -> Vec<OsString> {
-    let (mut a, chain) = decode_input_args(track);
-    a.push("-filter_complex".into());
-    a.push(format!("{chain},asplit=2[flac][md5]").into());
-    a.extend(encode_output_args(track, temp, options));
-    a
-}
-
-/// Raw PCM on the wire between the two halves: 16-bit, or 32-bit carrying
-/// the 24 bits (exactly what the single pass hands its FLAC encoder).
-fn raw_pcm(bits: u8) -> (&'static str, &'static str) {
+/// Raw PCM between decoder and encoder: 16-bit, or packed 24-bit (what
+/// libFLAC reads and what its STREAMINFO MD5 covers).
+fn raw_pcm(bits: u8) -> (&'static str, &'static str, u32) {
     if bits <= 16 {
-        ("s16le", "pcm_s16le")
+        ("s16le", "pcm_s16le", 2)
     } else {
-        ("s32le", "pcm_s32le")
+        ("s24le", "pcm_s24le", 3)
     }
 }
 
@@ -791,7 +740,8 @@ fn raw_pcm(bits: u8) -> (&'static str, &'static str) {
 const LANES_MIN_SECONDS: f64 = 60.0;
 
 /// How many decoders share this track: lanes only pay for a long DTS-HD MA
-/// stream, with cores to spare (the job runs split, i.e. alone).
+/// stream, with cores to spare (the scheduler asks for them only while the
+/// job runs alone).
 fn decode_lanes(track: &Track, options: &ConvertOptions) -> usize {
     let long = match track.duration_seconds {
         Some(s) => s >= LANES_MIN_SECONDS,
@@ -799,10 +749,7 @@ fn decode_lanes(track: &Track, options: &ConvertOptions) -> usize {
         // the lowest MA rates).
         None => fs::metadata(&track.path).is_ok_and(|m| m.len() >= 16 << 20),
     };
-    let eligible = options.split_decode_encode
-        && track.lossless
-        && matches!(track.input, InputSpec::Probed)
-        && long;
+    let eligible = track.lossless && matches!(track.input, InputSpec::Probed) && long;
     if eligible && options.decode_lanes >= 2 {
         options.decode_lanes
     } else {
@@ -854,7 +801,7 @@ fn lane_args(track: &Track) -> Vec<OsString> {
 
 /// Output options: the mapped audio as raw PCM on stdout.
 fn raw_pcm_to_stdout(map: &str, bits: u8) -> Vec<OsString> {
-    let (format, codec) = raw_pcm(bits);
+    let (format, codec, _) = raw_pcm(bits);
     [
         "-map",
         map,
@@ -871,58 +818,81 @@ fn raw_pcm_to_stdout(map: &str, bits: u8) -> Vec<OsString> {
     .collect()
 }
 
-/// First half: decode to raw PCM on stdout.
-fn decoder_args(track: &Track) -> Vec<OsString> {
+/// The decoder: the DTS to raw PCM on stdout; with `md5`, also the MD5 of
+/// that PCM as a line "MD5=…" on stderr (for a FLAC written as a stream).
+fn decoder_args(track: &Track, md5: bool) -> Vec<OsString> {
     let (mut a, chain) = decode_input_args(track);
     a.push("-filter_complex".into());
-    a.push(format!("{chain}[pcm]").into());
-    a.extend(raw_pcm_to_stdout("[pcm]", track.bits_per_sample));
-    a
-}
-
-/// Second half: raw PCM from stdin, channel layout and rate given
-/// explicitly, to FLAC and MD5.
-fn encoder_args(track: &Track, temp: &Path, options: &ConvertOptions) -> Vec<OsString> {
-    let (format, _) = raw_pcm(track.bits_per_sample);
-    let mut a: Vec<OsString> = LOG_ARGS.iter().map(OsString::from).collect();
-    for s in ["-f", format, "-ar"] {
-        a.push(s.into());
-    }
-    a.push(track.sample_rate.to_string().into());
-    if layout_mask(&track.channel_layout).is_some() {
-        a.push("-ch_layout".into());
-        a.push(track.channel_layout.clone().into());
+    a.push(if md5 {
+        format!("{chain},asplit=2[pcm][md5]").into()
     } else {
-        a.push("-ac".into());
-        a.push(track.channels.to_string().into());
+        format!("{chain}[pcm]").into()
+    });
+    a.extend(raw_pcm_to_stdout("[pcm]", track.bits_per_sample));
+    if md5 {
+        let (_, codec, _) = raw_pcm(track.bits_per_sample);
+        for s in ["-map", "[md5]", "-c:a", codec, "-f", "md5", "pipe:2"] {
+            a.push(s.into());
+        }
     }
-    for s in [
-        "-i",
-        "pipe:0",
-        "-filter_complex",
-        "[0:a]asplit=2[flac][md5]",
-    ] {
-        a.push(s.into());
-    }
-    a.extend(encode_output_args(track, temp, options));
     a
 }
 
-/// Pipes between the stages (and into the verifier) hold 1 MiB instead of
-/// 64 KiB (Linux allows it without privileges); a failure only costs speed.
+/// The encoder: libFLAC reads the raw PCM from stdin (its shape given
+/// explicitly) and writes `temp`. `-V` makes it decode every frame it
+/// encodes and compare it with the input, sample for sample, before the
+/// frame is written; its STREAMINFO MD5 is that of the PCM it was given.
+/// Channel order is FFmpeg's, which is WAV's; a layout FLAC would not
+/// assume gets its mask as a tag afterwards (`channel_mask_tag`).
+/// With `temp` `None` the FLAC goes to stdout as a stream (see `Output`).
+fn flac_encoder_args(
+    track: &Track,
+    temp: Option<&Path>,
+    options: &ConvertOptions,
+) -> Vec<OsString> {
+    let (_, _, bytes) = raw_pcm(track.bits_per_sample);
+    let mut a: Vec<OsString> = vec![
+        "--silent".into(),
+        "--force".into(),
+        "--verify".into(),
+        format!("-{}", options.compression_level.min(8)).into(),
+        "--force-raw-format".into(),
+        "--endian=little".into(),
+        "--sign=signed".into(),
+        format!("--channels={}", track.channels).into(),
+        format!("--bps={}", bytes * 8).into(),
+        format!("--sample-rate={}", track.sample_rate).into(),
+        // Room for our tags, so they are written in place.
+        "--padding=16384".into(),
+        // The length is unknown until the end: seek points could not be placed.
+        "--no-seektable".into(),
+    ];
+    match temp {
+        Some(path) => {
+            a.push("-o".into());
+            a.push(flac_file_arg(path));
+        }
+        None => a.push("--stdout".into()),
+    }
+    a.push("-".into());
+    a
+}
+
+/// Pipes between the stages hold 1 MiB instead of 64 KiB (Linux allows it
+/// without privileges); a failure only costs speed.
 fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
     // SAFETY: fcntl on a descriptor we own.
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
 }
 
-/// A line from FFmpeg's stderr, classified.
+/// A line from a stage's stderr, classified.
 enum LogLine {
     Progress(Progress),
     Message(String),
 }
 
-/// Reads stderr to its end whatever it says, so FFmpeg can never block on a
-/// full pipe; ffmpeg-sidecar's parser supplies the progress reading.
+/// Reads stderr to its end whatever it says, so a stage can never block on
+/// a full pipe; ffmpeg-sidecar's parser supplies the progress reading.
 fn spawn_stderr_reader(
     stderr: ChildStderr,
     tx: mpsc::Sender<LogLine>,
@@ -956,8 +926,13 @@ fn spawn_stderr_reader(
     })
 }
 
-fn is_problem(line: &str) -> bool {
-    line.contains("[error]") || line.contains("[fatal]") || line.contains("[warning]")
+/// Whether a stage's line reports trouble: FFmpeg tags its levels, and the
+/// `flac` tool is silent (`--silent`) except for what went wrong.
+fn is_problem(role: Role, line: &str) -> bool {
+    match role {
+        Role::Encode => true,
+        _ => line.contains("[error]") || line.contains("[fatal]") || line.contains("[warning]"),
+    }
 }
 
 /// Strips FFmpeg's "[dca @ 0x55…] [error]" prefixes for a readable message.
@@ -972,19 +947,138 @@ fn clean_message(line: &str) -> String {
     s.to_string()
 }
 
-/// What a stage's stderr is read for.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// What a stage is, and so what its stderr is read for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Role {
-    /// Unpacks a DTS-CD rip stored as FLAC into raw bytes.
+    /// Unpacks a DTS-CD rip stored as FLAC, or hands the lanes their frames.
     Unpack,
-    /// Decodes the DTS: its decoder warnings matter.
+    /// Decodes the DTS: its clock is the progress, its warnings matter.
     Decode,
-    /// Encodes FLAC: its clock is the progress.
+    /// libFLAC: encodes and verifies.
     Encode,
-    /// Both in one process.
-    Whole,
 }
 
+/// One process of the chain.
+struct Stage {
+    role: Role,
+    command: Command,
+}
+
+fn ffmpeg_stage(tools: &Tools, role: Role, args: Vec<OsString>) -> Stage {
+    let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
+    cmd.args(args);
+    Stage {
+        role,
+        command: cmd.into(),
+    }
+}
+
+fn flac_stage(tools: &Tools, args: Vec<OsString>, output: Output) -> Stage {
+    let mut command = Command::new(&tools.flac);
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(match output {
+            Output::Direct => Stdio::null(),
+            Output::Streamed => Stdio::piped(),
+        })
+        .stderr(Stdio::piped());
+    Stage {
+        role: Role::Encode,
+        command,
+    }
+}
+
+/// How the FLAC reaches the drive.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Output {
+    /// libFLAC writes the file and goes back to complete its STREAMINFO.
+    Direct,
+    /// libFLAC streams the FLAC to us, we only ever append to the file, and
+    /// complete STREAMINFO in one write with the decoder's MD5 of the PCM.
+    /// For FUSE drives: fusefat puts libFLAC's small rewrites at the start
+    /// of the file in the wrong place (caught by verification in CI).
+    Streamed,
+}
+
+impl Output {
+    fn for_folder(dir: &Path) -> Output {
+        if on_fuse(dir) {
+            Output::Streamed
+        } else {
+            Output::Direct
+        }
+    }
+}
+
+/// Whether `path` lies on a FUSE file system (exfat-fuse, ntfs-3g, fusefat).
+fn on_fuse(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: statfs fills a struct we own from a NUL-terminated path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return true;
+    }
+    st.f_type as i64 == FUSE_SUPER_MAGIC
+}
+
+/// Appends the encoder's stream to `temp`: splice(2) moves the pages from
+/// the pipe without copying them through us.
+fn stream_to_file(mut from: std::process::ChildStdout, temp: &Path) -> io::Result<u64> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let mut file = OpenOptions::new().write(true).truncate(true).open(temp)?;
+    let mut total = 0u64;
+    let mut can_splice = true;
+    let mut buf = Vec::new();
+    loop {
+        let n = if can_splice {
+            // SAFETY: splice between two descriptors we own.
+            let n = unsafe {
+                libc::splice(
+                    from.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    file.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    1 << 20,
+                    libc::SPLICE_F_MOVE,
+                )
+            };
+            if n >= 0 {
+                n as usize
+            } else {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EINVAL) => {
+                        can_splice = false;
+                        continue;
+                    }
+                    _ => return Err(e),
+                }
+            }
+        } else {
+            buf.resize(256 << 10, 0);
+            let n = match from.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            file.write_all(&buf[..n])?;
+            n
+        };
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_conversion(
     tools: &Tools,
     track: &Track,
@@ -993,10 +1087,11 @@ fn run_conversion(
     control: &JobControl,
     on_progress: &mut dyn FnMut(Progress),
     lanes: usize,
+    output: Output,
 ) -> Result<Pass, ConvertError> {
-    // The chain of FFmpeg processes, each one's stdout feeding the next; or,
-    // with lanes, a demuxer, the lanes and an encoder wired through us.
-    let mut stages: Vec<(Role, Vec<OsString>)> = Vec::new();
+    // The chain of processes, each one's stdout feeding the next; or, with
+    // lanes, a demuxer, the lanes and the encoder wired through us.
+    let mut stages: Vec<Stage> = Vec::new();
     if let InputSpec::PcmInFlac { .. } = &track.input {
         // A DTS-CD rip in FLAC is decoded to its raw PCM bytes first.
         let mut a = quiet_file_input(&track.path);
@@ -1013,55 +1108,53 @@ fn run_conversion(
             .iter()
             .map(OsString::from),
         );
-        stages.push((Role::Unpack, a));
+        stages.push(ffmpeg_stage(tools, Role::Unpack, a));
     }
     if lanes >= 2 {
-        stages.push((Role::Unpack, demuxer_args(track)));
+        stages.push(ffmpeg_stage(tools, Role::Unpack, demuxer_args(track)));
         for _ in 0..lanes {
-            stages.push((Role::Decode, lane_args(track)));
+            stages.push(ffmpeg_stage(tools, Role::Decode, lane_args(track)));
         }
-        stages.push((Role::Encode, encoder_args(track, temp, options)));
-    } else if options.split_decode_encode {
-        stages.push((Role::Decode, decoder_args(track)));
-        stages.push((Role::Encode, encoder_args(track, temp, options)));
     } else {
-        stages.push((Role::Whole, single_pass_args(track, temp, options)));
+        let md5 = output == Output::Streamed;
+        stages.push(ffmpeg_stage(tools, Role::Decode, decoder_args(track, md5)));
     }
+    let to_file = (output == Output::Direct).then_some(temp);
+    stages.push(flac_stage(
+        tools,
+        flac_encoder_args(track, to_file, options),
+        output,
+    ));
 
-    let verifier = StreamVerifier::start(tools, temp, track.bits_per_sample, options, control)?;
     let mut children: Vec<(Role, std::process::Child)> = Vec::new();
     let mut readers = Vec::new();
     let (tx, rx) = mpsc::channel::<(Role, LogLine)>();
     let mut next_stdin: Option<io::PipeReader> = None;
-    let mut md5_reader = None;
     let mut lane_io = Vec::new();
     let mut encoder_stdin = None;
     let mut demuxed = None;
+    let mut writer = None;
     let last = stages.len() - 1;
-    for (i, (role, args)) in stages.into_iter().enumerate() {
-        let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
-        cmd.args(args);
-        own_process_group(&mut cmd, options);
+    for (i, Stage { role, mut command }) in stages.into_iter().enumerate() {
+        own_process_group(&mut command, options);
         // Stages are joined by a wide pipe of their own, not through us: with
-        // the default 64 KiB the two FFmpegs switch places thousands of times
-        // a second, which cost ~15% more CPU and wall time here.
+        // the default 64 KiB the two processes switch places thousands of
+        // times a second, which cost ~15% more CPU and wall time here.
         if let Some(from) = next_stdin.take() {
-            cmd.as_inner_mut().stdin(Stdio::from(from));
+            command.stdin(Stdio::from(from));
         }
         if i != last && lanes < 2 {
             let (from, to) = io::pipe().map_err(|e| {
                 ConvertError::new(FailureKind::Transient, format!("cannot make a pipe: {e}"))
             })?;
             widen_pipe(&to);
-            cmd.as_inner_mut().stdout(Stdio::from(to));
+            command.stdout(Stdio::from(to));
             next_stdin = Some(from);
         }
-        // Spawned through the inner Command: FfmpegChild insists on owning
-        // all three pipes, and ours carry the audio between the stages.
-        let spawned = cmd.as_inner_mut().spawn();
+        let spawned = command.spawn();
         // Our copies of the pipe ends go with the command, so each reader
         // sees the end of its input when its writer exits.
-        drop(cmd);
+        drop(command);
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
@@ -1069,9 +1162,14 @@ fn run_conversion(
                     let _ = c.kill();
                     let _ = c.wait();
                 }
+                let program = if role == Role::Encode {
+                    "flac"
+                } else {
+                    "ffmpeg"
+                };
                 return Err(ConvertError::new(
                     FailureKind::Transient,
-                    format!("cannot start ffmpeg: {e}"),
+                    format!("cannot start {program}: {e}"),
                 ));
             }
         };
@@ -1083,20 +1181,18 @@ fn run_conversion(
                     lane_io.push((i.expect("stdin is piped"), o.expect("stdout is piped")));
                 }
                 Role::Encode => encoder_stdin = child.stdin.take(),
-                _ => demuxed = child.stdout.take(),
+                Role::Unpack => demuxed = child.stdout.take(),
             }
         }
-        // FfmpegCommand pipes stdin: the first stage reads nothing from us.
+        if role == Role::Encode && output == Output::Streamed {
+            let stream = child.stdout.take().expect("stdout is piped");
+            widen_pipe(&stream);
+            let temp = temp.to_path_buf();
+            writer = Some(std::thread::spawn(move || stream_to_file(stream, &temp)));
+        }
+        // The first stage reads nothing from us.
         if i == 0 {
             drop(child.stdin.take());
-        }
-        if i == last {
-            let mut stdout = child.stdout.take().expect("stdout is piped");
-            md5_reader = Some(std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = stdout.read_to_string(&mut s);
-                s
-            }));
         }
         let (role_tx, role_rx) = mpsc::channel();
         let tagged = tx.clone();
@@ -1125,7 +1221,6 @@ fn run_conversion(
             for p in &outputs {
                 widen_pipe(p);
             }
-            let bytes = if track.bits_per_sample <= 16 { 2 } else { 4 };
             Some(super::lanes::Lanes::start(
                 stream,
                 inputs,
@@ -1133,7 +1228,7 @@ fn run_conversion(
                 encoder,
                 super::lanes::PcmShape {
                     channels: track.channels,
-                    bytes_per_sample: bytes,
+                    bytes_per_sample: raw_pcm(track.bits_per_sample).2,
                     sample_rate: track.sample_rate,
                     trim: track.trim.map(|t| (t.start, t.samples)),
                 },
@@ -1142,48 +1237,64 @@ fn run_conversion(
         _ => None,
     };
 
-    let mut problems: VecDeque<String> = VecDeque::new();
+    let started = Instant::now();
+    let mut problems: HashMap<Role, VecDeque<String>> = HashMap::new();
     let mut decoder_warnings = Vec::new();
+    let mut pcm_md5 = None;
     let mut last_report = Instant::now() - Duration::from_secs(1);
-    for (role, line) in rx {
-        match line {
-            LogLine::Progress(p) if matches!(role, Role::Encode | Role::Whole) => {
-                if last_report.elapsed() >= Duration::from_millis(200) {
-                    last_report = Instant::now();
-                    on_progress(p);
-                }
+    loop {
+        let item = match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(item) => Some(item),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        // Lanes report no clock of their own: the joined PCM is the progress.
+        if let Some(p) = &plumbing {
+            if last_report.elapsed() >= Duration::from_millis(200) {
+                last_report = Instant::now();
+                let seconds_done = p.samples_joined() as f64 / f64::from(track.sample_rate.max(1));
+                on_progress(Progress {
+                    seconds_done,
+                    speed: seconds_done / started.elapsed().as_secs_f64().max(0.001),
+                });
             }
-            LogLine::Progress(_) => {}
-            LogLine::Message(m) if is_problem(&m) => {
-                if matches!(role, Role::Decode | Role::Whole)
-                    && m.contains("[dca @")
-                    && decoder_warnings.len() < 20
-                {
+        }
+        match item {
+            Some((Role::Decode, LogLine::Progress(p)))
+                if plumbing.is_none() && last_report.elapsed() >= Duration::from_millis(200) =>
+            {
+                last_report = Instant::now();
+                on_progress(p);
+            }
+            Some((Role::Decode, LogLine::Message(m))) if m.starts_with("MD5=") => {
+                pcm_md5 = parse_md5(&m["MD5=".len()..]);
+            }
+            Some((role, LogLine::Message(m))) if is_problem(role, &m) => {
+                if role == Role::Decode && m.contains("[dca @") && decoder_warnings.len() < 20 {
                     decoder_warnings.push(clean_message(&m));
                 }
-                if problems.len() >= 20 {
-                    problems.pop_front();
+                let lines = problems.entry(role).or_default();
+                if lines.len() >= 20 {
+                    lines.pop_front();
                 }
-                problems.push_back(m);
+                lines.push_back(m);
             }
-            LogLine::Message(_) => {}
+            _ => {}
         }
     }
-    let mut failed_status = None;
-    for (_, mut child) in children {
+    let mut failed: Vec<(Role, std::process::ExitStatus)> = Vec::new();
+    for (role, mut child) in children {
         let pid = child.id();
         let status = child.wait();
         control.unregister(pid);
         match status {
             Ok(s) if s.success() => {}
-            Ok(s) => {
-                failed_status.get_or_insert(s);
-            }
+            Ok(s) => failed.push((role, s)),
             Err(e) => {
                 if !control.is_cancelled() {
                     return Err(ConvertError::new(
                         FailureKind::Transient,
-                        format!("lost ffmpeg: {e}"),
+                        format!("lost a conversion process: {e}"),
                     ));
                 }
             }
@@ -1192,46 +1303,67 @@ fn run_conversion(
     for r in readers {
         let _ = r.join();
     }
-    if let Some(p) = plumbing {
-        if let Err(e) = p.join() {
-            if !control.is_cancelled() {
-                return Err(ConvertError::new(
-                    FailureKind::Transient,
-                    format!("parallel decoding: {e}"),
-                ));
-            }
-        }
-    }
-    let md5_out = md5_reader
-        .map(|r| r.join().unwrap_or_default())
-        .unwrap_or_default();
-
+    let joined = plumbing.map(|p| p.join());
+    let written = writer.map(|w| {
+        w.join()
+            .unwrap_or_else(|_| Err(io::Error::other("panicked")))
+    });
     if control.is_cancelled() {
         return Err(ConvertError::new(FailureKind::Cancelled, "cancelled"));
     }
-    if let Some(status) = failed_status {
-        return Err(classify_failure(&status, &problems));
+    let dest_dir = temp.parent().unwrap_or(Path::new("."));
+    // Writing to the drive failed: that is the cause (libFLAC then only
+    // reports the pipe we closed).
+    if let Some(Err(e)) = &written {
+        return Err(destination_error(dest_dir, e));
     }
-    let md5 = md5_out
-        .lines()
-        .find_map(|l| l.strip_prefix("MD5="))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .ok_or_else(|| {
-            ConvertError::new(
-                FailureKind::Transient,
-                "ffmpeg finished without reporting the PCM checksum",
-            )
-        })?;
+    // The encoder's own reason comes first (a full drive, a failed verify);
+    // a decoder then only reports the pipe it lost. Otherwise the first
+    // stage that failed says why.
+    let culprit = failed
+        .iter()
+        .find(|(role, _)| *role == Role::Encode)
+        .or_else(|| failed.first());
+    if let Some((role, status)) = culprit {
+        let none = VecDeque::new();
+        let lines = problems.get(role).unwrap_or(&none);
+        return Err(classify_failure(*role, status, lines, dest_dir));
+    }
+    if let Some(Err(e)) = joined {
+        return Err(ConvertError::new(
+            FailureKind::Transient,
+            format!("parallel decoding: {e}"),
+        ));
+    }
+    if output == Output::Streamed && pcm_md5.is_none() {
+        return Err(ConvertError::new(
+            FailureKind::Transient,
+            "the decoder finished without reporting the PCM checksum",
+        ));
+    }
     Ok(Pass {
-        md5,
+        pcm_md5,
         decoder_warnings,
-        decoded_md5: verifier.finish(control),
     })
 }
 
+fn parse_md5(hex: &str) -> Option<[u8; 16]> {
+    let hex = hex.trim();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn classify_failure(
+    role: Role,
     status: &std::process::ExitStatus,
     problems: &VecDeque<String>,
+    dest_dir: &Path,
 ) -> ConvertError {
     use std::os::unix::process::ExitStatusExt;
     let text = problems
@@ -1239,59 +1371,84 @@ fn classify_failure(
         .map(|l| l.to_ascii_lowercase())
         .collect::<Vec<_>>()
         .join("\n");
+    let program = if role == Role::Encode {
+        "flac"
+    } else {
+        "ffmpeg"
+    };
     let last = problems
         .iter()
         .rev()
         .map(|l| clean_message(l))
         .find(|l| !l.starts_with("Conversion failed") && !l.is_empty())
         .unwrap_or_else(|| match status.signal() {
-            Some(sig) => format!("ffmpeg was killed by signal {sig}"),
-            None => format!("ffmpeg exited with {status}"),
+            Some(sig) => format!("{program} was killed by signal {sig}"),
+            None => format!("{program} exited with {status}"),
         });
-    let kind = if text.contains("no space left")
-        || text.contains("read-only file system")
-        || text.contains("permission denied")
-    {
+    // libFLAC says only "the most common cause is that the disk is full":
+    // ask the file system.
+    let full = text.contains("no space left")
+        || (role == Role::Encode && free_bytes(dest_dir).is_some_and(|f| f < 1 << 20));
+    let read_only = text.contains("read-only file system");
+    if full {
+        return ConvertError::new(FailureKind::Destination, "the destination is full");
+    }
+    if read_only {
+        return ConvertError::new(FailureKind::Destination, "the destination is read-only");
+    }
+    let kind = if text.contains("permission denied") {
         FailureKind::Destination
-    } else if text.contains("input/output error") || status.signal().is_some() {
+    } else if role == Role::Encode
+        || text.contains("input/output error")
+        || status.signal().is_some()
+    {
+        // A libFLAC failure that is not the drive's (a verify mismatch, a
+        // write error) is worth another attempt; bad input fails in FFmpeg.
         FailureKind::Transient
     } else {
         FailureKind::Input
     };
-    let message = if text.contains("no space left") {
-        "the destination is full".to_string()
-    } else if text.contains("read-only file system") {
-        "the destination is read-only".to_string()
+    let message = if text.contains("verify failed") || text.contains("mismatch") {
+        format!(
+            "verification failed: libFLAC's decode of its own output differs from the PCM ({last})"
+        )
     } else {
-        format!("ffmpeg failed: {last}")
+        format!("{program} failed: {last}")
     };
     ConvertError::new(kind, message)
 }
 
-/// Checks the written FLAC against the pass: same MD5, same length, same
-/// format, and it decodes completely to that MD5.
+/// Checks the written FLAC: the length the master has, the format the
+/// track has, and the file as stored, frame by frame (CRC-8 of every
+/// header, CRC-16 of every frame, no gap, every sample counted). libFLAC's
+/// `--verify` has already compared every encoded frame with its input.
 fn verify(
     track: &Track,
     temp: &Path,
-    pass_md5: &str,
-    decoded_md5: Result<String, ConvertError>,
+    streamed_md5: Option<[u8; 16]>,
 ) -> Result<flacmeta::StreamInfo, ConvertError> {
     let bad = |m: String| ConvertError::new(FailureKind::Input, m);
-    let meta = flacmeta::read(temp).map_err(|e| {
-        ConvertError::new(
-            FailureKind::Transient,
-            format!("cannot read back the FLAC: {e}"),
+    let failed = |m: String| ConvertError::new(FailureKind::Transient, m);
+    let frames =
+        super::flacframes::check(temp).map_err(|e| failed(format!("verification failed: {e}")))?;
+    if let Some(md5) = streamed_md5 {
+        flacmeta::complete_stream_info(
+            temp,
+            frames.min_frame_bytes,
+            frames.max_frame_bytes,
+            frames.samples,
+            md5,
         )
-    })?;
+        .map_err(|e| failed(format!("cannot complete the FLAC's STREAMINFO: {e}")))?;
+    }
+    let meta =
+        flacmeta::read(temp).map_err(|e| failed(format!("cannot read back the FLAC: {e}")))?;
     let si = meta.stream_info;
-    if si.md5_hex() != pass_md5 {
-        return Err(ConvertError::new(
-            FailureKind::Transient,
-            format!(
-                "verification failed: FLAC MD5 {} differs from the decoded PCM's {pass_md5}",
-                si.md5_hex()
-            ),
-        ));
+    if si.total_samples != frames.samples {
+        return Err(failed(format!(
+            "verification failed: the FLAC's frames hold {} samples, its STREAMINFO says {}",
+            frames.samples, si.total_samples
+        )));
     }
     if let Some(expected) = track.expected_samples() {
         if si.total_samples != expected {
@@ -1318,218 +1475,56 @@ fn verify(
             track.sample_rate
         )));
     }
-    let decoded = decoded_md5?;
-    if decoded != pass_md5 {
-        return Err(ConvertError::new(
-            FailureKind::Transient,
-            format!("verification failed: the FLAC decodes to MD5 {decoded}, expected {pass_md5}"),
+    if si.md5 == [0; 16] {
+        return Err(failed(
+            "verification failed: the FLAC has no MD5 of its audio".into(),
         ));
     }
     Ok(si)
 }
 
-/// Decodes the FLAC completely while FFmpeg is still writing it: a thread
-/// follows the growing file into a second FFmpeg that decodes every frame
-/// and hashes the PCM. The check costs no wall time of its own when a core
-/// is free, and exactly one decode of CPU otherwise.
-struct StreamVerifier {
-    child: Option<ffmpeg_sidecar::child::FfmpegChild>,
-    pid: u32,
-    writer_done: std::sync::Arc<AtomicBool>,
-    follower: Option<std::thread::JoinHandle<()>>,
-    md5_reader: Option<std::thread::JoinHandle<String>>,
-    err_reader: Option<std::thread::JoinHandle<String>>,
+/// Starts the drive writing the FLAC while it is encoded, a second behind
+/// the encoder, instead of all at the final fsync: on a USB stick that
+/// flush would otherwise add seconds per track, and fewer dirty pages wait
+/// in a small board's memory. Stops when dropped.
+struct Writeback {
+    stop: std::sync::Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl StreamVerifier {
-    fn start(
-        tools: &Tools,
-        flac: &Path,
-        bits: u8,
-        options: &ConvertOptions,
-        control: &JobControl,
-    ) -> Result<StreamVerifier, ConvertError> {
-        let (_, pcm_codec) = pcm_formats(bits);
-        let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
-        // One thread: the verification must not crowd out the conversion.
-        cmd.args([
-            "-nostdin",
-            "-hide_banner",
-            "-nostats",
-            "-threads",
-            "1",
-            "-xerror",
-            // Frame CRCs too: damage in a residual decodes "fine" otherwise.
-            "-err_detect",
-            "crccheck",
-            "-f",
-            "flac",
-            "-i",
-            "pipe:0",
-            "-map",
-            "0:a:0",
-            "-c:a",
-            pcm_codec,
-            "-f",
-            "md5",
-            "pipe:1",
-        ]);
-        own_process_group(&mut cmd, options);
-        let mut child = cmd.spawn().map_err(|e| {
-            ConvertError::new(FailureKind::Transient, format!("cannot start ffmpeg: {e}"))
-        })?;
-        let pid = child.as_inner().id();
-        control.register(pid);
-        let writer_done = std::sync::Arc::new(AtomicBool::new(false));
-        let mut stdin = child.take_stdin().expect("stdin is piped");
-        widen_pipe(&stdin);
-        let done = writer_done.clone();
-        // A FUSE driver may keep per-handle state that goes stale when the
-        // writer truncates and grows the file (fusefat hands back old
-        // clusters): there the file is opened and read once it is complete.
-        let follow = !on_fuse(flac);
-        let flac = flac.to_path_buf();
-        let follower = std::thread::spawn(move || {
-            let mut idle = Duration::from_millis(5);
-            while !follow && !done.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            // Without the file the decoder sees no input and reports it.
-            let Ok(mut file) = File::open(&flac) else {
-                return;
-            };
-            loop {
-                // Read the "done" flag before reading: once the writer has
-                // exited, a read that finds nothing has reached the true end.
-                let finished = done.load(Ordering::Acquire);
-                match move_to_pipe(&mut file, &mut stdin) {
-                    Ok(0) if finished => break,
-                    Ok(0) => {
-                        std::thread::sleep(idle);
-                        idle = (idle * 2).min(Duration::from_millis(100));
-                    }
-                    Ok(_) => idle = Duration::from_millis(5),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // The decoder stopped (it reports why) or the file is gone.
-                    Err(_) => break,
+impl Writeback {
+    fn start(path: &Path) -> Writeback {
+        use std::os::fd::AsRawFd;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let file = File::open(path).ok();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let Some(file) = file else { return };
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::park_timeout(Duration::from_millis(1000));
+                // SAFETY: an advisory call on a descriptor we own; where the
+                // file system cannot do it (some FUSE drivers) it is a no-op.
+                let r = unsafe {
+                    libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
+                };
+                if r != 0 {
+                    return;
                 }
             }
         });
-        let mut stdout = child.take_stdout().expect("stdout is piped");
-        let md5_reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stdout.read_to_string(&mut s);
-            s
-        });
-        let mut stderr = child.take_stderr().expect("stderr is piped");
-        let err_reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
-        });
-        Ok(StreamVerifier {
-            child: Some(child),
-            pid,
-            writer_done,
-            follower: Some(follower),
-            md5_reader: Some(md5_reader),
-            err_reader: Some(err_reader),
-        })
-    }
-
-    /// Call once the writer has exited: the MD5 of the FLAC's decoded PCM.
-    fn finish(mut self, control: &JobControl) -> Result<String, ConvertError> {
-        self.writer_done.store(true, Ordering::Release);
-        if let Some(f) = self.follower.take() {
-            let _ = f.join();
-        }
-        let out = self
-            .md5_reader
-            .take()
-            .map(|r| r.join().unwrap_or_default())
-            .unwrap_or_default();
-        let status = self.child.take().map(|mut c| c.wait());
-        control.unregister(self.pid);
-        let errors = self
-            .err_reader
-            .take()
-            .map(|r| r.join().unwrap_or_default())
-            .unwrap_or_default();
-        if control.is_cancelled() {
-            return Err(ConvertError::new(FailureKind::Cancelled, "cancelled"));
-        }
-        let ok = matches!(status, Some(Ok(s)) if s.success());
-        let problem = errors.lines().find(|l| is_problem(l)).map(clean_message);
-        match (ok, out.lines().find_map(|l| l.strip_prefix("MD5="))) {
-            (true, Some(md5)) if problem.is_none() => Ok(md5.trim().to_ascii_lowercase()),
-            _ => Err(ConvertError::new(
-                FailureKind::Transient,
-                format!(
-                    "verification failed: the FLAC does not decode cleanly ({})",
-                    problem.unwrap_or_else(|| "no checksum".into())
-                ),
-            )),
+        Writeback {
+            stop,
+            thread: Some(thread),
         }
     }
 }
 
-/// Whether `path` lies on a FUSE file system (exfat-fuse, ntfs-3g, fusefat).
-fn on_fuse(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return true;
-    };
-    // SAFETY: statfs fills a struct we own from a NUL-terminated path.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return true;
-    }
-    st.f_type as i64 == FUSE_SUPER_MAGIC
-}
-
-/// Moves what the file has beyond our position into the pipe: splice(2)
-/// hands over page-cache pages without copying them through us (our own CPU
-/// stays near zero); plain read/write where the file system cannot splice.
-fn move_to_pipe(file: &mut File, pipe: &mut std::process::ChildStdin) -> io::Result<usize> {
-    use std::io::Write;
-    use std::os::fd::AsRawFd;
-    const CHUNK: usize = 1 << 20;
-    // SAFETY: splice between two descriptors we own; offsets are the files' own.
-    let n = unsafe {
-        libc::splice(
-            file.as_raw_fd(),
-            std::ptr::null_mut(),
-            pipe.as_raw_fd(),
-            std::ptr::null_mut(),
-            CHUNK,
-            libc::SPLICE_F_MOVE,
-        )
-    };
-    if n >= 0 {
-        return Ok(n as usize);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() != Some(libc::EINVAL) {
-        return Err(e);
-    }
-    let mut buf = vec![0u8; 256 << 10];
-    let n = file.read(&mut buf)?;
-    pipe.write_all(&buf[..n])?;
-    Ok(n)
-}
-
-impl Drop for StreamVerifier {
-    /// The conversion failed or was cancelled: stop decoding a file that
-    /// will be deleted.
+impl Drop for Writeback {
     fn drop(&mut self) {
-        self.writer_done.store(true, Ordering::Release);
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Some(f) = self.follower.take() {
-            let _ = f.join();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
         }
     }
 }
@@ -1556,9 +1551,8 @@ pub fn remove_stale_temp_files(dir: &Path) -> usize {
 /// It also dies with the thread that started it, like it would in a power
 /// cut, so a killed daemon never leaves FFmpeg writing behind its back. It
 /// runs at the plan's niceness, on the plan's CPUs.
-fn own_process_group(cmd: &mut FfmpegCommand, options: &ConvertOptions) {
+fn own_process_group(inner: &mut Command, options: &ConvertOptions) {
     use std::os::unix::process::CommandExt;
-    let inner = cmd.as_inner_mut();
     inner.process_group(0);
     let nice = options.nice;
     let cpus = options.cpus.clone();
@@ -1644,80 +1638,6 @@ mod tests {
         assert_eq!(
             temp_path_for(Path::new("/d/Film.flac")),
             PathBuf::from("/d/.Film.flac.dtsflac.part")
-        );
-    }
-
-    /// A FLAC of noise, 24-bit 5.1, made by FFmpeg.
-    fn noise_flac(dir: &Path, tools: &Tools) -> PathBuf {
-        let path = dir.join("noise.flac");
-        let ok = std::process::Command::new(&tools.ffmpeg)
-            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
-            .arg("anoisesrc=r=48000:d=4:c=pink,pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0")
-            .args([
-                "-c:a",
-                "flac",
-                "-sample_fmt",
-                "s32",
-                "-bits_per_raw_sample",
-                "24",
-            ])
-            .arg(&path)
-            .status()
-            .expect("ffmpeg runs")
-            .success();
-        assert!(ok, "ffmpeg could not make the test FLAC");
-        path
-    }
-
-    fn tools() -> Tools {
-        Tools::locate().expect("these tests need ffmpeg: run scripts/install-deps.sh")
-    }
-
-    #[test]
-    fn the_stream_verifier_follows_a_growing_file_to_its_end() {
-        let tools = tools();
-        let dir = tempfile::tempdir().unwrap();
-        let whole = std::fs::read(noise_flac(dir.path(), &tools)).unwrap();
-        let expected = flacmeta::read(&dir.path().join("noise.flac"))
-            .unwrap()
-            .stream_info
-            .md5_hex();
-        let growing = dir.path().join("growing.flac");
-        File::create(&growing).unwrap();
-        let control = JobControl::default();
-        let verifier =
-            StreamVerifier::start(&tools, &growing, 24, &ConvertOptions::default(), &control)
-                .unwrap();
-        // Written in pieces with pauses, like FFmpeg writing as it encodes.
-        let mut out = OpenOptions::new().append(true).open(&growing).unwrap();
-        for piece in whole.chunks(whole.len() / 7 + 1) {
-            use std::io::Write;
-            out.write_all(piece).unwrap();
-            std::thread::sleep(Duration::from_millis(60));
-        }
-        drop(out);
-        assert_eq!(verifier.finish(&control).unwrap(), expected);
-    }
-
-    #[test]
-    fn the_stream_verifier_rejects_a_damaged_file() {
-        let tools = tools();
-        let dir = tempfile::tempdir().unwrap();
-        let path = noise_flac(dir.path(), &tools);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let middle = bytes.len() / 2;
-        for b in &mut bytes[middle..middle + 64] {
-            *b ^= 0x5a;
-        }
-        std::fs::write(&path, &bytes).unwrap();
-        let control = JobControl::default();
-        let verifier =
-            StreamVerifier::start(&tools, &path, 24, &ConvertOptions::default(), &control).unwrap();
-        let err = verifier.finish(&control).unwrap_err();
-        assert!(
-            err.message.contains("does not decode cleanly"),
-            "{}",
-            err.message
         );
     }
 }

@@ -152,6 +152,42 @@ fn block_list(f: &mut File) -> io::Result<Vec<BlockAt>> {
     }
 }
 
+/// Fills in what an encoder writing to a pipe could not go back for: the
+/// frame sizes, the total sample count and the MD5 of the audio, in one
+/// write of the STREAMINFO block (the first block, right after "fLaC").
+pub fn complete_stream_info(
+    path: &Path,
+    min_frame_bytes: u32,
+    max_frame_bytes: u32,
+    total_samples: u64,
+    md5: [u8; 16],
+) -> io::Result<()> {
+    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut head = [0u8; 42];
+    f.read_exact(&mut head)?;
+    if &head[..4] != b"fLaC" || head[4] & 0x7f != 0 {
+        return Err(invalid("not a FLAC file with STREAMINFO first"));
+    }
+    if total_samples >= 1 << 36 || max_frame_bytes >= 1 << 24 {
+        return Err(invalid("stream too long for STREAMINFO"));
+    }
+    let body = &mut head[8..];
+    body[4..7].copy_from_slice(&min_frame_bytes.to_be_bytes()[1..]);
+    body[7..10].copy_from_slice(&max_frame_bytes.to_be_bytes()[1..]);
+    let packed = u64::from_be_bytes(body[10..18].try_into().unwrap());
+    let packed = (packed & !0xf_ffff_ffff) | total_samples;
+    body[10..18].copy_from_slice(&packed.to_be_bytes());
+    body[18..34].copy_from_slice(&md5);
+    f.seek(SeekFrom::Start(8))?;
+    f.write_all(&head[8..])
+}
+
+/// Where the audio frames start: just past the last metadata block.
+pub fn audio_offset(f: &mut File) -> io::Result<u64> {
+    let blocks = block_list(f)?;
+    Ok(blocks.last().map_or(4, |b| b.offset + 4 + b.len))
+}
+
 fn comment_block(vendor: &str, tags: &[(String, String)]) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
@@ -207,8 +243,8 @@ pub fn write_tags(path: &Path, vendor: &str, tags: &[(String, String)]) -> io::R
                     out.resize(space as usize, 0);
                 }
                 f.seek(SeekFrom::Start(start))?;
-                f.write_all(&out)?;
-                return f.sync_data();
+                // The caller fsyncs the finished file once (as convert does).
+                return f.write_all(&out);
             }
             i = j;
         } else {

@@ -15,7 +15,9 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::process::{ChildStdin, ChildStdout};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Frames decoded before a chunk and thrown away (two suffice; one spare).
@@ -126,6 +128,9 @@ pub struct PcmShape {
 /// The running plumbing; `join` reports a broken seam or stream.
 pub struct Lanes {
     threads: Vec<JoinHandle<Result<(), String>>>,
+    /// PCM bytes handed to the encoder so far: the progress.
+    joined: Arc<AtomicU64>,
+    sample_bytes: u64,
 }
 
 impl Lanes {
@@ -180,10 +185,21 @@ impl Lanes {
         // the last frame of a chunk until the start of its next one arrives.
         let (plan_tx, plan_rx) = mpsc::sync_channel::<(Chunk, CoreHeader)>(2 * n + 1);
         threads.push(std::thread::spawn(move || split(stream, to_lanes, plan_tx)));
+        let joined = Arc::new(AtomicU64::new(0));
+        let counter = joined.clone();
         threads.push(std::thread::spawn(move || {
-            join(from_lanes, plan_rx, encoder, shape)
+            join(from_lanes, plan_rx, encoder, shape, &counter)
         }));
-        Lanes { threads }
+        let sample_bytes = u64::from(shape.channels * shape.bytes_per_sample).max(1);
+        Lanes {
+            threads,
+            joined,
+            sample_bytes,
+        }
+    }
+
+    pub fn samples_joined(&self) -> u64 {
+        self.joined.load(Ordering::Relaxed) / self.sample_bytes
     }
 
     pub fn join(self) -> Result<(), String> {
@@ -319,6 +335,7 @@ fn join(
     plan: Receiver<(Chunk, CoreHeader)>,
     mut encoder: ChildStdin,
     shape: PcmShape,
+    joined: &AtomicU64,
 ) -> Result<(), String> {
     let mut lanes: Vec<LaneReader> = from_lanes
         .into_iter()
@@ -365,8 +382,11 @@ fn join(
             let from = keep_from.saturating_sub(position).min(piece.len() as u64) as usize;
             let to = keep_to.saturating_sub(position).min(piece.len() as u64) as usize;
             if from < to && write_err.is_none() {
-                if let Err(e) = encoder.write_all(&piece[from..to]) {
-                    write_err = Some(e);
+                match encoder.write_all(&piece[from..to]) {
+                    Ok(()) => {
+                        joined.fetch_add((to - from) as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => write_err = Some(e),
                 }
             }
             position += piece.len() as u64;

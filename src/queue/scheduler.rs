@@ -23,7 +23,7 @@ pub struct SchedulerConfig {
     pub max_attempts: u32,
     /// Run fewer jobs while the board is hot or throttled.
     pub adaptive: bool,
-    /// Cores FFmpeg may use: a job splits into decode and encode processes
+    /// Cores the conversions may use: a job gets several decoders (lanes)
     /// only while that leaves no job waiting for a core.
     pub cores: usize,
     pub convert: ConvertOptions,
@@ -275,8 +275,8 @@ impl Drop for Scheduler {
     }
 }
 
-/// Waits for a job to claim, and says whether it may split into decode and
-/// encode processes; `None` when the scheduler is stopping.
+/// Waits for a job to claim, and says whether it may decode in lanes;
+/// `None` when the scheduler is stopping.
 fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>, bool)> {
     let mut g = inner.shared.lock().unwrap();
     loop {
@@ -292,12 +292,8 @@ fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>, bool)>
                     let control = Arc::new(JobControl::default());
                     g.running.insert(job.id, control.clone());
                     let waiting = store.count_in_state(JobState::Queued).unwrap_or(0);
-                    let split = split_pays(
-                        inner.config.convert.split_decode_encode,
-                        g.running.len() + waiting,
-                        inner.config.cores,
-                    );
-                    return Some((job, control, split));
+                    let lanes = lanes_pay(g.running.len() + waiting, inner.config.cores);
+                    return Some((job, control, lanes));
                 }
                 Ok(None) => {}
                 Err(e) => eprintln!("dtsflac: job store: {e}"),
@@ -311,18 +307,22 @@ fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>, bool)>
     }
 }
 
-/// A split job keeps about two cores busy (decoder | encoder and verifier).
-/// When every core already has a job of its own, one process per job does
-/// the same work with less piping, so the batch finishes sooner.
-fn split_pays(allowed: bool, jobs: usize, cores: usize) -> bool {
-    allowed && jobs * 2 <= cores.max(1)
+/// A job keeps about two cores busy (decoder | libFLAC encoder). Lanes add
+/// decoders; they pay only when the cores would otherwise sit idle, not
+/// when every core already has a job of its own.
+fn lanes_pay(jobs: usize, cores: usize) -> bool {
+    jobs * 2 <= cores.max(1)
 }
 
 fn worker(inner: &Inner) {
-    while let Some((job, control, split)) = next_job(inner) {
+    while let Some((job, control, lanes)) = next_job(inner) {
         let id = job.id;
         let options = ConvertOptions {
-            split_decode_encode: split,
+            decode_lanes: if lanes {
+                inner.config.convert.decode_lanes
+            } else {
+                1
+            },
             ..inner.config.convert.clone()
         };
         (inner.listener)(Event::Started { job: id });
@@ -436,20 +436,17 @@ fn finished(
 
 #[cfg(test)]
 mod tests {
-    use super::split_pays;
+    use super::lanes_pay;
 
     #[test]
-    fn jobs_split_only_while_cores_would_stay_idle() {
-        // One long film on two cores: decoder and encoder get a core each.
-        assert!(split_pays(true, 1, 2));
-        // A batch on two cores: one single-process job per core.
-        assert!(!split_pays(true, 2, 2));
-        assert!(!split_pays(true, 4, 2));
-        // Four cores: two split jobs fill them.
-        assert!(split_pays(true, 2, 4));
-        assert!(!split_pays(true, 3, 4));
-        // The plan or config said no.
-        assert!(!split_pays(false, 1, 4));
-        assert!(!split_pays(true, 1, 1));
+    fn lanes_only_while_cores_would_stay_idle() {
+        // Two cores: one job alone may have them; two jobs fill them.
+        assert!(lanes_pay(1, 2));
+        assert!(!lanes_pay(2, 2));
+        assert!(!lanes_pay(4, 2));
+        // Four cores: two jobs fill them.
+        assert!(lanes_pay(2, 4));
+        assert!(!lanes_pay(3, 4));
+        assert!(!lanes_pay(1, 1));
     }
 }

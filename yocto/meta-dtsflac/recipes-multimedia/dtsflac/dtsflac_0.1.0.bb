@@ -48,10 +48,11 @@ CONFFILES:${PN} = "${sysconfdir}/dtsflac/dtsflac.toml"
 SYSTEMD_SERVICE:${PN} = "dtsflac.service"
 
 # ffmpeg/ffprobe (oe-core; LICENSE_FLAGS "commercial", accept it in local.conf),
+# flac (oe-core: libFLAC's encoder, which writes and verifies every FLAC),
 # the FUSE fallbacks for kernels without exFAT/NTFS (meta-filesystems; there is
 # no fusefat recipe, the kernel's vfat is always used), losetup for partitions
 # on kernels without MBR/GPT support.
-RDEPENDS:${PN} = "ffmpeg fuse-exfat ntfs-3g util-linux-losetup"
+RDEPENDS:${PN} = "ffmpeg flac fuse-exfat ntfs-3g util-linux-losetup"
 # i2cdetect for wiring checks; the kernel drivers when they are modules (the
 # kernel fragment in this layer builds them in, then these do not exist).
 RRECOMMENDS:${PN} = "i2c-tools \
