@@ -33,6 +33,16 @@ enum Command {
     Doctor,
     /// Measure dtsflac against plain FFmpeg on long DTS-HD MA tracks.
     Bench(cli::bench::BenchArgs),
+    /// Check FLAC files as stored, frame by frame (every header and frame
+    /// CRC, no gap, every sample counted against STREAMINFO) without
+    /// decoding them. Conversions run this as their read-back check.
+    CheckFlac {
+        /// One line per file: "frames samples min_frame_bytes max_frame_bytes".
+        #[arg(long)]
+        machine: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Run the box: mount USB drives as they are plugged in, convert every
     /// DTS track on them, serve the status API, eject on request.
     Run {
@@ -52,6 +62,7 @@ fn main() -> ExitCode {
     let paths = match &cli.command {
         Command::Scan { paths, .. } => paths.as_slice(),
         Command::Convert(args) => args.paths.as_slice(),
+        Command::CheckFlac { files, .. } => files.as_slice(),
         Command::Doctor | Command::Run { .. } | Command::Bench(_) => &[],
     };
     if let Some(p) = missing_path(paths) {
@@ -64,6 +75,7 @@ fn main() -> ExitCode {
         Command::Doctor => cli::doctor::run(),
         Command::Bench(args) => cli::bench::run(args),
         Command::Run { config } => cli::run::run(config),
+        Command::CheckFlac { machine, files } => cli::check::run(&files, machine),
     };
     ExitCode::from(code)
 }

@@ -73,6 +73,21 @@ fn every_master_audio_sample_is_bit_exact_on_the_right_speakers() {
         assert!(tags["ENCODER"].starts_with("dtsflac"), "{stem}: {:?}", tags);
         assert_eq!(tags["TITLE"], stem);
     }
+
+    // `check-flac` reads a stored FLAC back frame by frame: a finished one
+    // passes, the same file with one byte changed in its audio does not.
+    let flac = out.join("xll_71_24_48_768_0.flac");
+    let ok = dtsflac(&["check-flac"], &[&flac]);
+    assert_eq!(ok.code, 0, "{}", ok.all());
+    assert!(ok.stdout.contains(": ok, "), "{}", ok.all());
+    let mut bytes = fs::read(&flac).unwrap();
+    let at = bytes.len() - bytes.len() / 3;
+    bytes[at] ^= 0x04;
+    let damaged = out.join("damaged.flac");
+    fs::write(&damaged, &bytes).unwrap();
+    let bad = dtsflac(&["check-flac"], &[&damaged]);
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    assert!(bad.stderr.contains("fails its CRC"), "{}", bad.all());
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! 0 all well, 1 something failed (each failure named on stderr), 2 usage.
 
 pub mod bench;
+pub mod check;
 pub mod convert;
 pub mod doctor;
 pub mod run;

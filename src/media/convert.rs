@@ -374,7 +374,7 @@ pub fn convert_track(
         other => (other?, lanes.max(1)),
     };
     drop(writeback);
-    let verified = match verify(track, &temp, pass.pcm_md5) {
+    let verified = match verify(tools, track, &temp, options, pass.pcm_md5) {
         // Decoder errors that also broke the output: the stream is damaged,
         // and trying again will not help.
         Err(e) if e.kind != FailureKind::Cancelled && !pass.decoder_warnings.is_empty() => {
@@ -1422,15 +1422,56 @@ fn classify_failure(
 /// track has, and the file as stored, frame by frame (CRC-8 of every
 /// header, CRC-16 of every frame, no gap, every sample counted). libFLAC's
 /// `--verify` has already compared every encoded frame with its input.
+/// The frame-by-frame read-back (`flacframes`), in a helper process at the
+/// job's niceness and CPUs when dtsflac's executable is known.
+fn check_frames(
+    tools: &Tools,
+    temp: &Path,
+    options: &ConvertOptions,
+) -> Result<super::flacframes::FramesChecked, ConvertError> {
+    let failed = |m: String| ConvertError::new(FailureKind::Transient, m);
+    let Some(exe) = &tools.checker else {
+        return super::flacframes::check(temp)
+            .map_err(|e| failed(format!("verification failed: {e}")));
+    };
+    let mut cmd = Command::new(exe);
+    cmd.args(["check-flac", "--machine"])
+        .arg(temp)
+        .stdin(Stdio::null());
+    own_process_group(&mut cmd, options);
+    let out = cmd
+        .output()
+        .map_err(|e| failed(format!("cannot run the FLAC check: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let numbers: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match (out.status.success(), numbers.as_slice()) {
+        (true, &[frames, samples, min, max]) => Ok(super::flacframes::FramesChecked {
+            frames,
+            samples,
+            min_frame_bytes: min as u32,
+            max_frame_bytes: max as u32,
+        }),
+        _ => {
+            let why = String::from_utf8_lossy(&out.stderr);
+            let why = why.trim().trim_start_matches("dtsflac: ");
+            Err(failed(format!("verification failed: {why}")))
+        }
+    }
+}
+
 fn verify(
+    tools: &Tools,
     track: &Track,
     temp: &Path,
+    options: &ConvertOptions,
     streamed_md5: Option<[u8; 16]>,
 ) -> Result<flacmeta::StreamInfo, ConvertError> {
     let bad = |m: String| ConvertError::new(FailureKind::Input, m);
     let failed = |m: String| ConvertError::new(FailureKind::Transient, m);
-    let frames =
-        super::flacframes::check(temp).map_err(|e| failed(format!("verification failed: {e}")))?;
+    let frames = check_frames(tools, temp, options)?;
     if let Some(md5) = streamed_md5 {
         flacmeta::complete_stream_info(
             temp,

@@ -191,6 +191,20 @@ pub fn check(path: &Path) -> Result<FramesChecked, FrameError> {
     check_frames(&mut reader, info.channels, info.bits_per_sample)
 }
 
+/// `check`, and the frames' samples must be what STREAMINFO says (where it
+/// says: 0 means "unknown" in FLAC).
+pub fn check_against_stream_info(path: &Path) -> Result<FramesChecked, FrameError> {
+    let checked = check(path)?;
+    let total = super::flacmeta::read(path)?.stream_info.total_samples;
+    if total != 0 && total != checked.samples {
+        return Err(damaged(format!(
+            "its frames hold {} samples, STREAMINFO says {total}",
+            checked.samples
+        )));
+    }
+    Ok(checked)
+}
+
 /// A sliding window over the audio frames, refilled in large reads.
 struct Window {
     file: File,
@@ -200,7 +214,7 @@ struct Window {
     eof: bool,
 }
 
-const WINDOW: usize = 4 << 20;
+const WINDOW: usize = 1 << 20;
 /// The longest possible frame header: what a candidate needs to be judged.
 const HEADER_MAX: usize = 16;
 
@@ -260,10 +274,16 @@ fn check_frames(w: &mut Window, channels: u8, bits: u8) -> Result<FramesChecked,
     let mut frame_start = w.base;
     // The CRC-16 runs from the current frame's first byte up to `cursor`.
     let mut crc = 0u16;
+    // The CRC covers the buffer up to `cursor`; sync codes are looked for
+    // from `search` on. The CRC is only brought up to a candidate whose
+    // header is valid, so it runs over whole frames at a time.
     let mut cursor = 0usize;
+    let mut search = 1usize;
+    // Frames start with 0xFF 0xF8 (fixed block size, as libFLAC writes) or
+    // 0xFF 0xF9; in the audio 0xFF alone is common, this pair is rare.
+    let sync = [0xFF, 0xF8 | u8::from(first.variable_blocking)];
+    let finder = memchr::memmem::Finder::new(&sync);
     loop {
-        // A frame ends where the next valid header starts and the CRC-16
-        // over the frame (its own CRC included) comes to zero.
         let expected_next = if current.variable_blocking {
             samples + current.block_size
         } else {
@@ -274,39 +294,37 @@ fn check_frames(w: &mut Window, channels: u8, bits: u8) -> Result<FramesChecked,
         } else {
             w.buf.len() - HEADER_MAX
         };
-        let found =
-            memchr::memchr(0xFF, &w.buf[cursor.min(search_end)..search_end]).map(|i| cursor + i);
+        // A pair may straddle `search_end`: it is found after the refill.
+        let found = finder
+            .find(&w.buf[search.min(search_end)..(search_end + 1).min(w.buf.len())])
+            .map(|i| search + i);
         let Some(p) = found else {
             crc = crc16(crc, &w.buf[cursor..search_end]);
-            cursor = search_end;
             if w.eof {
                 break;
             }
-            w.advance(cursor)?;
-            cursor = 0;
+            w.advance(search_end)?;
+            (cursor, search) = (0, 0);
+            continue;
+        };
+        search = p + 1;
+        let Some(next) = parse_header(&w.buf[p..]).filter(|h| {
+            h.number == expected_next && h.variable_blocking == first.variable_blocking && fits(h)
+        }) else {
             continue;
         };
         crc = crc16(crc, &w.buf[cursor..p]);
+        cursor = p;
+        // A frame ends where the next valid header starts and the CRC-16
+        // over the frame (its own CRC included) comes to zero.
         if crc == 0 {
-            if let Some(next) = parse_header(&w.buf[p..]).filter(|h| {
-                h.number == expected_next
-                    && h.variable_blocking == first.variable_blocking
-                    && fits(h)
-            }) {
-                frames += 1;
-                samples += current.block_size;
-                let bytes = w.base + p as u64 - frame_start;
-                (min_bytes, max_bytes) = (min_bytes.min(bytes), max_bytes.max(bytes));
-                frame_start = w.base + p as u64;
-                current = next;
-                // The new frame's CRC starts with the 0xFF just found.
-                crc = crc16(0, &w.buf[p..p + 1]);
-                cursor = p + 1;
-                continue;
-            }
+            frames += 1;
+            samples += current.block_size;
+            let bytes = w.base + p as u64 - frame_start;
+            (min_bytes, max_bytes) = (min_bytes.min(bytes), max_bytes.max(bytes));
+            frame_start = w.base + p as u64;
+            current = next;
         }
-        crc = crc16(crc, &w.buf[p..p + 1]);
-        cursor = p + 1;
     }
     if crc != 0 {
         return Err(damaged(format!(

@@ -23,6 +23,10 @@ pub struct Tools {
     pub flac: PathBuf,
     /// What `flac --version` says, e.g. "flac 1.4.2".
     pub flac_version: String,
+    /// The `dtsflac` executable, which checks a written FLAC in a helper
+    /// process (`check-flac`); `None` (a test harness, a library user):
+    /// the check runs in-process.
+    pub checker: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +112,7 @@ impl Tools {
             ffmpeg_version,
             flac,
             flac_version,
+            checker: own_executable(),
         };
         Ok((tools, decoders))
     }
@@ -148,6 +153,12 @@ impl Tools {
             .nth(1)
             .unwrap_or("unknown")
     }
+}
+
+/// This process's executable, when it is `dtsflac` itself.
+fn own_executable() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    (exe.file_name()? == "dtsflac").then_some(exe)
 }
 
 #[allow(non_snake_case)]
