@@ -348,7 +348,7 @@ impl App {
         if let Err(e) = self.store.lock().unwrap().count_in_state(JobState::Queued) {
             return Some(format!("job store unusable: {e}"));
         }
-        for tool in [&self.tools.ffmpeg, &self.tools.ffprobe] {
+        for tool in [&self.tools.ffmpeg, &self.tools.ffprobe, &self.tools.flac] {
             use std::os::unix::fs::PermissionsExt;
             let executable = |p: &Path| {
                 std::fs::metadata(p)

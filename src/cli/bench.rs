@@ -265,30 +265,23 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         plan.workers, plan.decode_lanes
     );
 
+    // The batch by plain FFmpeg, one command per track, into `out`.
+    let plain_batch_into = |name: &str| -> Result<Vec<Command>, String> {
+        let out = work.path().join(name);
+        std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+        Ok((1..=args.tracks)
+            .map(|i| {
+                plain_ffmpeg(
+                    &tools.ffmpeg,
+                    &batch.join(format!("track{i}.dts")),
+                    &out.join(format!("track{i}.flac")),
+                )
+            })
+            .collect())
+    };
+    let plain_batch = measure(plain_batch_into("plain")?, false)?;
     let plain_out = work.path().join("plain");
-    std::fs::create_dir_all(&plain_out).map_err(|e| e.to_string())?;
-    let seq: Vec<Command> = (1..=args.tracks)
-        .map(|i| {
-            plain_ffmpeg(
-                &tools.ffmpeg,
-                &batch.join(format!("track{i}.dts")),
-                &plain_out.join(format!("track{i}.flac")),
-            )
-        })
-        .collect();
-    let plain_batch = measure(seq, false)?;
-    let ceiling_out = work.path().join("ceiling");
-    std::fs::create_dir_all(&ceiling_out).map_err(|e| e.to_string())?;
-    let at_once: Vec<Command> = (1..=args.tracks)
-        .map(|i| {
-            plain_ffmpeg(
-                &tools.ffmpeg,
-                &batch.join(format!("track{i}.dts")),
-                &ceiling_out.join(format!("track{i}.flac")),
-            )
-        })
-        .collect();
-    let ceiling = measure_parallel(at_once, plan.cores)?;
+    let ceiling = measure_parallel(plain_batch_into("ceiling")?, plan.cores)?;
     let ours_batch_out = work.path().join("ours-batch");
     let mut c = Command::new(&me);
     c.args(["convert", "--output-dir"])

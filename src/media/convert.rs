@@ -1095,19 +1095,7 @@ fn run_conversion(
     if let InputSpec::PcmInFlac { .. } = &track.input {
         // A DTS-CD rip in FLAC is decoded to its raw PCM bytes first.
         let mut a = quiet_file_input(&track.path);
-        a.extend(
-            [
-                "-map",
-                "0:a:0",
-                "-c:a",
-                "pcm_s16le",
-                "-f",
-                "s16le",
-                "pipe:1",
-            ]
-            .iter()
-            .map(OsString::from),
-        );
+        a.extend(raw_pcm_to_stdout("0:a:0", 16));
         stages.push(ffmpeg_stage(tools, Role::Unpack, a));
     }
     if lanes >= 2 {

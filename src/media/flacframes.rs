@@ -183,19 +183,13 @@ fn parse_header(b: &[u8]) -> Option<Header> {
 /// Checks every frame of the FLAC at `path` (their format against its
 /// STREAMINFO) and counts what they hold.
 pub fn check(path: &Path) -> Result<FramesChecked, FrameError> {
-    let meta = super::flacmeta::read(path)?;
-    let info = meta.stream_info;
-    let mut file = File::open(path)?;
-    let audio_start = super::flacmeta::audio_offset(&mut file)?;
-    let mut reader = Window::new(file, audio_start)?;
-    check_frames(&mut reader, info.channels, info.bits_per_sample)
+    check_with_total(path).map(|(checked, _)| checked)
 }
 
 /// `check`, and the frames' samples must be what STREAMINFO says (where it
 /// says: 0 means "unknown" in FLAC).
 pub fn check_against_stream_info(path: &Path) -> Result<FramesChecked, FrameError> {
-    let checked = check(path)?;
-    let total = super::flacmeta::read(path)?.stream_info.total_samples;
+    let (checked, total) = check_with_total(path)?;
     if total != 0 && total != checked.samples {
         return Err(damaged(format!(
             "its frames hold {} samples, STREAMINFO says {total}",
@@ -203,6 +197,15 @@ pub fn check_against_stream_info(path: &Path) -> Result<FramesChecked, FrameErro
         )));
     }
     Ok(checked)
+}
+
+/// The frames checked, and STREAMINFO's total sample count.
+fn check_with_total(path: &Path) -> Result<(FramesChecked, u64), FrameError> {
+    let meta = super::flacmeta::read(path)?;
+    let info = meta.stream_info;
+    let mut reader = Window::new(File::open(path)?, meta.audio_offset)?;
+    let checked = check_frames(&mut reader, info.channels, info.bits_per_sample)?;
+    Ok((checked, info.total_samples))
 }
 
 /// A sliding window over the audio frames, refilled in large reads.

@@ -29,6 +29,8 @@ pub struct FlacMeta {
     pub stream_info: StreamInfo,
     /// Vorbis comments with upper-cased keys; the last value wins.
     pub tags: BTreeMap<String, String>,
+    /// Where the audio frames start: just past the last metadata block.
+    pub audio_offset: u64,
 }
 
 fn invalid(msg: &str) -> io::Error {
@@ -44,12 +46,14 @@ pub fn read(path: &Path) -> io::Result<FlacMeta> {
     }
     let mut stream_info = None;
     let mut tags = BTreeMap::new();
+    let mut audio_offset = 4u64;
     loop {
         let mut hdr = [0u8; 4];
         r.read_exact(&mut hdr)?;
         let last = hdr[0] & 0x80 != 0;
         let kind = hdr[0] & 0x7f;
         let len = u32::from_be_bytes([0, hdr[1], hdr[2], hdr[3]]) as usize;
+        audio_offset += 4 + len as u64;
         match kind {
             0 | 4 => {
                 let mut body = vec![0u8; len];
@@ -69,7 +73,11 @@ pub fn read(path: &Path) -> io::Result<FlacMeta> {
         }
     }
     let stream_info = stream_info.ok_or_else(|| invalid("FLAC file has no STREAMINFO"))?;
-    Ok(FlacMeta { stream_info, tags })
+    Ok(FlacMeta {
+        stream_info,
+        tags,
+        audio_offset,
+    })
 }
 
 fn parse_stream_info(b: &[u8]) -> io::Result<StreamInfo> {
@@ -180,12 +188,6 @@ pub fn complete_stream_info(
     body[18..34].copy_from_slice(&md5);
     f.seek(SeekFrom::Start(8))?;
     f.write_all(&head[8..])
-}
-
-/// Where the audio frames start: just past the last metadata block.
-pub fn audio_offset(f: &mut File) -> io::Result<u64> {
-    let blocks = block_list(f)?;
-    Ok(blocks.last().map_or(4, |b| b.offset + 4 + b.len))
 }
 
 fn comment_block(vendor: &str, tags: &[(String, String)]) -> Vec<u8> {
