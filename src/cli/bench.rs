@@ -18,6 +18,10 @@ pub struct BenchArgs {
     /// Tracks in the batch.
     #[arg(long, default_value_t = 4)]
     tracks: usize,
+    /// Rounds of every measurement; the table shows medians. This machine
+    /// class varies by ±10–20% from run to run, so one round proves little.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     /// The DTS-HD stream whose frames are repeated.
     #[arg(
         long,
@@ -193,6 +197,88 @@ fn measure_parallel(commands: Vec<Command>, at_once: usize) -> Result<Measured, 
     })
 }
 
+/// One round: every way of converting, one after another.
+struct Round {
+    plain_batch: Measured,
+    ceiling: Measured,
+    ours_batch: Measured,
+    plain_single: Measured,
+    ours_single: Measured,
+    ours_lanes: Measured,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure_round(
+    tools: &dtsflac::media::tools::Tools,
+    me: &Path,
+    out: &Path,
+    batch: &Path,
+    single: &Path,
+    tracks: usize,
+    other_lanes: usize,
+    cores: usize,
+) -> Result<Round, String> {
+    // The batch by plain FFmpeg, one command per track, into `out/name`.
+    let plain_batch_into = |name: &str| -> Result<Vec<Command>, String> {
+        let dir = out.join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        Ok((1..=tracks)
+            .map(|i| {
+                plain_ffmpeg(
+                    &tools.ffmpeg,
+                    &batch.join(format!("track{i}.dts")),
+                    &dir.join(format!("track{i}.flac")),
+                )
+            })
+            .collect())
+    };
+    let dtsflac = |args: &[&str], dir: &str, input: &Path| {
+        let mut c = Command::new(me);
+        c.arg("convert")
+            .args(args)
+            .arg("--output-dir")
+            .arg(out.join(dir))
+            .arg(input);
+        c
+    };
+    let plain_batch = measure(plain_batch_into("plain")?, false)?;
+    let ceiling = measure_parallel(plain_batch_into("ceiling")?, cores)?;
+    let ours_batch = measure(vec![dtsflac(&[], "ours-batch", batch)], true)?;
+    let plain_single = measure(
+        vec![plain_ffmpeg(
+            &tools.ffmpeg,
+            &single.join("film.dts"),
+            &out.join("plain").join("film.flac"),
+        )],
+        false,
+    )?;
+    let ours_single = measure(vec![dtsflac(&[], "ours-single", single)], true)?;
+    // The other way to run one track on this machine: with lanes if the plan
+    // chose none, without if it chose some.
+    let lanes = other_lanes.to_string();
+    let ours_lanes = measure(
+        vec![dtsflac(&["--decode-lanes", &lanes], "ours-lanes", single)],
+        true,
+    )?;
+    Ok(Round {
+        plain_batch,
+        ceiling,
+        ours_batch,
+        plain_single,
+        ours_single,
+        ours_lanes,
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 fn plain_ffmpeg(ffmpeg: &Path, input: &Path, output: &Path) -> Command {
     let mut c = Command::new(ffmpeg);
     c.args(["-nostdin", "-v", "error", "-y", "-i"])
@@ -265,127 +351,132 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         plan.workers, plan.decode_lanes
     );
 
-    // The batch by plain FFmpeg, one command per track, into `out`.
-    let plain_batch_into = |name: &str| -> Result<Vec<Command>, String> {
-        let out = work.path().join(name);
-        std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
-        Ok((1..=args.tracks)
-            .map(|i| {
-                plain_ffmpeg(
-                    &tools.ffmpeg,
-                    &batch.join(format!("track{i}.dts")),
-                    &out.join(format!("track{i}.flac")),
-                )
-            })
-            .collect())
-    };
-    let plain_batch = measure(plain_batch_into("plain")?, false)?;
-    let plain_out = work.path().join("plain");
-    let ceiling = measure_parallel(plain_batch_into("ceiling")?, plan.cores)?;
-    let ours_batch_out = work.path().join("ours-batch");
-    let mut c = Command::new(&me);
-    c.args(["convert", "--output-dir"])
-        .arg(&ours_batch_out)
-        .arg(&batch);
-    let ours_batch = measure(vec![c], true)?;
-
-    let plain_single = measure(
-        vec![plain_ffmpeg(
-            &tools.ffmpeg,
-            &single.join("film.dts"),
-            &plain_out.join("film.flac"),
-        )],
-        false,
-    )?;
-    let ours_single_out = work.path().join("ours-single");
-    let mut c = Command::new(&me);
-    c.args(["convert", "--output-dir"])
-        .arg(&ours_single_out)
-        .arg(&single);
-    let ours_single = measure(vec![c], true)?;
-    // The other way to run one track on this machine: with lanes if the plan
-    // chose none, without if it chose some.
     let other_lanes = if plan.decode_lanes >= 2 { 1 } else { 2 };
-    let lanes_out = work.path().join("ours-lanes");
-    let mut c = Command::new(&me);
-    c.args([
-        "convert",
-        "--decode-lanes",
-        &other_lanes.to_string(),
-        "--output-dir",
-    ])
-    .arg(&lanes_out)
-    .arg(&single);
-    let ours_lanes = measure(vec![c], true)?;
-
-    let plain_film = pcm_md5(&tools.ffmpeg, &plain_out.join("film.flac"))?;
-    let identical = plain_film == pcm_md5(&tools.ffmpeg, &ours_single_out.join("film.flac"))?
-        && plain_film == pcm_md5(&tools.ffmpeg, &lanes_out.join("film.flac"))?
-        && pcm_md5(&tools.ffmpeg, &plain_out.join("track1.flac"))?
-            == pcm_md5(&tools.ffmpeg, &ours_batch_out.join("track1.flac"))?;
+    let mut rounds = Vec::new();
+    let mut identical = true;
+    for n in 1..=args.rounds {
+        eprintln!("round {n} of {}…", args.rounds);
+        let out = work.path().join(format!("round{n}"));
+        let round = measure_round(
+            &tools,
+            &me,
+            &out,
+            &batch,
+            &single,
+            args.tracks,
+            other_lanes,
+            plan.cores,
+        )?;
+        // Once is enough to show the PCM is the same; the files are large.
+        if n == 1 {
+            let md5 = |dir: &str, name: &str| pcm_md5(&tools.ffmpeg, &out.join(dir).join(name));
+            let plain_film = md5("plain", "film.flac")?;
+            identical = plain_film == md5("ours-single", "film.flac")?
+                && plain_film == md5("ours-lanes", "film.flac")?
+                && md5("plain", "track1.flac")? == md5("ours-batch", "track1.flac")?;
+        }
+        let _ = std::fs::remove_dir_all(&out);
+        rounds.push(round);
+    }
 
     let cores = board.cores as f64;
-    let row = |name: &str, m: &Measured, base: &Measured, tracks: usize| {
-        let rt = audio_seconds * tracks as f64 / m.wall.as_secs_f64();
+    // Medians over the rounds; the ratio is the median of each round's own
+    // ratio (the two runs of a pair are seconds apart, the rounds minutes).
+    let row = |name: &str,
+               run: fn(&Round) -> &Measured,
+               base: fn(&Round) -> &Measured,
+               tracks: usize| {
+        let med = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+        let wall = med(&|r| run(r).wall.as_secs_f64());
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .map(|r| run(r).wall.as_secs_f64() / base(r).wall.as_secs_f64())
+            .collect();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let rt = audio_seconds * tracks as f64 / wall;
+        let peak = rounds.iter().filter_map(|r| run(r).peak_rss_kb).max();
+        let own: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| Some(run(r).own_cpu?.as_secs_f64() / run(r).wall.as_secs_f64()))
+            .collect();
         println!(
-            "| {name:<38} | {:>8.2} s | {:>5.2}x | {:>8.2} s | {:>9} | {:>8} | {:>7.1}x | {:>7.1}x |",
-            m.wall.as_secs_f64(),
-            m.wall.as_secs_f64() / base.wall.as_secs_f64(),
-            m.cpu.as_secs_f64(),
-            m.peak_rss_kb
-                .map_or("-".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0)),
-            m.own_cpu.map_or("-".into(), |c| format!(
-                "{:.1}%",
-                100.0 * c.as_secs_f64() / m.wall.as_secs_f64()
-            )),
+            "| {name:<38} | {:>8.2} s | {:>5.2}x | {:>11} | {:>8.2} s | {:>9} | {:>8} | {:>7.1}x | {:>7.1}x |",
+            wall,
+            median(ratios.clone()),
+            format!("{lo:.2}–{hi:.2}"),
+            med(&|r| run(r).cpu.as_secs_f64()),
+            peak.map_or("-".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0)),
+            if own.is_empty() { "-".into() } else { format!("{:.1}%", 100.0 * median(own)) },
             rt,
             rt / cores,
         );
     };
     println!(
-        "| {:<38} | {:>10} | {:>6} | {:>10} | {:>9} | {:>8} | {:>8} | {:>8} |",
-        "run", "wall", "ratio", "CPU", "peak RSS", "own CPU", "realtime", "per core"
+        "| {:<38} | {:>10} | {:>6} | {:>11} | {:>10} | {:>9} | {:>8} | {:>8} | {:>8} |",
+        "run (median of rounds)",
+        "wall",
+        "ratio",
+        "ratio range",
+        "CPU",
+        "peak RSS",
+        "own CPU",
+        "realtime",
+        "per core"
     );
     println!(
-        "|{:-<40}|{:-<12}|{:-<8}|{:-<12}|{:-<11}|{:-<10}|{:-<10}|{:-<10}|",
-        "", "", "", "", "", "", "", ""
+        "|{:-<40}|{:-<12}|{:-<8}|{:-<13}|{:-<12}|{:-<11}|{:-<10}|{:-<10}|{:-<10}|",
+        "", "", "", "", "", "", "", "", ""
     );
     row(
         &format!("batch: plain ffmpeg, one by one ({})", args.tracks),
-        &plain_batch,
-        &plain_batch,
+        |r| &r.plain_batch,
+        |r| &r.plain_batch,
         args.tracks,
     );
     row(
         &format!("batch: plain ffmpeg, {} at once (bound)", plan.cores),
-        &ceiling,
-        &plain_batch,
+        |r| &r.ceiling,
+        |r| &r.plain_batch,
         args.tracks,
     );
     row(
         &format!("batch: dtsflac convert ({})", args.tracks),
-        &ours_batch,
-        &plain_batch,
+        |r| &r.ours_batch,
+        |r| &r.plain_batch,
         args.tracks,
     );
-    row("single: plain ffmpeg", &plain_single, &plain_single, 1);
+    row(
+        "single: plain ffmpeg",
+        |r| &r.plain_single,
+        |r| &r.plain_single,
+        1,
+    );
     row(
         &format!("single: dtsflac convert ({} decoder(s))", plan.decode_lanes),
-        &ours_single,
-        &plain_single,
+        |r| &r.ours_single,
+        |r| &r.plain_single,
         1,
     );
     row(
         &format!("single: dtsflac --decode-lanes {other_lanes}"),
-        &ours_lanes,
-        &plain_single,
+        |r| &r.ours_lanes,
+        |r| &r.plain_single,
         1,
     );
-    if let Some((early, late)) = ours_batch.rss_early_late_kb {
+    let early_late: Vec<(u64, u64)> = rounds
+        .iter()
+        .filter_map(|r| r.ours_batch.rss_early_late_kb)
+        .collect();
+    if !early_late.is_empty() {
+        let early = early_late.iter().map(|e| e.0).max().unwrap_or(0);
+        let late = early_late.iter().map(|e| e.1).max().unwrap_or(0);
         println!(
-            "\ndtsflac's resident memory over the batch: {:.1} MB in the first quarter, {:.1} MB in the last",
+            "\ndtsflac's resident memory over the batch: {:.1} MB in the first quarter, {:.1} MB in the last (highest of {} rounds)",
             early as f64 / 1024.0,
-            late as f64 / 1024.0
+            late as f64 / 1024.0,
+            rounds.len()
         );
     }
     println!(

@@ -113,14 +113,40 @@ pub struct Progress {
 
 /// Lets another thread pause, resume or cancel a running conversion. The
 /// FFmpeg processes are stopped with SIGSTOP so pausing costs no work.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct JobControl {
     pids: Mutex<Vec<u32>>,
     paused: AtomicBool,
     cancelled: AtomicBool,
+    /// Called once the FLAC is encoded: what is left (read-back, tags,
+    /// fsync) needs little CPU, so the scheduler may start the next job.
+    on_encoded: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for JobControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobControl")
+            .field("pids", &self.pids)
+            .field("paused", &self.paused)
+            .field("cancelled", &self.cancelled)
+            .finish_non_exhaustive()
+    }
 }
 
 impl JobControl {
+    /// `f` runs when the job's encoding is over (at most once, and not at
+    /// all when the job fails before that).
+    pub fn on_encoded(&self, f: impl FnOnce() + Send + 'static) {
+        *self.on_encoded.lock().unwrap() = Some(Box::new(f));
+    }
+
+    fn encoded(&self) {
+        let f = self.on_encoded.lock().unwrap().take();
+        if let Some(f) = f {
+            f();
+        }
+    }
+
     fn signal_all(&self, sig: libc::c_int) {
         for pid in self.pids.lock().unwrap().iter() {
             // SAFETY: kill(2) on a pid we spawned and have not yet reaped.
@@ -373,7 +399,8 @@ pub fn convert_track(
         Err(e) if lanes >= 2 && e.kind != FailureKind::Cancelled => (run(1)?, 1),
         other => (other?, lanes.max(1)),
     };
-    drop(writeback);
+    writeback.flush_rest();
+    control.encoded();
     let verified = match verify(tools, track, &temp, options, pass.pcm_md5) {
         // Decoder errors that also broke the output: the stream is damaged,
         // and trying again will not help.
@@ -388,6 +415,7 @@ pub fn convert_track(
         }
         other => other?,
     };
+    drop(writeback);
     let lossless = track.lossless && pass.decoder_warnings.is_empty();
     let mut warnings = Vec::new();
     if track.lossless && !lossless {
@@ -1518,6 +1546,7 @@ fn verify(
 /// in a small board's memory. Stops when dropped.
 struct Writeback {
     stop: std::sync::Arc<AtomicBool>,
+    flush: std::sync::Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -1525,12 +1554,17 @@ impl Writeback {
     fn start(path: &Path) -> Writeback {
         use std::os::fd::AsRawFd;
         let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flush = std::sync::Arc::new(AtomicBool::new(false));
         let file = File::open(path).ok();
-        let flag = stop.clone();
+        let (stopped, flush_now) = (stop.clone(), flush.clone());
         let thread = std::thread::spawn(move || {
             let Some(file) = file else { return };
-            while !flag.load(Ordering::Relaxed) {
+            while !stopped.load(Ordering::Relaxed) {
                 std::thread::park_timeout(Duration::from_millis(1000));
+                if flush_now.load(Ordering::Relaxed) {
+                    let _ = file.sync_data();
+                    return;
+                }
                 // SAFETY: an advisory call on a descriptor we own; where the
                 // file system cannot do it (some FUSE drivers) it is a no-op.
                 let r = unsafe {
@@ -1543,7 +1577,17 @@ impl Writeback {
         });
         Writeback {
             stop,
+            flush,
             thread: Some(thread),
+        }
+    }
+
+    /// The encoder is done: the rest goes to the drive while the file is
+    /// read back, so the final fsync has little left to wait for.
+    fn flush_rest(&self) {
+        self.flush.store(true, Ordering::Relaxed);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
         }
     }
 }

@@ -7,7 +7,7 @@
 //! `DTSFLAC_FFPROBE` and `DTSFLAC_FLAC`.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub const INSTALL_HINT: &str =
@@ -70,22 +70,44 @@ fn listing(path: &PathBuf, what: &str) -> String {
 impl Tools {
     /// Finds the executables and checks that they run.
     pub fn locate() -> Result<Tools, ToolError> {
-        Tools::locate_and_list(false).map(|(tools, _)| tools)
+        Tools::locate_and_list(tool_paths(), false).map(|(tools, _)| tools)
     }
 
-    /// Finds the executables and checks the decoders we rely on.
+    /// Finds the executables and checks the decoders we rely on. The
+    /// answers are kept in the user's cache folder and reused while the
+    /// three executables are the same files: asking costs four starts of
+    /// FFmpeg (~0.25 s), which a one-track `dtsflac convert` would wait for.
     pub fn locate_capable() -> Result<Tools, ToolError> {
-        let (tools, decoders) = Tools::locate_and_list(true)?;
+        Tools::locate_capable_cached(tool_paths(), default_cache_file().as_deref())
+    }
+
+    fn locate_capable_cached(
+        paths: (PathBuf, PathBuf, PathBuf),
+        cache: Option<&Path>,
+    ) -> Result<Tools, ToolError> {
+        let (ffmpeg, ffprobe, flac) = &paths;
+        let fingerprint = fingerprint(&[ffmpeg, ffprobe, flac]);
+        if let (Some(cache), Some(fp)) = (cache, &fingerprint) {
+            if let Some(tools) = read_cache(cache, fp, ffmpeg, ffprobe, flac) {
+                return Ok(tools);
+            }
+        }
+        let (tools, decoders) = Tools::locate_and_list(paths, true)?;
         tools.check_decoders(&decoders)?;
+        if let (Some(cache), Some(fp)) = (cache, &fingerprint) {
+            // Only a capable set is remembered; a failed write costs the next
+            // run its quarter second, nothing more.
+            let _ = write_cache(cache, fp, &tools);
+        }
         Ok(tools)
     }
 
     /// All the start-up questions at once: each start of FFmpeg costs ~0.1 s
     /// on a small board, and a conversion waits for them.
-    fn locate_and_list(list_decoders: bool) -> Result<(Tools, String), ToolError> {
-        let ffmpeg = from_env("DTSFLAC_FFMPEG", ffmpeg_sidecar::paths::ffmpeg_path());
-        let ffprobe = from_env("DTSFLAC_FFPROBE", ffmpeg_sidecar::ffprobe::ffprobe_path());
-        let flac = from_env("DTSFLAC_FLAC", PathBuf::from("flac"));
+    fn locate_and_list(
+        (ffmpeg, ffprobe, flac): (PathBuf, PathBuf, PathBuf),
+        list_decoders: bool,
+    ) -> Result<(Tools, String), ToolError> {
         let (ffmpeg_version, ffprobe_version, flac_version, decoders) = std::thread::scope(|s| {
             let probe = s.spawn(|| run_version(&ffprobe, "-version"));
             let flac = s.spawn(|| run_version(&flac, "--version"));
@@ -155,6 +177,104 @@ impl Tools {
     }
 }
 
+/// The executables as configured: `DTSFLAC_*`, or found on `PATH`.
+fn tool_paths() -> (PathBuf, PathBuf, PathBuf) {
+    (
+        from_env("DTSFLAC_FFMPEG", ffmpeg_sidecar::paths::ffmpeg_path()),
+        from_env("DTSFLAC_FFPROBE", ffmpeg_sidecar::ffprobe::ffprobe_path()),
+        from_env("DTSFLAC_FLAC", PathBuf::from("flac")),
+    )
+}
+
+/// `$XDG_CACHE_HOME/dtsflac/tools`, or `~/.cache/dtsflac/tools`.
+fn default_cache_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("dtsflac").join("tools"))
+}
+
+/// The file a command name runs: as given when it has a slash, else the
+/// first executable of that name on `PATH` (as `Command` would find it).
+fn resolve(program: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 {
+        return runnable(program).then(|| program.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| runnable(p))
+}
+
+/// Identifies the executables by what they resolve to and by their inode,
+/// size and change times: an upgrade or a different `PATH` changes it. The
+/// dtsflac version is part of it, so a new dtsflac asks again.
+fn fingerprint(programs: &[&Path]) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut fp = format!("dtsflac {}", env!("CARGO_PKG_VERSION"));
+    for program in programs {
+        let path = std::fs::canonicalize(resolve(program)?).ok()?;
+        let m = std::fs::metadata(&path).ok()?;
+        fp.push_str(&format!(
+            "|{}:{}:{}:{}:{}.{}:{}.{}",
+            path.display(),
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec()
+        ));
+    }
+    Some(fp)
+}
+
+fn read_cache(
+    cache: &Path,
+    fingerprint: &str,
+    ffmpeg: &Path,
+    ffprobe: &Path,
+    flac: &Path,
+) -> Option<Tools> {
+    let text = std::fs::read_to_string(cache).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != fingerprint {
+        return None;
+    }
+    let ffmpeg_version = lines.next()?.to_string();
+    let flac_version = lines.next()?.to_string();
+    if ffmpeg_version.is_empty() || flac_version.is_empty() || lines.next() != Some("end") {
+        return None;
+    }
+    Some(Tools {
+        ffmpeg: ffmpeg.to_path_buf(),
+        ffprobe: ffprobe.to_path_buf(),
+        ffmpeg_version,
+        flac: flac.to_path_buf(),
+        flac_version,
+        checker: own_executable(),
+    })
+}
+
+fn write_cache(cache: &Path, fingerprint: &str, tools: &Tools) -> std::io::Result<()> {
+    let dir = cache.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    use std::io::Write;
+    writeln!(
+        temp,
+        "{fingerprint}\n{}\n{}\nend",
+        tools.ffmpeg_version, tools.flac_version
+    )?;
+    temp.persist(cache)?;
+    Ok(())
+}
+
 /// This process's executable, when it is `dtsflac` itself.
 fn own_executable() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
@@ -182,4 +302,91 @@ pub fn ffmpeg_file_arg(path: &std::path::Path) -> OsString {
     let mut arg = OsString::from("file:");
     arg.push(path.as_os_str());
     arg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A wrapper that counts its runs in `count`, then runs the real tool.
+    fn counting_wrapper(dir: &Path, name: &str, real: &str, count: &Path) -> PathBuf {
+        let real = resolve(Path::new(real)).expect("the real tool is installed");
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho run >> '{}'\nexec '{}' \"$@\"\n",
+                count.display(),
+                real.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn runs(count: &Path) -> usize {
+        std::fs::read_to_string(count).map_or(0, |s| s.lines().count())
+    }
+
+    #[test]
+    fn tool_checks_are_remembered_until_an_executable_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("runs");
+        let paths = (
+            counting_wrapper(dir.path(), "ffmpeg", "ffmpeg", &count),
+            counting_wrapper(dir.path(), "ffprobe", "ffprobe", &count),
+            counting_wrapper(dir.path(), "flac", "flac", &count),
+        );
+        let cache = dir.path().join("cache/tools");
+
+        let first = Tools::locate_capable_cached(paths.clone(), Some(&cache)).unwrap();
+        let asked = runs(&count);
+        assert!(asked >= 4, "the first run asks every tool ({asked} runs)");
+        assert!(
+            first.ffmpeg_version.starts_with("ffmpeg version"),
+            "{}",
+            first.ffmpeg_version
+        );
+        assert!(
+            first.flac_version.starts_with("flac "),
+            "{}",
+            first.flac_version
+        );
+
+        let second = Tools::locate_capable_cached(paths.clone(), Some(&cache)).unwrap();
+        assert_eq!(runs(&count), asked, "a second run starts no tool");
+        assert_eq!(second.ffmpeg_version, first.ffmpeg_version);
+        assert_eq!(second.flac_version, first.flac_version);
+        assert_eq!(second.ffmpeg, paths.0);
+
+        // An upgraded flac (here: the same script rewritten) is asked again.
+        let flac = std::fs::read(&paths.2).unwrap();
+        std::fs::remove_file(&paths.2).unwrap();
+        std::fs::write(&paths.2, flac).unwrap();
+        std::fs::set_permissions(&paths.2, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Tools::locate_capable_cached(paths.clone(), Some(&cache)).unwrap();
+        assert!(
+            runs(&count) >= asked + 4,
+            "a changed executable is checked again"
+        );
+
+        // A tool that cannot decode DTS is never remembered as capable.
+        let no_dts = dir.path().join("ffmpeg-no-dts");
+        std::fs::write(
+            &no_dts,
+            format!(
+                "#!/bin/sh\nfor a; do [ \"$a\" = -decoders ] && exit 0; done\nexec '{}' \"$@\"\n",
+                resolve(Path::new("ffmpeg")).unwrap().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&no_dts, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let incapable = (no_dts, paths.1.clone(), paths.2.clone());
+        for _ in 0..2 {
+            let err = Tools::locate_capable_cached(incapable.clone(), Some(&cache)).unwrap_err();
+            assert!(matches!(err, ToolError::Incapable(..)), "{err}");
+        }
+    }
 }

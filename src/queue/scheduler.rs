@@ -70,6 +70,10 @@ struct Shared {
     paused: bool,
     stopping: bool,
     running: HashMap<JobId, Arc<JobControl>>,
+    /// The running jobs still decoding and encoding; the others are being
+    /// checked and synced, which hardly needs a core. Only these count
+    /// against `workers`.
+    encoding: HashSet<JobId>,
     /// Jobs being stopped for a reason other than the user cancelling them.
     interrupting: HashSet<JobId>,
     /// When set, only jobs on these drives (the ones plugged in) may start.
@@ -97,7 +101,10 @@ impl Scheduler {
         config: SchedulerConfig,
         listener: impl Fn(Event) + Send + Sync + 'static,
     ) -> Scheduler {
-        let slots = config.workers.max(1);
+        // One thread more than jobs at once: a job being checked and synced
+        // keeps its thread while the next one encodes (checking takes a
+        // fraction of a second, so two rarely finish at the same moment).
+        let slots = config.workers.max(1) + 1;
         let inner = Arc::new(Inner {
             store,
             tools,
@@ -106,6 +113,7 @@ impl Scheduler {
                 paused: false,
                 stopping: false,
                 running: HashMap::new(),
+                encoding: HashSet::new(),
                 interrupting: HashSet::new(),
                 drives: None,
             }),
@@ -117,7 +125,7 @@ impl Scheduler {
                 let inner = inner.clone();
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn(move || worker(&inner))
+                    .spawn(move || worker(inner))
                     .expect("cannot start a worker thread")
             })
             .collect();
@@ -283,16 +291,20 @@ fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>, bool)>
         if g.stopping {
             return None;
         }
-        let cool_enough = !inner.config.adaptive
-            || g.running.len() < crate::hw::tuning::jobs_allowed_now(inner.config.workers);
-        if !g.paused && cool_enough {
+        let allowed = if inner.config.adaptive {
+            crate::hw::tuning::jobs_allowed_now(inner.config.workers)
+        } else {
+            inner.config.workers.max(1)
+        };
+        if !g.paused && g.encoding.len() < allowed {
             let mut store = inner.store.lock().unwrap();
             match store.claim_next(g.drives.as_ref()) {
                 Ok(Some(job)) => {
                     let control = Arc::new(JobControl::default());
                     g.running.insert(job.id, control.clone());
+                    g.encoding.insert(job.id);
                     let waiting = store.count_in_state(JobState::Queued).unwrap_or(0);
-                    let lanes = lanes_pay(g.running.len() + waiting, inner.config.cores);
+                    let lanes = lanes_pay(g.encoding.len() + waiting, inner.config.cores);
                     return Some((job, control, lanes));
                 }
                 Ok(None) => {}
@@ -314,9 +326,14 @@ fn lanes_pay(jobs: usize, cores: usize) -> bool {
     jobs * 2 <= cores.max(1)
 }
 
-fn worker(inner: &Inner) {
-    while let Some((job, control, lanes)) = next_job(inner) {
+fn worker(inner: Arc<Inner>) {
+    while let Some((job, control, lanes)) = next_job(&inner) {
         let id = job.id;
+        let waker = inner.clone();
+        control.on_encoded(move || {
+            waker.shared.lock().unwrap().encoding.remove(&id);
+            waker.wake.notify_all();
+        });
         let options = ConvertOptions {
             decode_lanes: if lanes {
                 inner.config.convert.decode_lanes
@@ -352,6 +369,7 @@ fn worker(inner: &Inner) {
 
         let mut g = inner.shared.lock().unwrap();
         g.running.remove(&id);
+        g.encoding.remove(&id);
         let interrupted = g.interrupting.remove(&id);
         let mut store = inner.store.lock().unwrap();
         let event = match outcome {
@@ -436,7 +454,9 @@ fn finished(
 
 #[cfg(test)]
 mod tests {
-    use super::lanes_pay;
+    use super::*;
+    use crate::media::tools::Tools;
+    use std::path::Path;
 
     #[test]
     fn lanes_only_while_cores_would_stay_idle() {
@@ -448,5 +468,63 @@ mod tests {
         assert!(lanes_pay(2, 4));
         assert!(!lanes_pay(3, 4));
         assert!(!lanes_pay(1, 1));
+    }
+
+    /// With one job at a time, the second starts while the first is still
+    /// being checked and synced: the read-back and fsync need no core.
+    #[test]
+    fn the_next_job_starts_while_the_last_one_is_checked() {
+        let tools = Tools::locate_capable().expect("ffmpeg and flac are installed");
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/samples/dcadec/xll_71_24_48_768_0.dtshd");
+        assert!(sample.exists(), "../shared/samples/dcadec is beside the project");
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("jobs.db")).unwrap();
+        let mut ids = Vec::new();
+        // ~15 s each, so checking and syncing take long enough to overlap.
+        let frames = crate::media::dtshd::stream_frames(&std::fs::read(&sample).unwrap())
+            .unwrap()
+            .repeat(30);
+        for name in ["one", "two", "three"] {
+            let source = dir.path().join(format!("{name}.dts"));
+            std::fs::write(&source, &frames).unwrap();
+            let track = crate::media::probe::probe_file(&tools, &source).unwrap().remove(0);
+            ids.push(store.add_job(&track, &source.with_extension("flac"), None, 5).unwrap());
+        }
+        let store = Arc::new(Mutex::new(store));
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        let scheduler = Scheduler::start(
+            store.clone(),
+            tools,
+            SchedulerConfig {
+                workers: 1,
+                ..Default::default()
+            },
+            move |e| {
+                let line = match e {
+                    Event::Started { job } => Some(format!("started {job}")),
+                    Event::Finished { job, state, .. } => Some(format!("{state} {job}")),
+                    _ => None,
+                };
+                seen.lock().unwrap().extend(line);
+            },
+        );
+        scheduler.wait_until_idle();
+        scheduler.shutdown();
+        let events = events.lock().unwrap().clone();
+        let at = |line: String| events.iter().position(|e| *e == line).expect(&line);
+        for pair in ids.windows(2) {
+            assert!(
+                at(format!("started {}", pair[1])) < at(format!("done {}", pair[0])),
+                "{events:?}"
+            );
+        }
+        // Never two encoding at once: each job starts after the one before
+        // it, and every FLAC is there.
+        assert!(at(format!("started {}", ids[2])) > at(format!("started {}", ids[1])));
+        for name in ["one", "two", "three"] {
+            assert!(dir.path().join(format!("{name}.flac")).exists());
+        }
     }
 }
