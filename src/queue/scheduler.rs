@@ -477,7 +477,10 @@ mod tests {
         let tools = Tools::locate_capable().expect("ffmpeg and flac are installed");
         let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/samples/dcadec/xll_71_24_48_768_0.dtshd");
-        assert!(sample.exists(), "../shared/samples/dcadec is beside the project");
+        assert!(
+            sample.exists(),
+            "../shared/samples/dcadec is beside the project"
+        );
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("jobs.db")).unwrap();
         let mut ids = Vec::new();
@@ -488,8 +491,14 @@ mod tests {
         for name in ["one", "two", "three"] {
             let source = dir.path().join(format!("{name}.dts"));
             std::fs::write(&source, &frames).unwrap();
-            let track = crate::media::probe::probe_file(&tools, &source).unwrap().remove(0);
-            ids.push(store.add_job(&track, &source.with_extension("flac"), None, 5).unwrap());
+            let track = crate::media::probe::probe_file(&tools, &source)
+                .unwrap()
+                .remove(0);
+            ids.push(
+                store
+                    .add_job(&track, &source.with_extension("flac"), None, 5)
+                    .unwrap(),
+            );
         }
         let store = Arc::new(Mutex::new(store));
         let events = Arc::new(Mutex::new(Vec::new()));
