@@ -32,6 +32,8 @@ systemctl reset-failed dtsflac 2>/dev/null || true
 
 rm -f /usr/bin/dtsflac
 rm -rf /usr/share/doc/dtsflac
+# Only what the tools answered at start-up; asked again when needed.
+rm -rf /var/cache/dtsflac
 
 # The mount folder: only empty drive folders may be left; never delete into a
 # drive that is still mounted.

@@ -186,8 +186,12 @@ fn tool_paths() -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
-/// `$XDG_CACHE_HOME/dtsflac/tools`, or `~/.cache/dtsflac/tools`.
+/// `$CACHE_DIRECTORY/tools` (systemd's `CacheDirectory=`), else
+/// `$XDG_CACHE_HOME/dtsflac/tools` or `~/.cache/dtsflac/tools`.
 fn default_cache_file() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CACHE_DIRECTORY").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir).join("tools"));
+    }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
