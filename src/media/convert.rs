@@ -381,16 +381,15 @@ pub fn convert_track(
     };
     let writeback = Writeback::start(&temp);
     let mut run = |lanes| {
-        run_conversion(
+        let plan = PassPlan {
             tools,
             track,
-            &temp,
+            temp: &temp,
             options,
-            control,
-            &mut *on_progress,
             lanes,
-            written,
-        )
+            output: written,
+        };
+        run_conversion(&plan, control, &mut *on_progress)
     };
     let (pass, lanes) = match run(lanes) {
         // Parallel decoding met something it does not handle (or a seam
@@ -1106,19 +1105,33 @@ fn stream_to_file(mut from: std::process::ChildStdout, temp: &Path) -> io::Resul
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_conversion(
-    tools: &Tools,
-    track: &Track,
-    temp: &Path,
-    options: &ConvertOptions,
-    control: &JobControl,
-    on_progress: &mut dyn FnMut(Progress),
+/// One pass of a job, as planned: which decoders, and where the FLAC goes.
+struct PassPlan<'a> {
+    tools: &'a Tools,
+    track: &'a Track,
+    temp: &'a Path,
+    options: &'a ConvertOptions,
+    /// Decoders sharing the track (1: one decoder piped into the encoder).
     lanes: usize,
     output: Output,
+}
+
+/// Runs the processes of one pass to their end, reporting progress, and
+/// says why it failed if it did.
+fn run_conversion(
+    plan: &PassPlan,
+    control: &JobControl,
+    on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Pass, ConvertError> {
-    // The chain of processes, each one's stdout feeding the next; or, with
-    // lanes, a demuxer, the lanes and the encoder wired through us.
+    let running = start_stages(plan, pass_stages(plan), control)?;
+    let logs = follow_logs(plan, &running, on_progress);
+    running.finish(plan, control, logs)
+}
+
+/// The chain of processes, each one's stdout feeding the next; or, with
+/// lanes, a demuxer, the lanes and the encoder wired through us.
+fn pass_stages(plan: &PassPlan) -> Vec<Stage> {
+    let (tools, track) = (plan.tools, plan.track);
     let mut stages: Vec<Stage> = Vec::new();
     if let InputSpec::PcmInFlac { .. } = &track.input {
         // A DTS-CD rip in FLAC is decoded to its raw PCM bytes first.
@@ -1126,22 +1139,42 @@ fn run_conversion(
         a.extend(raw_pcm_to_stdout("0:a:0", 16));
         stages.push(ffmpeg_stage(tools, Role::Unpack, a));
     }
-    if lanes >= 2 {
+    if plan.lanes >= 2 {
         stages.push(ffmpeg_stage(tools, Role::Unpack, demuxer_args(track)));
-        for _ in 0..lanes {
+        for _ in 0..plan.lanes {
             stages.push(ffmpeg_stage(tools, Role::Decode, lane_args(track)));
         }
     } else {
-        let md5 = output == Output::Streamed;
+        let md5 = plan.output == Output::Streamed;
         stages.push(ffmpeg_stage(tools, Role::Decode, decoder_args(track, md5)));
     }
-    let to_file = (output == Output::Direct).then_some(temp);
+    let to_file = (plan.output == Output::Direct).then_some(plan.temp);
     stages.push(flac_stage(
         tools,
-        flac_encoder_args(track, to_file, options),
-        output,
+        flac_encoder_args(track, to_file, plan.options),
+        plan.output,
     ));
+    stages
+}
 
+/// The processes of a pass, started, and what reads from them.
+struct RunningPass {
+    children: Vec<(Role, std::process::Child)>,
+    /// Every stage's stderr, line by line, tagged with its role.
+    log: mpsc::Receiver<(Role, LogLine)>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    /// The lanes' plumbing (demuxed frames out, joined PCM in).
+    lanes: Option<super::lanes::Lanes>,
+    /// Appends a streamed FLAC to the temp file.
+    writer: Option<std::thread::JoinHandle<io::Result<u64>>>,
+}
+
+fn start_stages(
+    plan: &PassPlan,
+    stages: Vec<Stage>,
+    control: &JobControl,
+) -> Result<RunningPass, ConvertError> {
+    let lanes = plan.lanes;
     let mut children: Vec<(Role, std::process::Child)> = Vec::new();
     let mut readers = Vec::new();
     let (tx, rx) = mpsc::channel::<(Role, LogLine)>();
@@ -1152,7 +1185,7 @@ fn run_conversion(
     let mut writer = None;
     let last = stages.len() - 1;
     for (i, Stage { role, mut command }) in stages.into_iter().enumerate() {
-        own_process_group(&mut command, options);
+        own_process_group(&mut command, plan.options);
         // Stages are joined by a wide pipe of their own, not through us: with
         // the default 64 KiB the two processes switch places thousands of
         // times a second, which cost ~15% more CPU and wall time here.
@@ -1200,10 +1233,10 @@ fn run_conversion(
                 Role::Unpack => demuxed = child.stdout.take(),
             }
         }
-        if role == Role::Encode && output == Output::Streamed {
+        if role == Role::Encode && plan.output == Output::Streamed {
             let stream = child.stdout.take().expect("stdout is piped");
             widen_pipe(&stream);
-            let temp = temp.to_path_buf();
+            let temp = plan.temp.to_path_buf();
             writer = Some(std::thread::spawn(move || stream_to_file(stream, &temp)));
         }
         // The first stage reads nothing from us.
@@ -1225,7 +1258,6 @@ fn run_conversion(
         });
         children.push((role, child));
     }
-    drop(tx);
     let plumbing = match (demuxed, encoder_stdin) {
         (Some(stream), Some(encoder)) if lanes >= 2 => {
             widen_pipe(&stream);
@@ -1237,6 +1269,7 @@ fn run_conversion(
             for p in &outputs {
                 widen_pipe(p);
             }
+            let track = plan.track;
             Some(super::lanes::Lanes::start(
                 stream,
                 inputs,
@@ -1252,23 +1285,46 @@ fn run_conversion(
         }
         _ => None,
     };
+    Ok(RunningPass {
+        children,
+        log: rx,
+        readers,
+        lanes: plumbing,
+        writer,
+    })
+}
 
+/// What the stages said, kept for the verdict.
+#[derive(Default)]
+struct PassLogs {
+    /// The last lines of trouble from each role.
+    problems: HashMap<Role, VecDeque<String>>,
+    decoder_warnings: Vec<String>,
+    pcm_md5: Option<[u8; 16]>,
+}
+
+/// Reads the stages' stderr until they have all closed it, reporting
+/// progress at most five times a second.
+fn follow_logs(
+    plan: &PassPlan,
+    running: &RunningPass,
+    on_progress: &mut dyn FnMut(Progress),
+) -> PassLogs {
+    let mut logs = PassLogs::default();
     let started = Instant::now();
-    let mut problems: HashMap<Role, VecDeque<String>> = HashMap::new();
-    let mut decoder_warnings = Vec::new();
-    let mut pcm_md5 = None;
     let mut last_report = Instant::now() - Duration::from_secs(1);
     loop {
-        let item = match rx.recv_timeout(Duration::from_millis(250)) {
+        let item = match running.log.recv_timeout(Duration::from_millis(250)) {
             Ok(item) => Some(item),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         // Lanes report no clock of their own: the joined PCM is the progress.
-        if let Some(p) = &plumbing {
+        if let Some(p) = &running.lanes {
             if last_report.elapsed() >= Duration::from_millis(200) {
                 last_report = Instant::now();
-                let seconds_done = p.samples_joined() as f64 / f64::from(track.sample_rate.max(1));
+                let seconds_done =
+                    p.samples_joined() as f64 / f64::from(plan.track.sample_rate.max(1));
                 on_progress(Progress {
                     seconds_done,
                     speed: seconds_done / started.elapsed().as_secs_f64().max(0.001),
@@ -1277,19 +1333,21 @@ fn run_conversion(
         }
         match item {
             Some((Role::Decode, LogLine::Progress(p)))
-                if plumbing.is_none() && last_report.elapsed() >= Duration::from_millis(200) =>
+                if running.lanes.is_none()
+                    && last_report.elapsed() >= Duration::from_millis(200) =>
             {
                 last_report = Instant::now();
                 on_progress(p);
             }
             Some((Role::Decode, LogLine::Message(m))) if m.starts_with("MD5=") => {
-                pcm_md5 = parse_md5(&m["MD5=".len()..]);
+                logs.pcm_md5 = parse_md5(&m["MD5=".len()..]);
             }
             Some((role, LogLine::Message(m))) if is_problem(role, &m) => {
-                if role == Role::Decode && m.contains("[dca @") && decoder_warnings.len() < 20 {
-                    decoder_warnings.push(clean_message(&m));
+                if role == Role::Decode && m.contains("[dca @") && logs.decoder_warnings.len() < 20
+                {
+                    logs.decoder_warnings.push(clean_message(&m));
                 }
-                let lines = problems.entry(role).or_default();
+                let lines = logs.problems.entry(role).or_default();
                 if lines.len() >= 20 {
                     lines.pop_front();
                 }
@@ -1298,69 +1356,81 @@ fn run_conversion(
             _ => {}
         }
     }
-    let mut failed: Vec<(Role, std::process::ExitStatus)> = Vec::new();
-    for (role, mut child) in children {
-        let pid = child.id();
-        let status = child.wait();
-        control.unregister(pid);
-        match status {
-            Ok(s) if s.success() => {}
-            Ok(s) => failed.push((role, s)),
-            Err(e) => {
-                if !control.is_cancelled() {
-                    return Err(ConvertError::new(
-                        FailureKind::Transient,
-                        format!("lost a conversion process: {e}"),
-                    ));
+    logs
+}
+
+impl RunningPass {
+    /// Waits for every process and thread of the pass, then judges it.
+    fn finish(
+        self,
+        plan: &PassPlan,
+        control: &JobControl,
+        logs: PassLogs,
+    ) -> Result<Pass, ConvertError> {
+        let mut failed: Vec<(Role, std::process::ExitStatus)> = Vec::new();
+        for (role, mut child) in self.children {
+            let pid = child.id();
+            let status = child.wait();
+            control.unregister(pid);
+            match status {
+                Ok(s) if s.success() => {}
+                Ok(s) => failed.push((role, s)),
+                Err(e) => {
+                    if !control.is_cancelled() {
+                        return Err(ConvertError::new(
+                            FailureKind::Transient,
+                            format!("lost a conversion process: {e}"),
+                        ));
+                    }
                 }
             }
         }
+        for r in self.readers {
+            let _ = r.join();
+        }
+        let joined = self.lanes.map(|p| p.join());
+        let written = self.writer.map(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(io::Error::other("panicked")))
+        });
+        if control.is_cancelled() {
+            return Err(ConvertError::new(FailureKind::Cancelled, "cancelled"));
+        }
+        let dest_dir = plan.temp.parent().unwrap_or(Path::new("."));
+        // Writing to the drive failed: that is the cause (libFLAC then only
+        // reports the pipe we closed).
+        if let Some(Err(e)) = &written {
+            return Err(destination_error(dest_dir, e));
+        }
+        // The encoder's own reason comes first (a full drive, a failed
+        // verify); a decoder then only reports the pipe it lost. Otherwise
+        // the first stage that failed says why.
+        let culprit = failed
+            .iter()
+            .find(|(role, _)| *role == Role::Encode)
+            .or_else(|| failed.first());
+        if let Some((role, status)) = culprit {
+            let none = VecDeque::new();
+            let lines = logs.problems.get(role).unwrap_or(&none);
+            return Err(classify_failure(*role, status, lines, dest_dir));
+        }
+        if let Some(Err(e)) = joined {
+            return Err(ConvertError::new(
+                FailureKind::Transient,
+                format!("parallel decoding: {e}"),
+            ));
+        }
+        if plan.output == Output::Streamed && logs.pcm_md5.is_none() {
+            return Err(ConvertError::new(
+                FailureKind::Transient,
+                "the decoder finished without reporting the PCM checksum",
+            ));
+        }
+        Ok(Pass {
+            pcm_md5: logs.pcm_md5,
+            decoder_warnings: logs.decoder_warnings,
+        })
     }
-    for r in readers {
-        let _ = r.join();
-    }
-    let joined = plumbing.map(|p| p.join());
-    let written = writer.map(|w| {
-        w.join()
-            .unwrap_or_else(|_| Err(io::Error::other("panicked")))
-    });
-    if control.is_cancelled() {
-        return Err(ConvertError::new(FailureKind::Cancelled, "cancelled"));
-    }
-    let dest_dir = temp.parent().unwrap_or(Path::new("."));
-    // Writing to the drive failed: that is the cause (libFLAC then only
-    // reports the pipe we closed).
-    if let Some(Err(e)) = &written {
-        return Err(destination_error(dest_dir, e));
-    }
-    // The encoder's own reason comes first (a full drive, a failed verify);
-    // a decoder then only reports the pipe it lost. Otherwise the first
-    // stage that failed says why.
-    let culprit = failed
-        .iter()
-        .find(|(role, _)| *role == Role::Encode)
-        .or_else(|| failed.first());
-    if let Some((role, status)) = culprit {
-        let none = VecDeque::new();
-        let lines = problems.get(role).unwrap_or(&none);
-        return Err(classify_failure(*role, status, lines, dest_dir));
-    }
-    if let Some(Err(e)) = joined {
-        return Err(ConvertError::new(
-            FailureKind::Transient,
-            format!("parallel decoding: {e}"),
-        ));
-    }
-    if output == Output::Streamed && pcm_md5.is_none() {
-        return Err(ConvertError::new(
-            FailureKind::Transient,
-            "the decoder finished without reporting the PCM checksum",
-        ));
-    }
-    Ok(Pass {
-        pcm_md5,
-        decoder_warnings,
-    })
 }
 
 fn parse_md5(hex: &str) -> Option<[u8; 16]> {
