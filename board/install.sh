@@ -108,7 +108,7 @@ install -d -m 0755 /usr/share/doc/dtsflac
 
 # FFmpeg with the DTS decoder, and the flac encoder?
 if ! /usr/bin/dtsflac doctor; then
-    echo "install.sh: warning: 'dtsflac doctor' found a problem (above); the service will not start without FFmpeg" >&2
+    echo "install.sh: warning: 'dtsflac doctor' found a problem (above); the service will not start without FFmpeg and flac" >&2
 fi
 
 # --- I2C for the OLED ------------------------------------------------------------

@@ -349,20 +349,8 @@ impl App {
             return Some(format!("job store unusable: {e}"));
         }
         for tool in [&self.tools.ffmpeg, &self.tools.ffprobe, &self.tools.flac] {
-            use std::os::unix::fs::PermissionsExt;
-            let executable = |p: &Path| {
-                std::fs::metadata(p)
-                    .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                    .unwrap_or(false)
-            };
             // A bare name is looked up on PATH, as when it is run.
-            let ok = if tool.components().count() > 1 {
-                executable(tool)
-            } else {
-                std::env::var_os("PATH").is_some_and(|path| {
-                    std::env::split_paths(&path).any(|dir| executable(&dir.join(tool)))
-                })
-            };
+            let ok = crate::media::tools::resolve(tool).is_some();
             if !ok {
                 return Some(format!(
                     "{} is missing: {}",

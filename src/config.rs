@@ -45,18 +45,20 @@ pub struct UsbConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConvertConfig {
-    /// FFmpeg processes at once; 0 means one per CPU core.
+    /// Conversions at once; 0 means one per CPU core.
     pub jobs: usize,
     /// FLAC compression level, 0 to 8 (all lossless).
     pub compression_level: u8,
     /// Attempts for a job that fails for a passing reason (I/O, killed FFmpeg).
     pub max_attempts: u32,
-    /// Niceness of FFmpeg (default 10).
+    /// Niceness of a job's processes (FFmpeg, flac; default 10).
     pub nice: Option<i32>,
-    /// CPUs FFmpeg may use; empty: the fast cluster on big.LITTLE, else any.
+    /// CPUs a job's processes may use; empty: the fast cluster on
+    /// big.LITTLE, else any.
     pub cpus: Vec<usize>,
-    /// FFmpeg decoders sharing one long DTS-HD MA track that runs alone;
-    /// unset: one per usable core (up to 4); 1 turns this off.
+    /// FFmpeg decoders sharing one long DTS-HD MA track while cores would
+    /// otherwise sit idle; unset: from 4 usable cores, two fewer than them
+    /// (2 to 4), else 1; 1 turns this off.
     pub decode_lanes: Option<usize>,
 }
 

@@ -567,12 +567,11 @@ fn long_dtshd(sample: &Path, seconds: u64) -> Vec<u8> {
         let mut body = d[pos + 16..pos + 16 + size].to_vec();
         match &d[pos..pos + 8] {
             b"AUPR-HDR" => {
-                let frames = u32::from_be_bytes(body[6..10].try_into().unwrap()) as u64;
-                let per_frame = u16::from_be_bytes(body[10..12].try_into().unwrap()) as u64;
-                let delay = u16::from_be_bytes(body[19..21].try_into().unwrap()) as u64;
-                let total = frames * copies as u64;
+                let total = u64::from(header.frames) * copies as u64;
                 body[6..10].copy_from_slice(&(total as u32).to_be_bytes());
-                let original = total * per_frame - delay - 100;
+                let original = total * u64::from(header.samples_per_frame)
+                    - u64::from(header.codec_delay)
+                    - 100;
                 body[12..17].copy_from_slice(&original.to_be_bytes()[3..]);
             }
             b"STRMDATA" => body = body.repeat(copies),

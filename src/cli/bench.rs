@@ -48,9 +48,9 @@ fn children_cpu() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-fn status_kb(pid: u32, field: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
+/// A "Field:   123 kB" line of /proc/PID/status.
+fn status_kb(status: &str, field: &str) -> Option<u64> {
+    status
         .lines()
         .find(|l| l.starts_with(field))?
         .split_whitespace()
@@ -104,10 +104,12 @@ fn measure(commands: Vec<Command>, sample_rss: bool) -> Result<Measured, String>
         });
         loop {
             if sample_rss {
-                if let Some(kb) = status_kb(pid, "VmHWM:") {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                if let Some(kb) = status_kb(&status, "VmHWM:") {
                     peak = Some(peak.map_or(kb, |p: u64| p.max(kb)));
                 }
-                if let Some(kb) = status_kb(pid, "VmRSS:") {
+                if let Some(kb) = status_kb(&status, "VmRSS:") {
                     rss_samples.push(kb);
                 }
                 own = own_cpu(pid).or(own);
@@ -295,7 +297,16 @@ fn pcm_md5(ffmpeg: &Path, flac: &Path) -> Result<String, String> {
         .args(["-c:a", "pcm_s32le", "-f", "md5", "-"])
         .output()
         .map_err(|e| e.to_string())?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let md5 = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // Two failures must not compare equal.
+    if !out.status.success() || md5.is_empty() {
+        return Err(format!(
+            "cannot decode {}: {}",
+            flac.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(md5)
 }
 
 pub fn run(args: BenchArgs) -> u8 {

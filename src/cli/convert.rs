@@ -30,8 +30,8 @@ pub struct ConvertArgs {
     /// How many conversions run at once (default: one per CPU core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: Option<u16>,
-    /// FFmpeg decoders sharing one long DTS-HD MA track that runs alone
-    /// (default: from the board's plan; 1: one decoder).
+    /// FFmpeg decoders sharing one long DTS-HD MA track while cores would
+    /// otherwise sit idle (default: from the board's plan; 1: one decoder).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=8))]
     decode_lanes: Option<u16>,
     /// Keep the job store (jobs.db) in DIR; by default a temporary one is used.

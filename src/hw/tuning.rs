@@ -14,12 +14,13 @@ use super::board::{self, Board};
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub workers: usize,
-    /// Cores FFmpeg may use (the fast cluster, or all).
+    /// Cores the jobs may use (the fast cluster, or all).
     pub cores: usize,
-    /// Decoders sharing one long DTS-HD MA track that runs alone.
+    /// Decoders sharing one long DTS-HD MA track while cores would
+    /// otherwise sit idle.
     pub decode_lanes: usize,
     pub nice: i32,
-    /// CPUs FFmpeg runs on; empty: any.
+    /// CPUs the jobs' processes run on; empty: any.
     pub cpus: Vec<usize>,
     /// Why, in words, for `dtsflac doctor`.
     pub reasons: Vec<String>,
@@ -34,7 +35,7 @@ pub struct Overrides {
     pub decode_lanes: Option<usize>,
 }
 
-/// Memory one running job needs at most (FFmpeg decoder + encoder).
+/// Memory one running job needs at most (FFmpeg decoder + libFLAC encoder).
 const MEMORY_PER_JOB: u64 = 160 << 20;
 
 pub fn plan(board: &Board, o: &Overrides) -> Plan {
@@ -91,12 +92,12 @@ pub fn plan(board: &Board, o: &Overrides) -> Plan {
     });
     if decode_lanes >= 2 {
         reasons.push(format!(
-            "a long DTS-HD MA track running alone is decoded by {decode_lanes} FFmpeg processes taking turns, seams checked sample for sample"
+            "a long DTS-HD MA track, while cores would otherwise sit idle, is decoded by {decode_lanes} FFmpeg processes taking turns, seams checked sample for sample"
         ));
     }
     let nice = o.nice.unwrap_or(10);
     reasons.push(format!(
-        "FFmpeg at niceness {nice}, so the page and panel stay responsive"
+        "FFmpeg and flac at niceness {nice}, so the page and panel stay responsive"
     ));
     Plan {
         workers,

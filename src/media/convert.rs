@@ -35,9 +35,10 @@ pub const DEFAULT_COMPRESSION_LEVEL: u8 = 5;
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
     pub compression_level: u8,
-    /// Niceness of the FFmpeg processes: the page and panel stay responsive.
+    /// Niceness of a job's processes (FFmpeg, flac, the read-back): the page
+    /// and panel stay responsive.
     pub nice: i32,
-    /// CPUs the FFmpeg processes may run on (the fast cluster); empty: any.
+    /// CPUs a job's processes may run on (the fast cluster); empty: any.
     pub cpus: Vec<usize>,
     /// FFmpeg decoders sharing one long DTS-HD MA stream while the job runs
     /// alone (see `lanes`); 0 or 1: one decoder.
@@ -111,36 +112,32 @@ pub struct Progress {
     pub speed: f64,
 }
 
-/// Lets another thread pause, resume or cancel a running conversion. The
-/// FFmpeg processes are stopped with SIGSTOP so pausing costs no work.
+/// Lets another thread pause, resume or cancel a running conversion. Its
+/// processes are stopped with SIGSTOP so pausing costs no work.
 #[derive(Default)]
 pub struct JobControl {
     pids: Mutex<Vec<u32>>,
     paused: AtomicBool,
     cancelled: AtomicBool,
-    /// Called once the FLAC is encoded: what is left (read-back, tags,
-    /// fsync) needs little CPU, so the scheduler may start the next job.
+    /// The FLAC is encoded: what is left (read-back, tags, fsync) needs
+    /// little CPU, so the scheduler may start the next job.
+    encoded: AtomicBool,
     on_encoded: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-impl std::fmt::Debug for JobControl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobControl")
-            .field("pids", &self.pids)
-            .field("paused", &self.paused)
-            .field("cancelled", &self.cancelled)
-            .finish_non_exhaustive()
-    }
 }
 
 impl JobControl {
     /// `f` runs when the job's encoding is over (at most once, and not at
-    /// all when the job fails before that).
+    /// all when the job fails before that), after `is_encoded` turns true.
     pub fn on_encoded(&self, f: impl FnOnce() + Send + 'static) {
         *self.on_encoded.lock().unwrap() = Some(Box::new(f));
     }
 
+    pub fn is_encoded(&self) -> bool {
+        self.encoded.load(Ordering::SeqCst)
+    }
+
     fn encoded(&self) {
+        self.encoded.store(true, Ordering::SeqCst);
         let f = self.on_encoded.lock().unwrap().take();
         if let Some(f) = f {
             f();
@@ -376,7 +373,7 @@ pub fn convert_track(
     let written = Output::for_folder(dest_dir);
     // Streamed output takes its MD5 from the one decoder.
     let lanes = match written {
-        Output::Direct => decode_lanes(track, options),
+        Output::Direct => decode_lanes(track, identity.size, options),
         Output::Streamed => 1,
     };
     let writeback = Writeback::start(&temp);
@@ -400,7 +397,7 @@ pub fn convert_track(
     };
     writeback.flush_rest();
     control.encoded();
-    let verified = match verify(tools, track, &temp, options, pass.pcm_md5) {
+    let verified = match verify(tools, track, &temp, options, control, pass.pcm_md5) {
         // Decoder errors that also broke the output: the stream is damaged,
         // and trying again will not help.
         Err(e) if e.kind != FailureKind::Cancelled && !pass.decoder_warnings.is_empty() => {
@@ -475,11 +472,7 @@ fn destination_error(dir: &Path, e: &io::Error) -> ConvertError {
 /// A generous estimate of the FLAC size, checked before any work starts.
 fn estimated_output_bytes(track: &Track) -> Option<u64> {
     let seconds = track.duration_seconds?;
-    let bytes_per_sample = if track.bits_per_sample <= 16 {
-        2.0
-    } else {
-        3.0
-    };
+    let bytes_per_sample = f64::from(raw_pcm(track.bits_per_sample).2);
     // FLAC rarely goes above 75% of raw PCM on real audio; noise can approach 100%.
     Some(
         (seconds
@@ -518,8 +511,7 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
 /// Free and total bytes of the file system holding `dir`; `None` when it
 /// cannot tell (some FUSE drivers, such as fusefat, report no sizes at all).
 pub fn space(dir: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let c = c_path(dir)?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: c is a valid NUL-terminated path and st a valid out-pointer.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
@@ -527,6 +519,12 @@ pub fn space(dir: &Path) -> Option<(u64, u64)> {
     }
     let unit = st.f_frsize as u64;
     Some((st.f_bavail as u64 * unit, st.f_blocks as u64 * unit))
+}
+
+/// A path for a libc call; `None` if it holds a NUL byte.
+fn c_path(path: &Path) -> Option<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).ok()
 }
 
 pub fn human_bytes(n: u64) -> String {
@@ -763,18 +761,18 @@ fn raw_pcm(bits: u8) -> (&'static str, &'static str, u32) {
     }
 }
 
-/// Streams at least this long are decoded in lanes when the job runs alone.
+/// Streams at least this long are decoded in lanes when cores are idle.
 const LANES_MIN_SECONDS: f64 = 60.0;
 
 /// How many decoders share this track: lanes only pay for a long DTS-HD MA
-/// stream, with cores to spare (the scheduler asks for them only while the
-/// job runs alone).
-fn decode_lanes(track: &Track, options: &ConvertOptions) -> usize {
+/// stream, with cores to spare (the scheduler asks for them only while
+/// the other jobs leave cores idle).
+fn decode_lanes(track: &Track, source_bytes: u64, options: &ConvertOptions) -> usize {
     let long = match track.duration_seconds {
         Some(s) => s >= LANES_MIN_SECONDS,
         // A raw stream without a header: judge by size (~2.5 MB a minute at
         // the lowest MA rates).
-        None => fs::metadata(&track.path).is_ok_and(|m| m.len() >= 16 << 20),
+        None => source_bytes >= 16 << 20,
     };
     let eligible = track.lossless && matches!(track.input, InputSpec::Probed) && long;
     if eligible && options.decode_lanes >= 2 {
@@ -985,6 +983,16 @@ enum Role {
     Encode,
 }
 
+impl Role {
+    /// The executable playing the role, as the user knows it.
+    fn program(self) -> &'static str {
+        match self {
+            Role::Encode => "flac",
+            Role::Unpack | Role::Decode => "ffmpeg",
+        }
+    }
+}
+
 /// One process of the chain.
 struct Stage {
     role: Role,
@@ -1039,14 +1047,14 @@ impl Output {
 }
 
 /// Whether `path` lies on a FUSE file system (exfat-fuse, ntfs-3g, fusefat).
+/// When it cannot tell, the answer is yes: streaming is safe everywhere.
 fn on_fuse(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
     const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+    let Some(c) = c_path(path) else {
         return true;
     };
-    // SAFETY: statfs fills a struct we own from a NUL-terminated path.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and st a valid out-pointer.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return true;
     }
@@ -1211,14 +1219,9 @@ fn start_stages(
                     let _ = c.kill();
                     let _ = c.wait();
                 }
-                let program = if role == Role::Encode {
-                    "flac"
-                } else {
-                    "ffmpeg"
-                };
                 return Err(ConvertError::new(
                     FailureKind::Transient,
-                    format!("cannot start {program}: {e}"),
+                    format!("cannot start {}: {e}", role.program()),
                 ));
             }
         };
@@ -1457,11 +1460,7 @@ fn classify_failure(
         .map(|l| l.to_ascii_lowercase())
         .collect::<Vec<_>>()
         .join("\n");
-    let program = if role == Role::Encode {
-        "flac"
-    } else {
-        "ffmpeg"
-    };
+    let program = role.program();
     let last = problems
         .iter()
         .rev()
@@ -1514,6 +1513,7 @@ fn check_frames(
     tools: &Tools,
     temp: &Path,
     options: &ConvertOptions,
+    control: &JobControl,
 ) -> Result<super::flacframes::FramesChecked, ConvertError> {
     let failed = |m: String| ConvertError::new(FailureKind::Transient, m);
     let Some(exe) = &tools.checker else {
@@ -1522,12 +1522,23 @@ fn check_frames(
     };
     let mut cmd = Command::new(exe);
     cmd.args(["check-flac", "--machine"])
-        .arg(temp)
-        .stdin(Stdio::null());
+        .arg(flac_file_arg(temp))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     own_process_group(&mut cmd, options);
-    let out = cmd
-        .output()
+    let child = cmd
+        .spawn()
         .map_err(|e| failed(format!("cannot run the FLAC check: {e}")))?;
+    // Paused and cancelled with the rest of the job.
+    let pid = child.id();
+    control.register(pid);
+    let out = child.wait_with_output();
+    control.unregister(pid);
+    if control.is_cancelled() {
+        return Err(ConvertError::new(FailureKind::Cancelled, "cancelled"));
+    }
+    let out = out.map_err(|e| failed(format!("cannot run the FLAC check: {e}")))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let numbers: Vec<u64> = text
         .split_whitespace()
@@ -1553,11 +1564,12 @@ fn verify(
     track: &Track,
     temp: &Path,
     options: &ConvertOptions,
+    control: &JobControl,
     streamed_md5: Option<[u8; 16]>,
 ) -> Result<flacmeta::StreamInfo, ConvertError> {
     let bad = |m: String| ConvertError::new(FailureKind::Input, m);
     let failed = |m: String| ConvertError::new(FailureKind::Transient, m);
-    let frames = check_frames(tools, temp, options)?;
+    let frames = check_frames(tools, temp, options, control)?;
     if let Some(md5) = streamed_md5 {
         flacmeta::complete_stream_info(
             temp,
@@ -1688,12 +1700,13 @@ pub fn remove_stale_temp_files(dir: &Path) -> usize {
         .count()
 }
 
-/// FFmpeg runs in its own process group: a ^C at the terminal reaches only
-/// dtsflac, which stops FFmpeg and removes the temporary file itself (FFmpeg
-/// would otherwise finish a shortened file on SIGINT).
-/// It also dies with the thread that started it, like it would in a power
-/// cut, so a killed daemon never leaves FFmpeg writing behind its back. It
-/// runs at the plan's niceness, on the plan's CPUs.
+/// A job's processes (FFmpeg, flac, the read-back) run in their own process
+/// group: a ^C at the terminal reaches only dtsflac, which stops them and
+/// removes the temporary file itself (flac would otherwise finish a
+/// shortened file at the end of its input).
+/// Each also dies with the thread that started it, like it would in a power
+/// cut, so a killed daemon never leaves one writing behind its back. They
+/// run at the plan's niceness, on the plan's CPUs.
 fn own_process_group(inner: &mut Command, options: &ConvertOptions) {
     use std::os::unix::process::CommandExt;
     inner.process_group(0);

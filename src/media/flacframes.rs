@@ -322,22 +322,14 @@ impl Window {
 
     /// Tops the buffer up to its capacity (or the end of the file).
     fn fill(&mut self) -> io::Result<()> {
-        while !self.eof && self.buf.len() < WINDOW {
-            let len = self.buf.len();
-            self.buf.resize(WINDOW, 0);
-            match self.file.read(&mut self.buf[len..]) {
-                Ok(0) => {
-                    self.buf.truncate(len);
-                    self.eof = true;
-                }
-                Ok(n) => self.buf.truncate(len + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(len),
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(e);
-                }
-            }
+        if self.eof {
+            return Ok(());
         }
+        let want = WINDOW - self.buf.len();
+        let got = (&mut self.file)
+            .take(want as u64)
+            .read_to_end(&mut self.buf)?;
+        self.eof = got < want;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! Native reader of a FLAC file's STREAMINFO and Vorbis comments.
 //!
-//! Used to verify what FFmpeg wrote (MD5, length, bit depth) and to recognise
+//! Used to verify what libFLAC wrote (MD5, length, bit depth) and to recognise
 //! our own earlier output, without spawning a process per file.
 
 use std::collections::BTreeMap;

@@ -8,8 +8,8 @@
 //! (measured: two frames always reproduce a continuous decode bit for bit),
 //! and followed by one overlap frame that the next chunk's lane must
 //! reproduce exactly: every seam is checked. The PCM is joined back in order
-//! and handed to one FLAC encoder, so the file and its MD5 are those of a
-//! single pass. Any disagreement stops the job, which then runs the ordinary
+//! and handed to one FLAC encoder, so the file and its MD5 are those of one
+//! continuous decode. Any disagreement stops the job, which then runs the ordinary
 //! way.
 
 use std::collections::VecDeque;
@@ -78,9 +78,7 @@ fn exss_bytes(b: &[u8]) -> Option<usize> {
 /// there are none.
 pub fn frame_len(b: &[u8], at_end: bool) -> Result<Option<usize>, String> {
     if b.len() < 12 {
-        return if at_end && b.is_empty() {
-            Ok(None)
-        } else if at_end {
+        return if at_end && !b.is_empty() {
             Err("the stream ends inside a frame header".into())
         } else {
             Ok(None)
@@ -96,8 +94,8 @@ pub fn frame_len(b: &[u8], at_end: bool) -> Result<Option<usize>, String> {
             if b.len() < len {
                 return Err("the stream ends inside a frame".into());
             }
-            // The last frame: take what extension substreams fit.
-            return Ok(Some(len + exss_bytes(&b[len..]).unwrap_or(0)));
+            // The last frame: too few bytes follow for another substream.
+            return Ok(Some(len));
         }
         match exss_bytes(&b[len..]) {
             Some(n) => len += n,
@@ -123,6 +121,13 @@ pub struct PcmShape {
     pub sample_rate: u32,
     /// Samples per channel to drop at the start and to keep (AUPR-HDR trim).
     pub trim: Option<(u64, u64)>,
+}
+
+impl PcmShape {
+    /// Bytes of one sample of every channel.
+    fn sample_bytes(&self) -> u64 {
+        u64::from(self.channels * self.bytes_per_sample)
+    }
 }
 
 /// The running plumbing; `join` reports a broken seam or stream.
@@ -161,9 +166,9 @@ impl Lanes {
         }
         let mut from_lanes = Vec::new();
         for mut output in lane_outputs {
-            // Up to ~1 MB of PCM waits here per lane, beside 1 MB in its pipe:
-            // about a chunk, so a lane can finish its turn while the one
-            // before it is joined.
+            // Up to 2 MiB of PCM (8 blocks) waits here per lane, beside 1 MiB
+            // in its pipe: more than a chunk, so a lane can finish its turn
+            // while the one before it is joined.
             let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(8);
             from_lanes.push(rx);
             threads.push(std::thread::spawn(move || loop {
@@ -190,7 +195,7 @@ impl Lanes {
         threads.push(std::thread::spawn(move || {
             join(from_lanes, plan_rx, encoder, shape, &counter)
         }));
-        let sample_bytes = u64::from(shape.channels * shape.bytes_per_sample).max(1);
+        let sample_bytes = shape.sample_bytes().max(1);
         Lanes {
             threads,
             joined,
@@ -345,9 +350,8 @@ fn join(
             at: 0,
         })
         .collect();
-    let frame_of =
-        |samples: u32| samples as usize * (shape.channels * shape.bytes_per_sample) as usize;
-    let sample_bytes = (shape.channels * shape.bytes_per_sample) as u64;
+    let sample_bytes = shape.sample_bytes();
+    let frame_of = |samples: u32| samples as usize * sample_bytes as usize;
     // Byte window of the whole decode to keep.
     let (keep_from, keep_to) = match shape.trim {
         Some((start, samples)) => (start * sample_bytes, (start + samples) * sample_bytes),

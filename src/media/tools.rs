@@ -201,7 +201,7 @@ fn default_cache_file() -> Option<PathBuf> {
 
 /// The file a command name runs: as given when it has a slash, else the
 /// first executable of that name on `PATH` (as `Command` would find it).
-fn resolve(program: &Path) -> Option<PathBuf> {
+pub fn resolve(program: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let runnable = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)

@@ -1,5 +1,5 @@
 //! Worker slots that take jobs from the store, most urgent first, and run
-//! them through the engine. Pause stops the FFmpeg processes where they are
+//! them through the engine. Pause stops a job's processes where they are
 //! (SIGSTOP) and resume continues them (SIGCONT), so no work is lost; cancel
 //! kills them and removes the temporary file; transient failures are retried
 //! a bounded number of times, corrupt input never.
@@ -17,7 +17,7 @@ use crate::media::tools::Tools;
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
-    /// How many FFmpeg conversions run at once.
+    /// How many conversions encode at once.
     pub workers: usize,
     /// Attempts per job for transient failures (I/O errors, crashed processes).
     pub max_attempts: u32,
@@ -70,14 +70,19 @@ struct Shared {
     paused: bool,
     stopping: bool,
     running: HashMap<JobId, Arc<JobControl>>,
-    /// The running jobs still decoding and encoding; the others are being
-    /// checked and synced, which hardly needs a core. Only these count
-    /// against `workers`.
-    encoding: HashSet<JobId>,
     /// Jobs being stopped for a reason other than the user cancelling them.
     interrupting: HashSet<JobId>,
     /// When set, only jobs on these drives (the ones plugged in) may start.
     drives: Option<HashSet<i64>>,
+}
+
+impl Shared {
+    /// The running jobs still decoding and encoding; the others are being
+    /// checked and synced, which hardly needs a core. Only these count
+    /// against `workers`.
+    fn encoding(&self) -> usize {
+        self.running.values().filter(|c| !c.is_encoded()).count()
+    }
 }
 
 struct Inner {
@@ -113,7 +118,6 @@ impl Scheduler {
                 paused: false,
                 stopping: false,
                 running: HashMap::new(),
-                encoding: HashSet::new(),
                 interrupting: HashSet::new(),
                 drives: None,
             }),
@@ -296,15 +300,16 @@ fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>, bool)>
         } else {
             inner.config.workers.max(1)
         };
-        if !g.paused && g.encoding.len() < allowed {
+        if !g.paused && g.encoding() < allowed {
             let mut store = inner.store.lock().unwrap();
             match store.claim_next(g.drives.as_ref()) {
                 Ok(Some(job)) => {
                     let control = Arc::new(JobControl::default());
                     g.running.insert(job.id, control.clone());
-                    g.encoding.insert(job.id);
-                    let waiting = store.count_in_state(JobState::Queued).unwrap_or(0);
-                    let lanes = lanes_pay(g.encoding.len() + waiting, inner.config.cores);
+                    let lanes = inner.config.convert.decode_lanes >= 2 && {
+                        let waiting = store.count_in_state(JobState::Queued).unwrap_or(0);
+                        lanes_pay(g.encoding() + waiting, inner.config.cores)
+                    };
                     return Some((job, control, lanes));
                 }
                 Ok(None) => {}
@@ -331,7 +336,8 @@ fn worker(inner: Arc<Inner>) {
         let id = job.id;
         let waker = inner.clone();
         control.on_encoded(move || {
-            waker.shared.lock().unwrap().encoding.remove(&id);
+            // Taking the lock orders this with a worker about to wait.
+            drop(waker.shared.lock().unwrap());
             waker.wake.notify_all();
         });
         let options = ConvertOptions {
@@ -369,7 +375,6 @@ fn worker(inner: Arc<Inner>) {
 
         let mut g = inner.shared.lock().unwrap();
         g.running.remove(&id);
-        g.encoding.remove(&id);
         let interrupted = g.interrupting.remove(&id);
         let mut store = inner.store.lock().unwrap();
         let event = match outcome {
