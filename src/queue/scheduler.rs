@@ -106,10 +106,12 @@ impl Scheduler {
         config: SchedulerConfig,
         listener: impl Fn(Event) + Send + Sync + 'static,
     ) -> Scheduler {
-        // One thread more than jobs at once: a job being checked and synced
-        // keeps its thread while the next one encodes (checking takes a
-        // fraction of a second, so two rarely finish at the same moment).
-        let slots = config.workers.max(1) + 1;
+        // A job being checked and synced keeps its thread while the next one
+        // encodes, so there are threads for every job at once plus as many
+        // being finished, and one more: with a single spare thread, a slow
+        // finish (a USB stick's fsync, the read-back on a slow core) that
+        // outlasted the next short track's encoding left the cores idle.
+        let slots = config.workers.max(1) * 2 + 1;
         let inner = Arc::new(Inner {
             store,
             tools,
