@@ -34,7 +34,7 @@ under_qemu() {
       *) return "$rc" ;;
     esac
   done
-  echo "error: '$*' hung under qemu-user twice (a test still running after 60 s is named above)" >&2
+  echo "error: '$*' hung under qemu-user twice; its output up to the hang is above" >&2
   return 1
 }
 
