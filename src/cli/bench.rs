@@ -490,6 +490,20 @@ fn bench(args: BenchArgs) -> Result<(), String> {
             rounds.len()
         );
     }
+    // On a shared VM the cores slow each other down by a varying amount:
+    // the batch's ratio to the machine's own bound says how much of its
+    // time is dtsflac's and how much the machine's.
+    let to_bound: Vec<f64> = rounds
+        .iter()
+        .map(|r| r.ours_batch.wall.as_secs_f64() / r.ceiling.wall.as_secs_f64())
+        .collect();
+    let (lo, hi) = to_bound
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    println!(
+        "dtsflac's batch against the bound: {:.2}x (range {lo:.2}–{hi:.2})",
+        median(to_bound)
+    );
     println!(
         "\nPCM identical to plain FFmpeg: {}   (peak RSS and own CPU are dtsflac itself, as % of one core; CPU includes its FFmpeg, flac and check processes)",
         if identical { "yes" } else { "NO" }

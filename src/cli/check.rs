@@ -17,10 +17,19 @@ pub fn run(files: &[PathBuf], machine: bool) -> u8 {
             flacframes::check_against_stream_info(f)
         };
         match checked {
-            Ok(c) if machine => println!(
-                "{} {} {} {}",
-                c.frames, c.samples, c.min_frame_bytes, c.max_frame_bytes
-            ),
+            // Line 1: the counts; line 2: the seek points, three numbers each.
+            Ok(c) if machine => {
+                println!(
+                    "{} {} {} {}",
+                    c.frames, c.samples, c.min_frame_bytes, c.max_frame_bytes
+                );
+                let points: Vec<String> = c
+                    .seek_points
+                    .iter()
+                    .map(|p| format!("{} {} {}", p.sample, p.offset, p.frame_samples))
+                    .collect();
+                println!("{}", points.join(" "));
+            }
             Ok(c) => println!(
                 "{}: ok, {} frames, {} samples per channel",
                 f.display(),

@@ -397,7 +397,8 @@ pub fn convert_track(
     };
     writeback.flush_rest();
     control.encoded();
-    let verified = match verify(tools, track, &temp, options, control, pass.pcm_md5) {
+    let (verified, seek_points) = match verify(tools, track, &temp, options, control, pass.pcm_md5)
+    {
         // Decoder errors that also broke the output: the stream is damaged,
         // and trying again will not help.
         Err(e) if e.kind != FailureKind::Cancelled && !pass.decoder_warnings.is_empty() => {
@@ -424,6 +425,7 @@ pub fn convert_track(
         &temp,
         &vendor(tools),
         &tags(track, &identity, tools, lossless),
+        &seek_points,
     )
     .map_err(|e| destination_error(dest_dir, &e))?;
 
@@ -887,9 +889,11 @@ fn flac_encoder_args(
         format!("--channels={}", track.channels).into(),
         format!("--bps={}", bytes * 8).into(),
         format!("--sample-rate={}", track.sample_rate).into(),
-        // Room for our tags, so they are written in place.
+        // Room for our tags and the seek table, so they are written in place
+        // (a point every 10 s fits ~2 h 15 min; longer tracks get fewer).
         "--padding=16384".into(),
-        // The length is unknown until the end: seek points could not be placed.
+        // The length is unknown until the end, so libFLAC could not place
+        // seek points: the read-back notes them and they go in with the tags.
         "--no-seektable".into(),
     ];
     match temp {
@@ -1540,17 +1544,31 @@ fn check_frames(
     }
     let out = out.map_err(|e| failed(format!("cannot run the FLAC check: {e}")))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let numbers: Vec<u64> = text
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    match (out.status.success(), numbers.as_slice()) {
-        (true, &[frames, samples, min, max]) => Ok(super::flacframes::FramesChecked {
-            frames,
-            samples,
-            min_frame_bytes: min as u32,
-            max_frame_bytes: max as u32,
-        }),
+    let mut lines = text.lines();
+    let mut numbers = || -> Vec<u64> {
+        let line = lines.next().unwrap_or_default();
+        line.split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect()
+    };
+    let (counts, seek) = (numbers(), numbers());
+    match (out.status.success(), counts.as_slice()) {
+        (true, &[frames, samples, min, max]) if seek.len() % 3 == 0 => {
+            Ok(super::flacframes::FramesChecked {
+                frames,
+                samples,
+                min_frame_bytes: min as u32,
+                max_frame_bytes: max as u32,
+                seek_points: seek
+                    .chunks(3)
+                    .map(|p| flacmeta::SeekPoint {
+                        sample: p[0],
+                        offset: p[1],
+                        frame_samples: p[2] as u16,
+                    })
+                    .collect(),
+            })
+        }
         _ => {
             let why = String::from_utf8_lossy(&out.stderr);
             let why = why.trim().trim_start_matches("dtsflac: ");
@@ -1566,7 +1584,7 @@ fn verify(
     options: &ConvertOptions,
     control: &JobControl,
     streamed_md5: Option<[u8; 16]>,
-) -> Result<flacmeta::StreamInfo, ConvertError> {
+) -> Result<(flacmeta::StreamInfo, Vec<flacmeta::SeekPoint>), ConvertError> {
     let bad = |m: String| ConvertError::new(FailureKind::Input, m);
     let failed = |m: String| ConvertError::new(FailureKind::Transient, m);
     let frames = check_frames(tools, temp, options, control)?;
@@ -1619,7 +1637,7 @@ fn verify(
             "verification failed: the FLAC has no MD5 of its audio".into(),
         ));
     }
-    Ok(si)
+    Ok((si, frames.seek_points))
 }
 
 /// Starts the drive writing the FLAC while it is encoded, a second behind

@@ -6,13 +6,20 @@
 //! back and checks every frame header's CRC-8, every frame's CRC-16 and
 //! that the frames follow one another without a gap; it counts the samples
 //! (for the caller to hold against STREAMINFO and the master's length): a
-//! flipped, lost or stale byte anywhere in the audio fails it. It costs one pass of table CRC over the file (a few
+//! flipped, lost or stale byte anywhere in the audio fails it. On the way it
+//! notes a seek point every ten seconds, as `flac` places them: libFLAC
+//! fed from a pipe does not know the length and writes no SEEKTABLE. It costs one pass of table CRC over the file (a few
 //! hundredths of a second per 100 MB), where a second full decode and MD5
 //! cost a second and a half.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+
+pub use super::flacmeta::SeekPoint;
+
+/// Seconds between seek points: `flac`'s own default (`-S 10s`).
+const SEEK_EVERY_SECONDS: u64 = 10;
 
 /// What a FLAC file's frames add up to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +29,9 @@ pub struct FramesChecked {
     /// Smallest and largest frame in bytes, as STREAMINFO records them.
     pub min_frame_bytes: u32,
     pub max_frame_bytes: u32,
+    /// For every tenth second, the frame holding it (first sample, offset
+    /// from the first frame, length), in order and without repeats.
+    pub seek_points: Vec<SeekPoint>,
 }
 
 /// Why a FLAC file failed the check; the message names the frame.
@@ -289,7 +299,8 @@ fn check_with_total(path: &Path) -> Result<(FramesChecked, u64), FrameError> {
     let meta = super::flacmeta::read(path)?;
     let info = meta.stream_info;
     let mut reader = Window::new(File::open(path)?, meta.audio_offset)?;
-    let checked = check_frames(&mut reader, info.channels, info.bits_per_sample)?;
+    let seek_every = u64::from(info.sample_rate) * SEEK_EVERY_SECONDS;
+    let checked = check_frames(&mut reader, info.channels, info.bits_per_sample, seek_every)?;
     Ok((checked, info.total_samples))
 }
 
@@ -341,7 +352,31 @@ impl Window {
     }
 }
 
-fn check_frames(w: &mut Window, channels: u8, bits: u8) -> Result<FramesChecked, FrameError> {
+/// A seek point for each multiple of `every` samples that falls in the
+/// frame at `offset` (from the first frame) holding `first..first + len`.
+fn note_seek_point(
+    points: &mut Vec<SeekPoint>,
+    next: &mut u64,
+    every: u64,
+    (first, len, offset): (u64, u64, u64),
+) {
+    if every == 0 || *next >= first + len {
+        return;
+    }
+    points.push(SeekPoint {
+        sample: first,
+        offset,
+        frame_samples: len as u16,
+    });
+    *next = (first + len).div_ceil(every) * every;
+}
+
+fn check_frames(
+    w: &mut Window,
+    channels: u8,
+    bits: u8,
+    seek_every: u64,
+) -> Result<FramesChecked, FrameError> {
     let fits = |h: &Header| h.channels == channels && (h.bits == 0 || h.bits == bits);
     let first = parse_header(&w.buf)
         .filter(|h| h.number == 0 && fits(h))
@@ -351,7 +386,9 @@ fn check_frames(w: &mut Window, channels: u8, bits: u8) -> Result<FramesChecked,
     let mut samples = 0u64;
     let (mut min_bytes, mut max_bytes) = (u64::MAX, 0u64);
     // File offset where the current frame starts.
+    let audio_start = w.base;
     let mut frame_start = w.base;
+    let (mut seek_points, mut next_seek) = (Vec::new(), 0u64);
     // The CRC-16 runs from the current frame's first byte up to `cursor`.
     let mut crc = 0u16;
     // The CRC covers the buffer up to `cursor`; sync codes are looked for
@@ -398,6 +435,8 @@ fn check_frames(w: &mut Window, channels: u8, bits: u8) -> Result<FramesChecked,
         // A frame ends where the next valid header starts and the CRC-16
         // over the frame (its own CRC included) comes to zero.
         if crc == 0 {
+            let frame = (samples, current.block_size, frame_start - audio_start);
+            note_seek_point(&mut seek_points, &mut next_seek, seek_every, frame);
             frames += 1;
             samples += current.block_size;
             let bytes = w.base + p as u64 - frame_start;
@@ -412,6 +451,8 @@ fn check_frames(w: &mut Window, channels: u8, bits: u8) -> Result<FramesChecked,
             frames + 1
         )));
     }
+    let frame = (samples, current.block_size, frame_start - audio_start);
+    note_seek_point(&mut seek_points, &mut next_seek, seek_every, frame);
     frames += 1;
     samples += current.block_size;
     let bytes = w.base + w.buf.len() as u64 - frame_start;
@@ -421,6 +462,7 @@ fn check_frames(w: &mut Window, channels: u8, bits: u8) -> Result<FramesChecked,
         samples,
         min_frame_bytes: min_bytes as u32,
         max_frame_bytes: max_bytes as u32,
+        seek_points,
     })
 }
 
@@ -527,6 +569,102 @@ mod tests {
         assert_eq!(
             sizes,
             format!("{}\n{}\n", got.min_frame_bytes, got.max_frame_bytes)
+        );
+    }
+
+    /// 31 s of mono 16-bit noise by libFLAC, with `flac`'s own seek table
+    /// (`-S 10s`, its default) or, like ours from a pipe, none.
+    fn long_mono(dir: &Path, name: &str, seek_table: &str) -> std::path::PathBuf {
+        let raw = dir.join("mono.raw");
+        let mut x: u32 = 99;
+        let pcm: Vec<u8> = (0..48_000 * 31)
+            .flat_map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                ((x >> 20) as i16 - 2048).to_le_bytes()
+            })
+            .collect();
+        std::fs::write(&raw, pcm).unwrap();
+        let out = dir.join(name);
+        let status = Command::new("flac")
+            .args([
+                "-s",
+                "-f",
+                "--force-raw-format",
+                "--endian=little",
+                "--sign=signed",
+            ])
+            .args([
+                "--channels=1",
+                "--bps=16",
+                "--sample-rate=48000",
+                seek_table,
+                "-o",
+            ])
+            .arg(&out)
+            .arg(&raw)
+            .status()
+            .expect("the flac tool runs (scripts/install-deps.sh installs it)");
+        assert!(status.success());
+        out
+    }
+
+    /// The seek points `metaflac` lists for the FLAC at `path`.
+    fn metaflac_seek_points(path: &Path) -> Vec<SeekPoint> {
+        let out = Command::new("metaflac")
+            .args(["--list", "--block-type=SEEKTABLE"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let field = |line: &str, key: &str| -> u64 {
+            let at = line.find(key).unwrap() + key.len();
+            line[at..]
+                .split(',')
+                .next()
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.trim_start().starts_with("point "))
+            .map(|l| SeekPoint {
+                sample: field(l, "sample_number="),
+                offset: field(l, "stream_offset="),
+                frame_samples: field(l, "frame_samples=") as u16,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn seek_points_are_where_flac_puts_them_and_players_find_them_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let flacs = long_mono(dir.path(), "flac.flac", "-S 10s");
+        let ours = long_mono(dir.path(), "ours.flac", "--no-seektable");
+        let expected = metaflac_seek_points(&flacs);
+        // 0, 10, 20 and 30 s, each in the frame that holds it.
+        assert_eq!(expected.len(), 4);
+        let found = check(&ours).unwrap().seek_points;
+        assert_eq!(found, expected);
+        // Written into the file that had none, as a conversion does: the
+        // reference tools read the same table and the audio is untouched.
+        let audio = |p: &Path| {
+            let at = crate::media::flacmeta::read(p).unwrap().audio_offset as usize;
+            std::fs::read(p).unwrap()[at..].to_vec()
+        };
+        let before = audio(&ours);
+        crate::media::flacmeta::write_tags(&ours, "test", &[], &found).unwrap();
+        assert_eq!(metaflac_seek_points(&ours), expected);
+        assert_eq!(audio(&ours), before);
+        let test = Command::new("flac")
+            .args(["-t", "-s"])
+            .arg(&ours)
+            .status()
+            .unwrap();
+        assert!(
+            test.success(),
+            "flac -t refuses the file with our seek table"
         );
     }
 

@@ -122,7 +122,45 @@ fn parse_comments(b: &[u8]) -> io::Result<BTreeMap<String, String>> {
 }
 
 const BLOCK_PADDING: u8 = 1;
+const BLOCK_SEEKTABLE: u8 = 3;
 const BLOCK_VORBIS_COMMENT: u8 = 4;
+/// Bytes of one SEEKTABLE entry.
+const SEEK_POINT_BYTES: usize = 18;
+
+/// One SEEKTABLE entry: a frame's first sample, its byte offset from the
+/// first frame, and how many samples it holds. Players jump straight to it
+/// instead of searching a long file for the place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeekPoint {
+    pub sample: u64,
+    pub offset: u64,
+    pub frame_samples: u16,
+}
+
+/// The blocks `write_tags` replaces: what it writes, and room to grow.
+fn replaceable(kind: u8) -> bool {
+    matches!(kind, BLOCK_PADDING | BLOCK_SEEKTABLE | BLOCK_VORBIS_COMMENT)
+}
+
+fn seek_table_block(points: &[SeekPoint]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(points.len() * SEEK_POINT_BYTES);
+    for p in points {
+        body.extend_from_slice(&p.sample.to_be_bytes());
+        body.extend_from_slice(&p.offset.to_be_bytes());
+        body.extend_from_slice(&p.frame_samples.to_be_bytes());
+    }
+    body
+}
+
+/// At most `room` of `points`, evenly spaced and always the first: a very
+/// long track gets a point every 20 or 30 seconds instead of every 10.
+fn thinned(points: &[SeekPoint], room: usize) -> Vec<SeekPoint> {
+    if room == 0 {
+        return Vec::new();
+    }
+    let step = points.len().div_ceil(room).max(1);
+    points.iter().step_by(step).copied().collect()
+}
 
 /// One metadata block header: where it starts and what it is.
 struct BlockAt {
@@ -208,32 +246,52 @@ fn block_header(kind: u8, last: bool, len: usize) -> [u8; 4] {
     [kind | if last { 0x80 } else { 0 }, l[1], l[2], l[3]]
 }
 
-/// Replaces a FLAC file's Vorbis comments with `tags` (in this order). The
-/// audio frames and STREAMINFO (with its MD5) are never touched: the new
-/// block is written into the old comment and padding space when it fits,
-/// otherwise the file is rebuilt next to itself and renamed over it.
-pub fn write_tags(path: &Path, vendor: &str, tags: &[(String, String)]) -> io::Result<()> {
+/// Replaces a FLAC file's Vorbis comments with `tags` (in this order) and
+/// its SEEKTABLE with `seek_points` (none: no table). The audio frames and
+/// STREAMINFO (with its MD5) are never touched: the new blocks are written
+/// into the old comment, seek table and padding space when the comments
+/// fit (the seek table thinned out if it must be), otherwise the file is
+/// rebuilt next to itself and renamed over it.
+pub fn write_tags(
+    path: &Path,
+    vendor: &str,
+    tags: &[(String, String)],
+    seek_points: &[SeekPoint],
+) -> io::Result<()> {
     let comment = comment_block(vendor, tags);
     if comment.len() >= 1 << 24 {
         return Err(invalid("tags too large for a FLAC comment block"));
     }
     let mut f = OpenOptions::new().read(true).write(true).open(path)?;
     let blocks = block_list(&mut f)?;
-    // In place: a run of adjacent comment/padding blocks big enough to hold ours.
+    // In place: a run of adjacent replaceable blocks big enough for the comments.
     let mut i = 0;
     while i < blocks.len() {
         let mut j = i;
-        while j < blocks.len() && matches!(blocks[j].kind, BLOCK_PADDING | BLOCK_VORBIS_COMMENT) {
+        while j < blocks.len() && replaceable(blocks[j].kind) {
             j += 1;
         }
         if j > i {
             let start = blocks[i].offset;
             let space = blocks[j - 1].offset + 4 + blocks[j - 1].len - start;
             let need = 4 + comment.len() as u64;
+            // Points that fit beside the comments, leaving room for the
+            // padding block's header (the remainder may not be 1–3 bytes).
+            let room = space.saturating_sub(need + 8) as usize / SEEK_POINT_BYTES;
+            let table = seek_table_block(&thinned(seek_points, room.min(seek_points.len())));
+            let need = if table.is_empty() {
+                need
+            } else {
+                need + 4 + table.len() as u64
+            };
             let last = blocks[j - 1].last;
             let rest = space.saturating_sub(need);
             if space == need || rest >= 4 {
                 let mut out = Vec::with_capacity(space as usize);
+                if !table.is_empty() {
+                    out.extend_from_slice(&block_header(BLOCK_SEEKTABLE, false, table.len()));
+                    out.extend_from_slice(&table);
+                }
                 out.extend_from_slice(&block_header(
                     BLOCK_VORBIS_COMMENT,
                     last && rest == 0,
@@ -253,27 +311,33 @@ pub fn write_tags(path: &Path, vendor: &str, tags: &[(String, String)]) -> io::R
             i += 1;
         }
     }
-    rebuild_with_comment(&mut f, path, &blocks, &comment)
+    let table = seek_table_block(seek_points);
+    if table.len() >= 1 << 24 {
+        return Err(invalid("seek table too large for a FLAC block"));
+    }
+    rebuild_with(&mut f, path, &blocks, &comment, &table)
 }
 
-fn rebuild_with_comment(
+fn rebuild_with(
     f: &mut File,
     path: &Path,
     blocks: &[BlockAt],
     comment: &[u8],
+    table: &[u8],
 ) -> io::Result<()> {
     let tmp = path.with_extension("retag");
     let result = (|| {
         let mut w = BufWriter::new(File::create(&tmp)?);
         w.write_all(b"fLaC")?;
-        let kept: Vec<&BlockAt> = blocks
-            .iter()
-            .filter(|b| !matches!(b.kind, BLOCK_PADDING | BLOCK_VORBIS_COMMENT))
-            .collect();
+        let kept: Vec<&BlockAt> = blocks.iter().filter(|b| !replaceable(b.kind)).collect();
         for b in &kept {
             f.seek(SeekFrom::Start(b.offset + 4))?;
             w.write_all(&block_header(b.kind, false, b.len as usize))?;
             io::copy(&mut (&mut *f).take(b.len), &mut w)?;
+        }
+        if !table.is_empty() {
+            w.write_all(&block_header(BLOCK_SEEKTABLE, false, table.len()))?;
+            w.write_all(table)?;
         }
         w.write_all(&block_header(BLOCK_VORBIS_COMMENT, false, comment.len()))?;
         w.write_all(comment)?;
@@ -341,9 +405,40 @@ mod tests {
         f
     }
 
+    /// The SEEKTABLE entries of the FLAC at `path`, read from its bytes.
+    fn seek_table(path: &Path) -> Vec<SeekPoint> {
+        let mut f = File::open(path).unwrap();
+        let blocks = block_list(&mut f).unwrap();
+        let bytes = std::fs::read(path).unwrap();
+        let tables: Vec<&BlockAt> = blocks
+            .iter()
+            .filter(|b| b.kind == BLOCK_SEEKTABLE)
+            .collect();
+        assert!(tables.len() <= 1, "more than one SEEKTABLE");
+        let Some(t) = tables.first() else {
+            return Vec::new();
+        };
+        let body = &bytes[t.offset as usize + 4..(t.offset + 4 + t.len) as usize];
+        assert_eq!(body.len() % SEEK_POINT_BYTES, 0);
+        body.chunks(SEEK_POINT_BYTES)
+            .map(|c| SeekPoint {
+                sample: u64::from_be_bytes(c[..8].try_into().unwrap()),
+                offset: u64::from_be_bytes(c[8..16].try_into().unwrap()),
+                frame_samples: u16::from_be_bytes([c[16], c[17]]),
+            })
+            .collect()
+    }
+
     #[test]
     fn rewrites_tags_in_place_or_by_rebuilding_and_keeps_the_audio() {
         let dir = tempfile::tempdir().unwrap();
+        let points: Vec<SeekPoint> = (0..100)
+            .map(|i| SeekPoint {
+                sample: i * 479_232,
+                offset: i * 1_000_003,
+                frame_samples: 4096,
+            })
+            .collect();
         let tags = vec![
             ("TITLE".to_string(), "Symphonie №9 \"live\"".to_string()),
             ("ENCODER".to_string(), "dtsflac".to_string()),
@@ -364,7 +459,16 @@ mod tests {
             let p = dir.path().join(format!("{name}.flac"));
             let original = tiny_flac(&blocks);
             std::fs::write(&p, &original).unwrap();
-            write_tags(&p, "dtsflac test", &tags).unwrap();
+            write_tags(&p, "dtsflac test", &tags, &points).unwrap();
+            let table = seek_table(&p);
+            if name == "roomy" {
+                // 512 bytes of padding hold 24 of the 100: every fifth.
+                assert_eq!(table, thinned(&points, 24), "{name}");
+                assert_eq!(table.len(), 20, "{name}");
+                assert_eq!(table[1], points[5], "{name}");
+            } else {
+                assert_eq!(table, points, "{name}");
+            }
             let m = read(&p).unwrap();
             assert_eq!(m.tags["TITLE"], "Symphonie №9 \"live\"", "{name}");
             assert_eq!(m.tags["ENCODER"], "dtsflac", "{name}");
