@@ -747,7 +747,7 @@ impl App {
             .usb
             .mount_root
             .join(mount_dir_name(&info, &uuid));
-        let mounted = match self.adopt_or_mount(&dev, &info, &at) {
+        let mounted = match self.adopt_or_mount(dev, &info, &at) {
             Ok(m) => m,
             Err(e) => {
                 log(&format!("{}: {e}", dev.display()));
@@ -771,7 +771,11 @@ impl App {
             d.mount = Some(mounted.clone());
         });
 
-        let report = scan(&self.tools, &[at.clone()], ScanLimits::default());
+        let report = scan(
+            &self.tools,
+            std::slice::from_ref(&at),
+            ScanLimits::default(),
+        );
         for p in &report.problems {
             log(&format!("{}: {}", p.path.display(), p.reason));
         }

@@ -182,6 +182,8 @@ fn measure_parallel(commands: Vec<Command>, at_once: usize) -> Result<Measured, 
                     }
                     return Err(format!("ffmpeg failed ({status})"));
                 }
+                // `try_wait` has reaped it: nothing is left to wait for.
+                #[allow(clippy::zombie_processes)]
                 Some(_) => {
                     running.remove(i);
                 }

@@ -94,7 +94,7 @@ pub fn detect() -> Board {
             }),
         }
     }
-    clusters.sort_by(|a, b| b.capacity.cmp(&a.capacity));
+    clusters.sort_by_key(|c| std::cmp::Reverse(c.capacity));
     Board {
         model: model(),
         cores: cpus.len().max(1),

@@ -138,7 +138,7 @@ impl Track {
 }
 
 fn format_khz(rate: u32) -> String {
-    if rate % 1000 == 0 {
+    if rate.is_multiple_of(1000) {
         (rate / 1000).to_string()
     } else {
         format!("{:.1}", f64::from(rate) / 1000.0)

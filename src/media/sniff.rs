@@ -205,7 +205,7 @@ mod tests {
         let mut d = vec![0u8; 50_000];
         for _ in 0..4 {
             d.extend_from_slice(&[0xff, 0x1f, 0x00, 0xe8, 0xf1, 0x07]);
-            d.extend(std::iter::repeat(0x55).take(2042));
+            d.extend(std::iter::repeat_n(0x55, 2042));
         }
         let found = find_dts_in_pcm(&d).unwrap();
         assert_eq!(found.packing, PcmPacking::Dts14Le);

@@ -286,7 +286,7 @@ fn own_executable() -> Option<PathBuf> {
 }
 
 #[allow(non_snake_case)]
-fn Missing(path: &PathBuf) -> ToolError {
+fn Missing(path: &Path) -> ToolError {
     ToolError::Missing(path.display().to_string())
 }
 

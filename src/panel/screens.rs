@@ -228,7 +228,7 @@ fn status<D: DrawTarget<Color = BinaryColor>>(m: &PanelModel, d: &mut D) {
                 centered(d, "- will resume -", 28, Font::Body);
                 centered(d, &format!("{waiting} job(s) wait for it"), 42, Font::Small);
             } else {
-                return idle(m, d);
+                idle(m, d)
             }
         }
         DriveState::Error => {

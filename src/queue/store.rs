@@ -69,6 +69,9 @@ impl std::fmt::Display for JobState {
 
 pub type JobId = i64;
 
+/// One state change of a job: (at, from, to, note).
+pub type HistoryEntry = (i64, Option<String>, String, Option<String>);
+
 /// Priority 1 is the most urgent, 10 the least; new jobs get 5.
 pub const DEFAULT_PRIORITY: u8 = 5;
 
@@ -256,7 +259,7 @@ impl Store {
         let size = meta.as_ref().map_or(0, |m| m.len() as i64);
         let mtime = meta
             .as_ref()
-            .map_or(0, |m| std::os::unix::fs::MetadataExt::mtime(m));
+            .map_or(0, std::os::unix::fs::MetadataExt::mtime);
         let json = serde_json::to_string(track).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let t = now();
         let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
@@ -508,8 +511,8 @@ impl Store {
         Ok(ids)
     }
 
-    /// The state changes of one job, oldest first: (at, from, to, note).
-    pub fn history(&self, id: JobId) -> Result<Vec<(i64, Option<String>, String, Option<String>)>> {
+    /// The state changes of one job, oldest first.
+    pub fn history(&self, id: JobId) -> Result<Vec<HistoryEntry>> {
         let mut stmt = self
             .conn
             .prepare(

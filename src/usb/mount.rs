@@ -302,7 +302,7 @@ fn helper_running(helper: &str, device: &Path) -> bool {
                     n.as_bytes() == helper.as_bytes() || helper.ends_with(&*n.to_string_lossy())
                 })
         });
-        is_helper && args.iter().any(|a| *a == dev)
+        is_helper && args.contains(&dev)
     })
 }
 

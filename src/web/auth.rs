@@ -68,6 +68,8 @@ impl Guard {
     }
 
     /// Controls are refused when a browser says they come from another site.
+    /// (The refusal is the response itself, as axum handlers return it.)
+    #[allow(clippy::result_large_err)]
     pub fn same_origin(&self, headers: &HeaderMap) -> Result<(), Response> {
         let refuse = || {
             Err((
