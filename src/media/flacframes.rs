@@ -531,7 +531,11 @@ mod tests {
             }
         }
         std::fs::write(&raw, pcm).unwrap();
-        let out = dir.join("out.flac");
+        libflac(&raw, &dir.join("out.flac"), &["--channels=6", "--bps=24"])
+    }
+
+    /// `raw` (48 kHz, little-endian) encoded by libFLAC into `out`.
+    fn libflac(raw: &Path, out: &Path, args: &[&str]) -> std::path::PathBuf {
         let status = Command::new("flac")
             .args([
                 "-s",
@@ -539,17 +543,16 @@ mod tests {
                 "--force-raw-format",
                 "--endian=little",
                 "--sign=signed",
-                "--channels=6",
-                "--bps=24",
-                "--sample-rate=48000",
-                "-o",
             ])
-            .arg(&out)
-            .arg(&raw)
+            .arg("--sample-rate=48000")
+            .args(args)
+            .arg("-o")
+            .arg(out)
+            .arg(raw)
             .status()
             .expect("the flac tool runs (scripts/install-deps.sh installs it)");
         assert!(status.success());
-        out
+        out.to_path_buf()
     }
 
     #[test]
@@ -584,28 +587,11 @@ mod tests {
             })
             .collect();
         std::fs::write(&raw, pcm).unwrap();
-        let out = dir.join(name);
-        let status = Command::new("flac")
-            .args([
-                "-s",
-                "-f",
-                "--force-raw-format",
-                "--endian=little",
-                "--sign=signed",
-            ])
-            .args([
-                "--channels=1",
-                "--bps=16",
-                "--sample-rate=48000",
-                seek_table,
-                "-o",
-            ])
-            .arg(&out)
-            .arg(&raw)
-            .status()
-            .expect("the flac tool runs (scripts/install-deps.sh installs it)");
-        assert!(status.success());
-        out
+        libflac(
+            &raw,
+            &dir.join(name),
+            &["--channels=1", "--bps=16", seek_table],
+        )
     }
 
     /// The seek points `metaflac` lists for the FLAC at `path`.

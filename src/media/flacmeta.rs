@@ -31,6 +31,8 @@ pub struct FlacMeta {
     pub tags: BTreeMap<String, String>,
     /// Where the audio frames start: just past the last metadata block.
     pub audio_offset: u64,
+    /// The SEEKTABLE's points, placeholders left out; none without one.
+    pub seek_points: Vec<SeekPoint>,
 }
 
 fn invalid(msg: &str) -> io::Error {
@@ -46,6 +48,7 @@ pub fn read(path: &Path) -> io::Result<FlacMeta> {
     }
     let mut stream_info = None;
     let mut tags = BTreeMap::new();
+    let mut seek_points = Vec::new();
     let mut audio_offset = 4u64;
     loop {
         let mut hdr = [0u8; 4];
@@ -55,13 +58,13 @@ pub fn read(path: &Path) -> io::Result<FlacMeta> {
         let len = u32::from_be_bytes([0, hdr[1], hdr[2], hdr[3]]) as usize;
         audio_offset += 4 + len as u64;
         match kind {
-            0 | 4 => {
+            0 | BLOCK_SEEKTABLE | BLOCK_VORBIS_COMMENT => {
                 let mut body = vec![0u8; len];
                 r.read_exact(&mut body)?;
-                if kind == 0 {
-                    stream_info = Some(parse_stream_info(&body)?);
-                } else {
-                    tags = parse_comments(&body)?;
+                match kind {
+                    0 => stream_info = Some(parse_stream_info(&body)?),
+                    BLOCK_SEEKTABLE => seek_points = parse_seek_table(&body)?,
+                    _ => tags = parse_comments(&body)?,
                 }
             }
             _ => {
@@ -77,7 +80,23 @@ pub fn read(path: &Path) -> io::Result<FlacMeta> {
         stream_info,
         tags,
         audio_offset,
+        seek_points,
     })
+}
+
+fn parse_seek_table(b: &[u8]) -> io::Result<Vec<SeekPoint>> {
+    if !b.len().is_multiple_of(SEEK_POINT_BYTES) {
+        return Err(invalid("SEEKTABLE length is not a whole number of points"));
+    }
+    const PLACEHOLDER: u64 = u64::MAX;
+    Ok(b.chunks(SEEK_POINT_BYTES)
+        .map(|c| SeekPoint {
+            sample: u64::from_be_bytes(c[..8].try_into().unwrap()),
+            offset: u64::from_be_bytes(c[8..16].try_into().unwrap()),
+            frame_samples: u16::from_be_bytes([c[16], c[17]]),
+        })
+        .filter(|p| p.sample != PLACEHOLDER)
+        .collect())
 }
 
 fn parse_stream_info(b: &[u8]) -> io::Result<StreamInfo> {
@@ -405,30 +424,6 @@ mod tests {
         f
     }
 
-    /// The SEEKTABLE entries of the FLAC at `path`, read from its bytes.
-    fn seek_table(path: &Path) -> Vec<SeekPoint> {
-        let mut f = File::open(path).unwrap();
-        let blocks = block_list(&mut f).unwrap();
-        let bytes = std::fs::read(path).unwrap();
-        let tables: Vec<&BlockAt> = blocks
-            .iter()
-            .filter(|b| b.kind == BLOCK_SEEKTABLE)
-            .collect();
-        assert!(tables.len() <= 1, "more than one SEEKTABLE");
-        let Some(t) = tables.first() else {
-            return Vec::new();
-        };
-        let body = &bytes[t.offset as usize + 4..(t.offset + 4 + t.len) as usize];
-        assert_eq!(body.len() % SEEK_POINT_BYTES, 0);
-        body.chunks(SEEK_POINT_BYTES)
-            .map(|c| SeekPoint {
-                sample: u64::from_be_bytes(c[..8].try_into().unwrap()),
-                offset: u64::from_be_bytes(c[8..16].try_into().unwrap()),
-                frame_samples: u16::from_be_bytes([c[16], c[17]]),
-            })
-            .collect()
-    }
-
     #[test]
     fn rewrites_tags_in_place_or_by_rebuilding_and_keeps_the_audio() {
         let dir = tempfile::tempdir().unwrap();
@@ -460,7 +455,7 @@ mod tests {
             let original = tiny_flac(&blocks);
             std::fs::write(&p, &original).unwrap();
             write_tags(&p, "dtsflac test", &tags, &points).unwrap();
-            let table = seek_table(&p);
+            let table = read(&p).unwrap().seek_points;
             if name == "roomy" {
                 // 512 bytes of padding hold 24 of the 100: every fifth.
                 assert_eq!(table, thinned(&points, 24), "{name}");
