@@ -5,7 +5,10 @@
 //! Measured on 2-core x86 and the same logic for ARM boards: every job is an
 //! FFmpeg decoder piped into libFLAC (DTS decoding costs about 55% of the
 //! work, encoding with verification 45%), so one job keeps two cores busy,
-//! and one job per core keeps every core busy in a batch.
+//! and one job per core keeps every core busy in a batch. FFmpeg's
+//! `-threads` is left alone: its DTS decoder has no threading (the same
+//! three threads run with `-threads 1` or without), so the parallelism
+//! comes from processes.
 
 use serde::Serialize;
 
@@ -63,7 +66,9 @@ pub fn plan(board: &Board, o: &Overrides) -> Plan {
         cpus.len()
     };
     reasons.push(
-        "each job is an FFmpeg decoder piped into libFLAC, so one track uses two cores".into(),
+        "each job is an FFmpeg decoder piped into libFLAC, so one track uses two cores \
+         (FFmpeg's DTS decoder has no threads of its own: -threads changes nothing)"
+            .into(),
     );
     let mut workers = usable.max(1);
     if let Some(avail) = board.memory_available_bytes {
