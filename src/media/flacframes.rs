@@ -6,11 +6,11 @@
 //! back and checks every frame header's CRC-8, every frame's CRC-16 and
 //! that the frames follow one another without a gap; it counts the samples
 //! (for the caller to hold against STREAMINFO and the master's length): a
-//! flipped, lost or stale byte anywhere in the audio fails it. On the way it
-//! notes a seek point every ten seconds, as `flac` places them: libFLAC
-//! fed from a pipe does not know the length and writes no SEEKTABLE. It costs one pass of table CRC over the file (a few
-//! hundredths of a second per 100 MB), where a second full decode and MD5
-//! cost a second and a half.
+//! flipped, lost or stale byte anywhere in the audio fails it. It costs one
+//! pass of CRC over the file (a few hundredths of a second per 100 MB), where
+//! a second full decode and MD5 cost a second and a half. On the way it notes
+//! a seek point every ten seconds, as `flac` places them: libFLAC fed from a
+//! pipe does not know the length and writes no SEEKTABLE.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -352,8 +352,8 @@ impl Window {
     }
 }
 
-/// A seek point for each multiple of `every` samples that falls in the
-/// frame at `offset` (from the first frame) holding `first..first + len`.
+/// A seek point for the frame at `offset` (from the first frame) holding
+/// samples `first..first + len`, when the next multiple of `every` is in it.
 fn note_seek_point(
     points: &mut Vec<SeekPoint>,
     next: &mut u64,
