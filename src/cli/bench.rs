@@ -274,6 +274,13 @@ fn measure_round(
     })
 }
 
+/// The smallest and the largest of `values`.
+fn range(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
@@ -405,9 +412,7 @@ fn bench(args: BenchArgs) -> Result<(), String> {
             .iter()
             .map(|r| run(r).wall.as_secs_f64() / base(r).wall.as_secs_f64())
             .collect();
-        let (lo, hi) = ratios
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let (lo, hi) = range(&ratios);
         let rt = audio_seconds * tracks as f64 / wall;
         let peak = rounds.iter().filter_map(|r| run(r).peak_rss_kb).max();
         let own: Vec<f64> = rounds
@@ -499,9 +504,7 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         .iter()
         .map(|r| r.ours_batch.wall.as_secs_f64() / r.ceiling.wall.as_secs_f64())
         .collect();
-    let (lo, hi) = to_bound
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let (lo, hi) = range(&to_bound);
     println!(
         "dtsflac's batch against the bound: {:.2}x (range {lo:.2}–{hi:.2})",
         median(to_bound)

@@ -17,19 +17,7 @@ pub fn run(files: &[PathBuf], machine: bool) -> u8 {
             flacframes::check_against_stream_info(f)
         };
         match checked {
-            // Line 1: the counts; line 2: the seek points, three numbers each.
-            Ok(c) if machine => {
-                println!(
-                    "{} {} {} {}",
-                    c.frames, c.samples, c.min_frame_bytes, c.max_frame_bytes
-                );
-                let points: Vec<String> = c
-                    .seek_points
-                    .iter()
-                    .map(|p| format!("{} {} {}", p.sample, p.offset, p.frame_samples))
-                    .collect();
-                println!("{}", points.join(" "));
-            }
+            Ok(c) if machine => print!("{}", c.to_machine()),
             Ok(c) => println!(
                 "{}: ok, {} frames, {} samples per channel",
                 f.display(),

@@ -1543,33 +1543,16 @@ fn check_frames(
         return Err(ConvertError::new(FailureKind::Cancelled, "cancelled"));
     }
     let out = out.map_err(|e| failed(format!("cannot run the FLAC check: {e}")))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines();
-    let mut numbers = || -> Vec<u64> {
-        let line = lines.next().unwrap_or_default();
-        line.split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .collect()
-    };
-    let (counts, seek) = (numbers(), numbers());
-    match (out.status.success(), counts.as_slice()) {
-        (true, &[frames, samples, min, max]) if seek.len() % 3 == 0 => {
-            Ok(super::flacframes::FramesChecked {
-                frames,
-                samples,
-                min_frame_bytes: min as u32,
-                max_frame_bytes: max as u32,
-                seek_points: seek
-                    .chunks(3)
-                    .map(|p| flacmeta::SeekPoint {
-                        sample: p[0],
-                        offset: p[1],
-                        frame_samples: p[2] as u16,
-                    })
-                    .collect(),
-            })
-        }
-        _ => {
+    let checked = out
+        .status
+        .success()
+        .then(|| {
+            super::flacframes::FramesChecked::from_machine(&String::from_utf8_lossy(&out.stdout))
+        })
+        .flatten();
+    match checked {
+        Some(c) => Ok(c),
+        None => {
             let why = String::from_utf8_lossy(&out.stderr);
             let why = why.trim().trim_start_matches("dtsflac: ");
             Err(failed(format!("verification failed: {why}")))

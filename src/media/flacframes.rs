@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-pub use super::flacmeta::SeekPoint;
+use super::flacmeta::SeekPoint;
 
 /// Seconds between seek points: `flac`'s own default (`-S 10s`).
 const SEEK_EVERY_SECONDS: u64 = 10;
@@ -32,6 +32,58 @@ pub struct FramesChecked {
     /// For every tenth second, the frame holding it (first sample, offset
     /// from the first frame, length), in order and without repeats.
     pub seek_points: Vec<SeekPoint>,
+}
+
+impl FramesChecked {
+    /// What `dtsflac check-flac --machine` prints for the converting job:
+    /// line 1 the counts, line 2 the seek points, three numbers each.
+    pub fn to_machine(&self) -> String {
+        let points: Vec<String> = self
+            .seek_points
+            .iter()
+            .map(|p| format!("{} {} {}", p.sample, p.offset, p.frame_samples))
+            .collect();
+        format!(
+            "{} {} {} {}\n{}\n",
+            self.frames,
+            self.samples,
+            self.min_frame_bytes,
+            self.max_frame_bytes,
+            points.join(" ")
+        )
+    }
+
+    /// Reads back what `to_machine` wrote; `None` if it is not that.
+    pub fn from_machine(text: &str) -> Option<FramesChecked> {
+        let mut lines = text.lines();
+        let mut numbers = || -> Option<Vec<u64>> {
+            let line = lines.next().unwrap_or_default();
+            line.split_whitespace().map(|w| w.parse().ok()).collect()
+        };
+        let (counts, seek) = (numbers()?, numbers()?);
+        let &[frames, samples, min, max] = counts.as_slice() else {
+            return None;
+        };
+        if seek.len() % 3 != 0 {
+            return None;
+        }
+        Some(FramesChecked {
+            frames,
+            samples,
+            min_frame_bytes: u32::try_from(min).ok()?,
+            max_frame_bytes: u32::try_from(max).ok()?,
+            seek_points: seek
+                .chunks(3)
+                .map(|p| {
+                    Some(SeekPoint {
+                        sample: p[0],
+                        offset: p[1],
+                        frame_samples: u16::try_from(p[2]).ok()?,
+                    })
+                })
+                .collect::<Option<_>>()?,
+        })
+    }
 }
 
 /// Why a FLAC file failed the check; the message names the frame.
@@ -631,7 +683,14 @@ mod tests {
         let expected = metaflac_seek_points(&flacs);
         // 0, 10, 20 and 30 s, each in the frame that holds it.
         assert_eq!(expected.len(), 4);
-        let found = check(&ours).unwrap().seek_points;
+        let checked = check(&ours).unwrap();
+        // As the helper process hands it to the converting job.
+        assert_eq!(
+            FramesChecked::from_machine(&checked.to_machine()),
+            Some(checked.clone())
+        );
+        assert_eq!(FramesChecked::from_machine("1 2 3\n"), None);
+        let found = checked.seek_points;
         assert_eq!(found, expected);
         // Written into the file that had none, as a conversion does: the
         // reference tools read the same table and the audio is untouched.
