@@ -65,6 +65,11 @@ fn json_line(level: &str, message: &str) -> String {
     .to_string()
 }
 
+/// One log line (stderr and, for the daemon, the rotated log file).
+pub fn log(line: &str) {
+    write("info", line);
+}
+
 pub fn write(level: &str, message: &str) {
     let line = json_line(level, message);
     if std::io::stderr().is_terminal() {

@@ -69,7 +69,7 @@ pub fn send(cfg: &NotifyConfig, event: &str, message: String, extra: serde_json:
             (v.to_string(), "application/json")
         };
         if let Err(e) = post(&cfg.webhook, content_type, &event, body.as_bytes()) {
-            crate::app::log(&format!("notification to {} failed: {e}", cfg.webhook));
+            crate::logging::log(&format!("notification to {} failed: {e}", cfg.webhook));
         }
     });
 }

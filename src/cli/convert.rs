@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use dtsflac::media::convert::{
-    existing_output, human_bytes, plan_outputs, ConvertOptions, Existing, SourceIdentity,
-};
+use dtsflac::media::convert::{human_bytes, ConvertOptions};
 use dtsflac::media::probe::Track;
 use dtsflac::media::scan::{scan, ScanLimits};
+use dtsflac::queue::plan::{add_planned, plan_jobs, Added};
 use dtsflac::queue::scheduler::{Event, Scheduler, SchedulerConfig};
-use dtsflac::queue::store::{JobId, JobState, Store, DEFAULT_PRIORITY};
+use dtsflac::queue::store::{JobId, JobState, Store};
 
 use super::{format_duration, tools_or_explain};
 
@@ -109,26 +108,22 @@ pub fn run(args: ConvertArgs) -> u8 {
         }
     };
 
-    let outputs = plan_outputs(&report.found, args.output_dir.as_deref());
+    let planned = plan_jobs(&report.found, args.output_dir.as_deref());
     let mut queued: Vec<(JobId, Track)> = Vec::new();
-    for (f, output) in report.found.iter().zip(&outputs) {
-        let up_to_date = SourceIdentity::of(&f.track)
-            .map(|id| existing_output(&id, output) == Existing::UpToDate)
-            .unwrap_or(false);
-        if up_to_date {
-            totals.skipped += 1;
-            println!(
-                "skipped (already converted): {} -> {}",
-                f.track.path.display(),
-                output.display()
-            );
-            continue;
-        }
-        match store.add_job(&f.track, output, None, DEFAULT_PRIORITY) {
-            Ok(id) => queued.push((id, f.track.clone())),
-            Err(e) => totals
+    for (p, added) in planned.iter().zip(add_planned(&mut store, &planned, None)) {
+        match added {
+            Added::Queued(id) => queued.push((id, p.track.clone())),
+            Added::UpToDate | Added::Known => {
+                totals.skipped += 1;
+                println!(
+                    "skipped (already converted): {} -> {}",
+                    p.track.path.display(),
+                    p.output.display()
+                );
+            }
+            Added::Failed(e) => totals
                 .failed
-                .push(format!("{}: {e}", f.track.path.display())),
+                .push(format!("{}: {e}", p.track.path.display())),
         }
     }
 

@@ -5,8 +5,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use dtsflac::app::{log, App};
 use dtsflac::config::Config;
+use dtsflac::daemon::{Daemon, Lifeline};
+use dtsflac::logging::log;
 
 use super::tools_or_explain;
 
@@ -76,8 +77,11 @@ pub fn run(config_path: Option<PathBuf>) -> u8 {
         return 1;
     }
     let listen = config.web.listen;
-    let app = match App::start(config, tools, token) {
-        Ok(app) => app,
+    let panel_config = config.panel.clone();
+    let mount_root = config.usb.mount_root.clone();
+    let lifeline = Lifeline::new();
+    let mut daemon = match Daemon::start(config, tools, token, lifeline.clone()) {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("dtsflac: {e}");
             return 1;
@@ -91,9 +95,11 @@ pub fn run(config_path: Option<PathBuf>) -> u8 {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dtsflac: cannot start: {e}");
+            daemon.shutdown();
             return 1;
         }
     };
+    let mut panel = None;
     let code = runtime.block_on(async {
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
@@ -110,24 +116,35 @@ pub fn run(config_path: Option<PathBuf>) -> u8 {
             ),
             false => format!("http://{listen}/"),
         };
-        let panel = dtsflac::panel::start(app.clone(), app.config().panel.clone(), url);
-        let _ = app.panel.set(panel);
-        if let Err(e) = app.run_hotplug() {
+        match dtsflac::panel::start(daemon.handle(), panel_config, url, &lifeline) {
+            Ok(p) => panel = Some(p),
+            Err(e) => {
+                eprintln!("dtsflac: {e}");
+                return 1;
+            }
+        }
+        if let Err(e) = daemon.start_hotplug() {
             eprintln!("dtsflac: {e}");
             return 1;
         }
         log(&format!(
             "ready: API on http://{listen}/api/status; mounting drives under {}",
-            app.config().usb.mount_root.display()
+            mount_root.display()
         ));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let panel_handle = panel.as_ref().map(|p| p.handle.clone());
+        let stop = lifeline.clone();
         let server = axum::serve(
             listener,
-            dtsflac::web::router(app.clone())
+            dtsflac::web::router(daemon.handle(), panel_handle)
                 .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
-            stop_signal().await;
+            // SIGTERM, Ctrl-C, or a thread that crashed.
+            tokio::select! {
+                _ = stop_signal() => {}
+                _ = stop.stopped() => {}
+            }
             let _ = stopping_tx.send(());
         });
         // Open event streams (pages left open) never end by themselves:
@@ -147,8 +164,19 @@ pub fn run(config_path: Option<PathBuf>) -> u8 {
         0
     });
     log("stopping: interrupting jobs and unmounting drives");
-    app.shutdown();
-    code
+    lifeline.stop();
+    if let Some(p) = panel {
+        p.join();
+    }
+    let crashed = daemon.shutdown();
+    drop(runtime);
+    match crashed {
+        Some(thread) => {
+            eprintln!("dtsflac: the {thread} thread crashed; exiting so the service restarts");
+            1
+        }
+        None => code,
+    }
 }
 
 async fn stop_signal() {

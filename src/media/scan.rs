@@ -7,14 +7,19 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::probe::{self, ProbeError, Track};
 use super::tools::Tools;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ScanLimits {
     pub max_depth: usize,
     pub max_entries: usize,
+    /// Set from outside (an eject, a shutdown) to end the scan early; what
+    /// was found so far is returned.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for ScanLimits {
@@ -22,7 +27,16 @@ impl Default for ScanLimits {
         ScanLimits {
             max_depth: 32,
             max_entries: 200_000,
+            stop: None,
         }
+    }
+}
+
+impl ScanLimits {
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 
@@ -52,7 +66,7 @@ const SKIPPED_DIRS: &[&str] = &["System Volume Information", "$RECYCLE.BIN", "lo
 
 /// Lists candidate files below each root, safely. Roots that are files are
 /// taken as they are, whatever their name.
-pub fn walk(roots: &[PathBuf], limits: ScanLimits) -> (Vec<(PathBuf, PathBuf)>, Vec<Problem>) {
+pub fn walk(roots: &[PathBuf], limits: &ScanLimits) -> (Vec<(PathBuf, PathBuf)>, Vec<Problem>) {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for root in roots {
@@ -102,7 +116,7 @@ fn walk_dir(
     dir: &Path,
     dev: u64,
     depth: usize,
-    limits: ScanLimits,
+    limits: &ScanLimits,
     seen: &mut usize,
     files: &mut Vec<(PathBuf, PathBuf)>,
     problems: &mut Vec<Problem>,
@@ -120,6 +134,9 @@ fn walk_dir(
     let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
+        if limits.stopped() {
+            return;
+        }
         *seen += 1;
         if *seen > limits.max_entries {
             if *seen == limits.max_entries + 1 {
@@ -170,7 +187,7 @@ fn walk_dir(
 
 /// Walks the roots and probes every candidate, a few at a time.
 pub fn scan(tools: &Tools, roots: &[PathBuf], limits: ScanLimits) -> ScanReport {
-    let (files, mut problems) = walk(roots, limits);
+    let (files, mut problems) = walk(roots, &limits);
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 4);
@@ -178,10 +195,13 @@ pub fn scan(tools: &Tools, roots: &[PathBuf], limits: ScanLimits) -> ScanReport 
     let results: Vec<(usize, Result<Vec<Track>, ProbeError>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                let (next, files) = (&next, &files);
+                let (next, files, limits) = (&next, &files, &limits);
                 s.spawn(move || {
                     let mut out = Vec::new();
                     loop {
+                        if limits.stopped() {
+                            break;
+                        }
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some((_, path)) = files.get(i) else { break };
                         out.push((i, probe::probe_file(tools, path)));
@@ -236,7 +256,7 @@ mod tests {
             tree.path().join("alias.dts"),
         )
         .unwrap();
-        let (files, _) = walk(&[tree.path().to_path_buf()], ScanLimits::default());
+        let (files, _) = walk(&[tree.path().to_path_buf()], &ScanLimits::default());
         let names: Vec<String> = files
             .iter()
             .map(|(_, p)| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -255,9 +275,10 @@ mod tests {
         std::fs::write(deep.join("far.dts"), b"x").unwrap();
         let (files, problems) = walk(
             &[tree.path().to_path_buf()],
-            ScanLimits {
+            &ScanLimits {
                 max_depth: 3,
                 max_entries: 100,
+                stop: None,
             },
         );
         assert!(files.is_empty());

@@ -5,7 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// Tells a button reader that the daemon is stopping.
+pub type Stop = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How often a reader waiting for a press looks whether to stop.
+const SOURCE_POLL: Duration = Duration::from_millis(200);
 
 use serde::{Deserialize, Serialize};
 
@@ -215,7 +222,8 @@ pub fn start_gpiocdev(
     chip: &str,
     lines: Mapping<u32>,
     edges: mpsc::Sender<Edge>,
-) -> Result<(), String> {
+    stop: Stop,
+) -> Result<JoinHandle<()>, String> {
     let req = gpiocdev::Request::builder()
         .on_chip(chip)
         .with_consumer("dtsflac")
@@ -229,31 +237,38 @@ pub fn start_gpiocdev(
         .map_err(|e| format!("cannot request GPIO lines {:?} on {chip}: {e}", lines.all()))?;
     std::thread::Builder::new()
         .name("gpio-buttons".into())
-        .spawn(move || loop {
-            match req.read_edge_event() {
-                Ok(ev) => {
-                    if let Some(button) = lines.button_of(ev.offset) {
-                        let pressed = ev.kind == gpiocdev::line::EdgeKind::Rising;
-                        if edges
-                            .send(Edge {
+        .spawn(move || {
+            while !stop() {
+                match req.wait_edge_event(SOURCE_POLL) {
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(e) => {
+                        crate::logging::log(&format!("GPIO buttons stopped: {e}"));
+                        return;
+                    }
+                }
+                match req.read_edge_event() {
+                    Ok(ev) => {
+                        if let Some(button) = lines.button_of(ev.offset) {
+                            let pressed = ev.kind == gpiocdev::line::EdgeKind::Rising;
+                            let edge = Edge {
                                 button,
                                 pressed,
                                 at: Instant::now(),
-                            })
-                            .is_err()
-                        {
-                            return;
+                            };
+                            if edges.send(edge).is_err() {
+                                return;
+                            }
                         }
                     }
-                }
-                Err(e) => {
-                    crate::app::log(&format!("GPIO buttons stopped: {e}"));
-                    return;
+                    Err(e) => {
+                        crate::logging::log(&format!("GPIO buttons stopped: {e}"));
+                        return;
+                    }
                 }
             }
         })
-        .map_err(|e| e.to_string())?;
-    Ok(())
+        .map_err(|e| e.to_string())
 }
 
 /// Key events from an evdev device: the kernel's `gpio-keys` overlay or a
@@ -262,33 +277,51 @@ pub fn start_evdev(
     path: &str,
     keys: Mapping<u16>,
     edges: mpsc::Sender<Edge>,
-) -> Result<(), String> {
+    stop: Stop,
+) -> Result<JoinHandle<()>, String> {
     let mut device = evdev::Device::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
     std::thread::Builder::new()
         .name("evdev-buttons".into())
-        .spawn(move || loop {
-            let events = match device.fetch_events() {
-                Ok(ev) => ev.collect::<Vec<_>>(),
-                Err(e) => {
-                    crate::app::log(&format!("key events stopped: {e}"));
-                    return;
+        .spawn(move || {
+            while !stop() {
+                if !readable(&device, SOURCE_POLL) {
+                    continue;
                 }
-            };
-            for ev in events {
-                if ev.event_type() != evdev::EventType::KEY || ev.value() == 2 {
-                    continue; // not a key, or auto-repeat
-                }
-                if let Some(button) = keys.button_of(ev.code()) {
-                    let _ = edges.send(Edge {
-                        button,
-                        pressed: ev.value() == 1,
-                        at: Instant::now(),
-                    });
+                let events = match device.fetch_events() {
+                    Ok(ev) => ev.collect::<Vec<_>>(),
+                    Err(e) => {
+                        crate::logging::log(&format!("key events stopped: {e}"));
+                        return;
+                    }
+                };
+                for ev in events {
+                    if ev.event_type() != evdev::EventType::KEY || ev.value() == 2 {
+                        continue; // not a key, or auto-repeat
+                    }
+                    if let Some(button) = keys.button_of(ev.code()) {
+                        let _ = edges.send(Edge {
+                            button,
+                            pressed: ev.value() == 1,
+                            at: Instant::now(),
+                        });
+                    }
                 }
             }
         })
-        .map_err(|e| e.to_string())?;
-    Ok(())
+        .map_err(|e| e.to_string())
+}
+
+/// Waits up to `timeout` for the device to have events, so the reader
+/// thread can see the daemon stopping.
+fn readable(device: &impl std::os::fd::AsRawFd, timeout: Duration) -> bool {
+    let mut fd = libc::pollfd {
+        fd: device.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut fd, 1, ms) > 0 }
 }
 
 /// A key name (`KEY_PLAYPAUSE`) to its code.

@@ -1,25 +1,29 @@
 //! The front panel: a 128x64 OLED and three buttons. A thread renders the
-//! daemon's snapshot when it changes (at most 5 frames a second), takes
-//! care of burn-in, and turns button presses into the same commands the web
-//! API uses.
+//! daemon's published snapshot when it changes (at most 5 frames a second),
+//! takes care of burn-in, and turns button presses (`press`) into the same
+//! commands the web API sends.
 
 pub mod buttons;
 pub mod frame;
 pub mod oled;
+pub mod press;
 pub mod screens;
 pub mod text;
 
 use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use self::buttons::{Button, Mapping, Press};
+use self::buttons::{Mapping, Press};
 use self::frame::Frame;
 use self::oled::Display;
 use self::screens::{PanelModel, Screen};
-use crate::app::{log, App, DriveState, Snapshot};
+use crate::daemon::{Handle, Lifeline};
+use crate::logging::log;
 use crate::queue::store::JobState;
+use crate::view::DriveState;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -152,10 +156,14 @@ fn open_display(cfg: &PanelConfig) -> Box<dyn Display> {
 }
 
 /// Starts the hardware buttons chosen by the config; they feed `edges`.
+/// Returns the pins rppal watches (kept alive by the panel thread) and the
+/// reader thread of the other sources.
+#[allow(clippy::type_complexity)]
 fn start_buttons(
     cfg: &PanelConfig,
     edges: mpsc::Sender<buttons::Edge>,
-) -> Result<Option<Vec<rppal::gpio::InputPin>>, String> {
+    stop: buttons::Stop,
+) -> Result<(Option<Vec<rppal::gpio::InputPin>>, Option<JoinHandle<()>>), String> {
     let pins = Mapping {
         action: cfg.pin_action,
         next: cfg.pin_next,
@@ -173,65 +181,103 @@ fn start_buttons(
             },
             edges,
         )?;
-        return Ok(Some(held));
+        return Ok((Some(held), None));
     }
     if let Some(chip) = b.strip_prefix("gpiochip:") {
-        buttons::start_gpiocdev(chip, pins, edges)?;
-    } else if let Some(dev) = b.strip_prefix("evdev:") {
-        let code = |n: &str| buttons::key_code(n).expect("validated");
-        buttons::start_evdev(
-            dev,
-            Mapping {
-                action: code(&cfg.key_action),
-                next: code(&cfg.key_next),
-                eject: code(&cfg.key_eject),
-            },
-            edges,
-        )?;
+        return Ok((
+            None,
+            Some(buttons::start_gpiocdev(chip, pins, edges, stop)?),
+        ));
     }
-    Ok(None)
+    if let Some(dev) = b.strip_prefix("evdev:") {
+        let code = |n: &str| buttons::key_code(n).expect("validated");
+        let keys = Mapping {
+            action: code(&cfg.key_action),
+            next: code(&cfg.key_next),
+            eject: code(&cfg.key_eject),
+        };
+        return Ok((None, Some(buttons::start_evdev(dev, keys, edges, stop)?)));
+    }
+    Ok((None, None))
+}
+
+/// The running panel: its handle for the web side and its threads.
+pub struct Panel {
+    pub handle: PanelHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Panel {
+    /// Waits for the panel's threads; they end once the lifeline stops.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Starts the panel thread and the button sources.
-pub fn start(app: Arc<App>, cfg: PanelConfig, url: String) -> PanelHandle {
+pub fn start(
+    daemon: Handle,
+    cfg: PanelConfig,
+    url: String,
+    lifeline: &Arc<Lifeline>,
+) -> Result<Panel, String> {
     let frame = Arc::new(Mutex::new(Frame::default()));
     let (press_tx, press_rx) = mpsc::channel();
     let (edge_tx, edge_rx) = mpsc::channel();
-    let held_pins = match start_buttons(&cfg, edge_tx) {
-        Ok(h) => h,
+    let stop: buttons::Stop = {
+        let l = lifeline.clone();
+        Arc::new(move || l.stopping())
+    };
+    let mut threads = Vec::new();
+    let held_pins = match start_buttons(&cfg, edge_tx, stop) {
+        Ok((pins, reader)) => {
+            threads.extend(reader);
+            pins
+        }
         Err(e) => {
             log(&format!("buttons: {e}; use POST /api/buttons/... instead"));
             None
         }
     };
+    let spawn_err = |e: std::io::Error| format!("cannot start the panel: {e}");
     {
         let presses = press_tx.clone();
         let (debounce, long) = (
             Duration::from_millis(cfg.debounce_ms),
             Duration::from_millis(cfg.long_press_ms),
         );
-        std::thread::Builder::new()
-            .name("buttons".into())
-            .spawn(move || buttons::run_detector(edge_rx, presses, debounce, long))
-            .expect("button thread");
+        threads.push(
+            lifeline
+                .spawn("buttons", move || {
+                    buttons::run_detector(edge_rx, presses, debounce, long)
+                })
+                .map_err(spawn_err)?,
+        );
     }
     let shared = frame.clone();
-    std::thread::Builder::new()
-        .name("panel".into())
-        .spawn(move || {
-            let _pins = held_pins; // keep the GPIO interrupts alive
-            let display = open_display(&cfg);
-            PanelLoop::new(app, cfg, url, display, shared).run(press_rx)
-        })
-        .expect("panel thread");
-    PanelHandle {
-        frame,
-        presses: press_tx,
-    }
+    let stopping = lifeline.clone();
+    threads.push(
+        lifeline
+            .spawn("panel", move || {
+                let _pins = held_pins; // keep the GPIO interrupts alive
+                let display = open_display(&cfg);
+                PanelLoop::new(daemon, cfg, url, display, shared).run(press_rx, &stopping)
+            })
+            .map_err(spawn_err)?,
+    );
+    Ok(Panel {
+        handle: PanelHandle {
+            frame,
+            presses: press_tx,
+        },
+        threads,
+    })
 }
 
 struct PanelLoop {
-    app: Arc<App>,
+    daemon: Handle,
     cfg: PanelConfig,
     url: String,
     display: Box<dyn Display>,
@@ -246,16 +292,17 @@ struct PanelLoop {
     dimmed: bool,
     blanked: bool,
     last_model_key: String,
-    /// The daemon's state as last read; read again only when it changed.
-    changes: tokio::sync::watch::Receiver<u64>,
-    snapshot: Option<Snapshot>,
+    /// The published snapshot, and what of it the panel shows (drives,
+    /// jobs, pause), worked out once per publication rather than per frame.
+    status: tokio::sync::watch::Receiver<Arc<crate::view::Published>>,
+    shown_work: u64,
     /// The LAN address, looked up every few seconds rather than every frame.
     address: (Option<String>, Instant),
 }
 
 impl PanelLoop {
     fn new(
-        app: Arc<App>,
+        daemon: Handle,
         cfg: PanelConfig,
         url: String,
         display: Box<dyn Display>,
@@ -276,16 +323,16 @@ impl PanelLoop {
             dimmed: false,
             blanked: false,
             last_model_key: String::new(),
-            changes: app.subscribe(),
-            snapshot: None,
+            status: daemon.watch(),
+            shown_work: 0,
             address: (local_address(), Instant::now()),
-            app,
+            daemon,
         }
     }
 
-    fn run(mut self, presses: mpsc::Receiver<Press>) {
+    fn run(mut self, presses: mpsc::Receiver<Press>, lifeline: &Lifeline) {
         let tick = Duration::from_millis(200);
-        loop {
+        while !lifeline.stopping() {
             match presses.recv_timeout(tick) {
                 Ok(p) => self.on_press(p),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -296,26 +343,35 @@ impl PanelLoop {
     }
 
     fn model(&mut self) -> PanelModel {
-        if self.snapshot.is_none() || self.changes.has_changed().unwrap_or(true) {
-            self.changes.mark_unchanged();
-            self.snapshot = Some(self.app.snapshot());
-        }
         if self.address.1.elapsed() > Duration::from_secs(10) {
             self.address = (local_address(), Instant::now());
         }
+        if self.shown_work == 0 || self.status.has_changed().unwrap_or(false) {
+            use std::hash::{Hash, Hasher};
+            let s = &self.status.borrow_and_update().snapshot;
+            // Board readings (temperature, load) are not news for the panel.
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            s.paused.hash(&mut h);
+            serde_json::to_string(&s.drives)
+                .unwrap_or_default()
+                .hash(&mut h);
+            serde_json::to_string(&s.jobs)
+                .unwrap_or_default()
+                .hash(&mut h);
+            self.shown_work = h.finish() | 1;
+        }
         PanelModel {
             screen: self.screen,
-            snapshot: self.snapshot.clone().expect("read above"),
+            snapshot: self.status.borrow().snapshot.clone(),
             address: self.address.0.clone(),
             url: self.url.clone(),
-            token: self.app.token.clone(),
+            token: self.daemon.token.to_string(),
             token_revealed: self.token_revealed,
             ffmpeg_problem: None,
             scroll: self.scroll,
             notice: self.notice.as_ref().map(|(n, _)| n.clone()),
         }
     }
-
     fn refresh(&mut self) {
         let now = Instant::now();
         if self
@@ -329,13 +385,8 @@ impl PanelLoop {
         // What the screen means, without the marquee: its changes wake the panel.
         // Board readings (temperature, load) are not news for the panel.
         let key = format!(
-            "{:?}|{}|{}|{}|{:?}|{}",
-            model.screen,
-            model.snapshot.paused,
-            serde_json::to_string(&model.snapshot.drives).unwrap_or_default(),
-            serde_json::to_string(&model.snapshot.jobs).unwrap_or_default(),
-            model.notice,
-            model.token_revealed
+            "{:?}|{}|{:?}|{}",
+            model.screen, self.shown_work, model.notice, model.token_revealed
         );
         if key != self.last_model_key {
             self.last_model_key = key;
@@ -414,89 +465,19 @@ impl PanelLoop {
             self.idle_since = None;
             return;
         }
-        let snapshot = self.app.snapshot();
-        let result = match (p.button, p.long) {
-            (Button::Action, false) => {
-                let app = self.app.clone();
-                if snapshot.paused {
-                    self.notice("Resumed");
-                    app.resume()
-                } else {
-                    self.notice("Paused");
-                    app.pause()
-                }
-            }
-            (Button::Action, true) => {
-                let current = snapshot
-                    .jobs
-                    .iter()
-                    .find(|j| matches!(j.state, JobState::Running | JobState::Paused));
-                match current {
-                    Some(j) => {
-                        self.notice("Cancelled");
-                        self.app.clone().cancel_job(j.id)
-                    }
-                    None => {
-                        self.notice("Nothing to cancel");
-                        Ok(())
-                    }
-                }
-            }
-            (Button::Next, false) => {
-                self.screen = self.screen.next();
-                self.token_revealed = false;
-                Ok(())
-            }
-            (Button::Next, true) if self.screen == Screen::Token => {
-                self.token_revealed = true;
-                Ok(())
-            }
-            (Button::Next, true) => {
-                let failed: Vec<i64> = snapshot
-                    .jobs
-                    .iter()
-                    .filter(|j| j.state == JobState::Failed)
-                    .map(|j| j.id)
-                    .collect();
-                let n = failed.len();
-                let app = self.app.clone();
-                self.notice(format!("Retrying {n} job(s)"));
-                failed.into_iter().try_for_each(|id| app.retry_job(id))
-            }
-            (Button::Eject, long) => {
-                let ejectable: Vec<(i64, String)> = snapshot
-                    .drives
-                    .iter()
-                    .filter(|d| d.state.can_eject())
-                    .map(|d| (d.id, d.label.clone()))
-                    .collect();
-                let chosen: Vec<(i64, String)> = if long {
-                    ejectable
-                } else {
-                    // The drive on the status screen, or the only one.
-                    screens::focus_drive(&snapshot)
-                        .filter(|d| ejectable.iter().any(|(id, _)| *id == d.id))
-                        .map(|d| vec![(d.id, d.label.clone())])
-                        .unwrap_or_default()
-                };
-                if chosen.is_empty() {
-                    self.notice("Nothing to eject");
-                    Ok(())
-                } else {
-                    let names: Vec<String> = chosen.iter().map(|(_, l)| l.clone()).collect();
-                    self.notice(format!("Ejecting {}", names.join(", ")));
-                    let app = self.app.clone();
-                    chosen.iter().try_for_each(|(id, _)| app.eject(*id))
-                }
-            }
-        };
-        if let Err(e) = result {
-            self.notice(e.to_string());
+        let snapshot = self.daemon.snapshot();
+        let outcome = press::on_press(p, self.screen, self.token_revealed, &snapshot);
+        if let Some(n) = outcome.notice {
+            self.notice(n);
         }
-        self.screen = match self.screen {
-            Screen::Token if !(p.button == Button::Next) => Screen::Status,
-            s => s,
-        };
+        self.screen = outcome.screen;
+        self.token_revealed = outcome.token_revealed;
+        for command in outcome.commands {
+            if let Err(e) = self.daemon.command_blocking(command) {
+                self.notice(e.to_string());
+                break;
+            }
+        }
     }
 }
 

@@ -276,9 +276,9 @@ pub mod fake {
 mod tests {
     use super::fake::FakeSsd1306;
     use super::*;
-    use crate::app::DriveState;
     use crate::panel::screens::{self, tests as s, Screen};
     use crate::queue::store::JobState;
+    use crate::view::DriveState;
 
     #[test]
     fn the_real_driver_puts_the_rendered_frame_on_the_glass() {

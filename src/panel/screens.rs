@@ -7,8 +7,8 @@ use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
 
 use super::text::{self, Size as Font};
-use crate::app::{DriveState, DriveView, JobView, Snapshot};
 use crate::queue::store::JobState;
+use crate::view::{DriveState, DriveView, JobView, Snapshot};
 
 /// The screens NEXT cycles through; `Status` follows what the box is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -424,6 +424,8 @@ pub mod tests {
             md5: None,
             lossless: None,
             finished_at: None,
+            can_cancel: crate::view::can_cancel(state),
+            can_retry: crate::view::can_retry(state),
         }
     }
 
@@ -440,6 +442,7 @@ pub mod tests {
             tracks_found: 12,
             free_bytes: None,
             total_bytes: None,
+            can_eject: false,
         }
     }
 
@@ -450,13 +453,15 @@ pub mod tests {
                 paused: false,
                 drives,
                 jobs,
-                totals: crate::app::Totals {
+                finished_jobs: 0,
+                summary: Default::default(),
+                totals: crate::view::Totals {
                     done: 0,
                     total: 0,
                     progress: 0.0,
                     eta_seconds: None,
                 },
-                box_info: crate::app::BoxInfo {
+                box_info: crate::view::BoxInfo {
                     version: "test",
                     board: "Test board".into(),
                     cpu_temp_c: None,

@@ -1,2 +1,3 @@
+pub mod plan;
 pub mod scheduler;
 pub mod store;

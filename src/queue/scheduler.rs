@@ -96,7 +96,7 @@ struct Inner {
 
 pub struct Scheduler {
     inner: Arc<Inner>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Scheduler {
@@ -135,7 +135,10 @@ impl Scheduler {
                     .expect("cannot start a worker thread")
             })
             .collect();
-        Scheduler { inner, workers }
+        Scheduler {
+            inner,
+            workers: Mutex::new(workers),
+        }
     }
 
     /// Lets jobs on `drive` start (plugged in) or holds them back (pulled,
@@ -262,11 +265,14 @@ impl Scheduler {
     }
 
     /// Stops every worker; running jobs become `interrupted`.
-    pub fn shutdown(mut self) {
+    pub fn shutdown(self) {
         self.stop();
+        self.join();
     }
 
-    fn stop(&mut self) {
+    /// No job starts any more; running ones are interrupted (they end as
+    /// `interrupted`, their temporary files removed). Returns at once.
+    pub fn stop(&self) {
         {
             let mut g = self.inner.shared.lock().unwrap();
             g.stopping = true;
@@ -277,7 +283,12 @@ impl Scheduler {
             }
         }
         self.inner.wake.notify_all();
-        for w in self.workers.drain(..) {
+    }
+
+    /// Waits for the worker threads once `stop` was called.
+    pub fn join(&self) {
+        let workers: Vec<JoinHandle<()>> = self.workers.lock().unwrap().drain(..).collect();
+        for w in workers {
             let _ = w.join();
         }
     }
@@ -286,11 +297,10 @@ impl Scheduler {
 impl Drop for Scheduler {
     fn drop(&mut self) {
         self.stop();
+        self.join();
     }
 }
 
-/// Waits for a job to claim, and says whether it may decode in lanes;
-/// `None` when the scheduler is stopping.
 fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>, bool)> {
     let mut g = inner.shared.lock().unwrap();
     loop {

@@ -13,7 +13,7 @@ use crate::media::convert::{ConvertResult, FailureKind};
 use crate::media::probe::Track;
 
 /// Job states; the names are part of the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
@@ -256,10 +256,24 @@ impl Store {
         priority: u8,
     ) -> Result<JobId> {
         let meta = std::fs::metadata(&track.path).ok();
-        let size = meta.as_ref().map_or(0, |m| m.len() as i64);
+        let size = meta.as_ref().map_or(0, |m| m.len());
         let mtime = meta
             .as_ref()
             .map_or(0, std::os::unix::fs::MetadataExt::mtime);
+        self.add_job_of_source(track, output, drive_id, priority, (size, mtime))
+    }
+
+    /// Adds a job for a source whose (size, mtime) was read already, so the
+    /// store itself never touches a drive.
+    pub fn add_job_of_source(
+        &mut self,
+        track: &Track,
+        output: &Path,
+        drive_id: Option<i64>,
+        priority: u8,
+        (size, mtime): (u64, i64),
+    ) -> Result<JobId> {
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
         let json = serde_json::to_string(track).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let t = now();
         let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
@@ -521,6 +535,90 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    fn query_jobs(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Job>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params, |r| Self::row_to_job(r).map(|(j, _)| j))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// What the status shows: every unfinished job and the newest
+    /// `finished` finished ones, oldest first.
+    pub fn jobs_for_view(&self, finished: usize) -> Result<Vec<Job>> {
+        let mut jobs = self.query_jobs(
+            "SELECT * FROM jobs WHERE state IN ('queued','running','paused','interrupted')",
+            [],
+        )?;
+        jobs.extend(self.finished_jobs(None, finished)?);
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    /// Finished jobs (done, failed, cancelled), newest first, below `before`.
+    pub fn finished_jobs(&self, before: Option<JobId>, limit: usize) -> Result<Vec<Job>> {
+        self.query_jobs(
+            "SELECT * FROM jobs WHERE state IN ('done','failed','cancelled') AND id < ?1
+             ORDER BY id DESC LIMIT ?2",
+            params![
+                before.unwrap_or(JobId::MAX),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+        )
+    }
+
+    /// Counts by state and the sums over finished jobs, whatever the history's length.
+    pub fn summary(&self) -> Result<crate::view::StoreSummary> {
+        let mut summary = crate::view::StoreSummary::default();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT state, COUNT(*),
+                        SUM(COALESCE(duration_seconds, 0)), SUM(COALESCE(input_bytes, 0)),
+                        SUM(COALESCE(output_bytes, 0))
+                 FROM jobs GROUP BY state",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, f64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (state, n, seconds, input, output) = row.map_err(|e| self.err(e))?;
+            let Some(state) = JobState::parse(&state) else {
+                continue;
+            };
+            summary.jobs.insert(state, n as usize);
+            if state == JobState::Done {
+                summary.done_audio_seconds = seconds;
+                summary.done_input_bytes = input.max(0) as u64;
+                summary.done_output_bytes = output.max(0) as u64;
+            }
+        }
+        Ok(summary)
+    }
+
+    /// The ids of every job in `state`, oldest first.
+    pub fn ids_in_state(&self, state: JobState) -> Result<Vec<JobId>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM jobs WHERE state = ?1 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([state.as_str()], |r| r.get(0))
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))

@@ -7,8 +7,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::WebState;
-use crate::app::{DriveState, Snapshot};
 use crate::queue::store::JobState;
+use crate::view::Snapshot;
 
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
@@ -25,42 +25,27 @@ pub fn render(s: &Snapshot) -> String {
         "Jobs in the store by state.",
         JobState::ALL
             .iter()
-            .map(|st| {
-                let n = s.jobs.iter().filter(|j| j.state == *st).count();
-                (format!("{{state=\"{st}\"}}"), n as f64)
-            })
+            .map(|st| (format!("{{state=\"{st}\"}}"), s.summary.count(*st) as f64))
             .collect(),
     );
-    let done: Vec<_> = s
-        .jobs
-        .iter()
-        .filter(|j| j.state == JobState::Done)
-        .collect();
     metric(
         "converted_audio_seconds_total",
         "counter",
         "Seconds of audio converted to FLAC.",
-        vec![(
-            String::new(),
-            done.iter().filter_map(|j| j.duration_seconds).sum(),
-        )],
+        vec![(String::new(), s.summary.done_audio_seconds)],
     );
     metric(
         "output_bytes_total",
         "counter",
         "Bytes of FLAC written.",
-        vec![(
-            String::new(),
-            done.iter().filter_map(|j| j.output_bytes).sum::<u64>() as f64,
-        )],
+        vec![(String::new(), s.summary.done_output_bytes as f64)],
     );
     // From the jobs' recorded results: the drive may be gone by now.
-    let input = done.iter().filter_map(|j| j.input_bytes).sum::<u64>() as f64;
     metric(
         "input_bytes_total",
         "counter",
         "Bytes of DTS read by finished jobs.",
-        vec![(String::new(), input)],
+        vec![(String::new(), s.summary.done_input_bytes as f64)],
     );
     let speeds: Vec<f64> = s.jobs.iter().filter_map(|j| j.speed).collect();
     metric(
@@ -87,18 +72,7 @@ pub fn render(s: &Snapshot) -> String {
         "Drives plugged in and mounted.",
         vec![(
             String::new(),
-            s.drives
-                .iter()
-                .filter(|d| {
-                    matches!(
-                        d.state,
-                        DriveState::Scanning
-                            | DriveState::Converting
-                            | DriveState::Idle
-                            | DriveState::Mounting
-                    )
-                })
-                .count() as f64,
+            s.drives.iter().filter(|d| d.state.is_present()).count() as f64,
         )],
     );
     metric(
@@ -119,10 +93,7 @@ pub fn render(s: &Snapshot) -> String {
 }
 
 pub async fn metrics(State(s): State<WebState>) -> Response {
-    let app = s.app.clone();
-    let text = tokio::task::spawn_blocking(move || render(&app.snapshot()))
-        .await
-        .unwrap_or_default();
+    let text = render(&s.daemon.status().snapshot);
     (
         [(
             header::CONTENT_TYPE,

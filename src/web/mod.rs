@@ -17,19 +17,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::app::{App, CommandError};
+use crate::daemon::{Command, CommandError, Handle};
+use crate::panel::PanelHandle;
 pub use auth::Guard;
 
 #[derive(Clone)]
 pub struct WebState {
-    pub app: Arc<App>,
+    pub daemon: Handle,
+    pub panel: Option<PanelHandle>,
     pub guard: Arc<Guard>,
 }
 
-pub fn router(app: Arc<App>) -> Router {
+pub fn router(daemon: Handle, panel: Option<PanelHandle>) -> Router {
     let state = WebState {
-        guard: Arc::new(Guard::new(app.token.clone())),
-        app,
+        guard: Arc::new(Guard::new(daemon.token.to_string())),
+        daemon,
+        panel,
     };
     Router::new()
         .route("/", get(page))
@@ -37,6 +40,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/style.css", get(style))
         .route("/api/status", get(status))
         .route("/api/events", get(events))
+        .route("/api/jobs", get(jobs_page))
         .route("/api/session", get(session))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
@@ -82,16 +86,10 @@ async fn style() -> Response {
     (page_headers("text/css; charset=utf-8"), STYLE_CSS).into_response()
 }
 
-async fn snapshot_json(app: Arc<App>) -> String {
-    tokio::task::spawn_blocking(move || serde_json::to_string(&app.snapshot()).unwrap_or_default())
-        .await
-        .unwrap_or_default()
-}
-
 async fn status(State(s): State<WebState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        snapshot_json(s.app).await,
+        s.daemon.status().json().to_string(),
     )
         .into_response()
 }
@@ -101,26 +99,47 @@ async fn status(State(s): State<WebState>) -> Response {
 async fn events(
     State(s): State<WebState>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
-    let rx = s.app.subscribe();
-    let stream =
-        futures_util::stream::unfold((s.app, rx, true), |(app, mut rx, first)| async move {
-            if !first {
-                if rx.changed().await.is_err() {
-                    return None;
-                }
-                // Coalesce bursts (progress of several jobs) into one update.
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                rx.borrow_and_update();
-            } else {
-                rx.borrow_and_update();
+    let rx = s.daemon.watch();
+    let stream = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first {
+            if rx.changed().await.is_err() {
+                return None;
             }
-            let data = snapshot_json(app.clone()).await;
-            Some((
-                Ok(Event::default().event("status").data(data)),
-                (app, rx, false),
-            ))
-        });
+            // Coalesce bursts (progress of several jobs) into one update.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let data = rx.borrow_and_update().json();
+        Some((
+            Ok(Event::default().event("status").data(&*data)),
+            (rx, false),
+        ))
+    });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// Finished jobs older than the snapshot shows: `?before=ID&limit=N`,
+/// newest first, at most 500 a page.
+async fn jobs_page(
+    State(s): State<WebState>,
+    axum::extract::Query(q): axum::extract::Query<PageQuery>,
+) -> Response {
+    let daemon = s.daemon.clone();
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let page = tokio::task::spawn_blocking(move || daemon.finished_jobs(q.before, limit)).await;
+    match page {
+        Ok(Ok(jobs)) => Json(serde_json::json!({ "jobs": jobs })).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the job store could not be read".into(),
+        ),
+    }
 }
 
 pub(crate) fn error(status: StatusCode, message: String) -> Response {
@@ -172,22 +191,12 @@ async fn logout() -> Response {
         .into_response()
 }
 
-/// Runs a command off the async threads (some touch the disk) and maps its
-/// outcome to a status code.
-async fn command(
-    s: WebState,
-    peer: SocketAddr,
-    headers: HeaderMap,
-    f: impl FnOnce(&Arc<App>) -> Result<(), CommandError> + Send + 'static,
-) -> Response {
+/// Sends a command to the supervisor and maps its answer to a status code.
+async fn command(s: WebState, peer: SocketAddr, headers: HeaderMap, command: Command) -> Response {
     if let Err(r) = s.guard.authorize(peer.ip(), &headers).await {
         return r;
     }
-    let app = s.app.clone();
-    let result = tokio::task::spawn_blocking(move || f(&app))
-        .await
-        .expect("command task");
-    match result {
+    match s.daemon.command(command).await {
         Ok(()) => (
             StatusCode::ACCEPTED,
             Json(serde_json::json!({ "ok": true })),
@@ -201,6 +210,9 @@ async fn command(
         | Err(e @ CommandError::Store(crate::queue::store::StoreError::BadTransition { .. })) => {
             error(StatusCode::CONFLICT, e.to_string())
         }
+        Err(e @ CommandError::ShuttingDown) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -208,11 +220,11 @@ async fn command(
 type Peer = ConnectInfo<SocketAddr>;
 
 async fn pause(State(s): State<WebState>, ConnectInfo(p): Peer, h: HeaderMap) -> Response {
-    command(s, p, h, |a| a.pause()).await
+    command(s, p, h, Command::Pause).await
 }
 
 async fn resume(State(s): State<WebState>, ConnectInfo(p): Peer, h: HeaderMap) -> Response {
-    command(s, p, h, |a| a.resume()).await
+    command(s, p, h, Command::Resume).await
 }
 
 async fn eject(
@@ -221,7 +233,7 @@ async fn eject(
     Path(id): Path<i64>,
     h: HeaderMap,
 ) -> Response {
-    command(s, p, h, move |a| a.eject(id)).await
+    command(s, p, h, Command::Eject(id)).await
 }
 
 async fn cancel(
@@ -230,7 +242,7 @@ async fn cancel(
     Path(id): Path<i64>,
     h: HeaderMap,
 ) -> Response {
-    command(s, p, h, move |a| a.cancel_job(id)).await
+    command(s, p, h, Command::Cancel(id)).await
 }
 
 async fn retry(
@@ -239,11 +251,11 @@ async fn retry(
     Path(id): Path<i64>,
     h: HeaderMap,
 ) -> Response {
-    command(s, p, h, move |a| a.retry_job(id)).await
+    command(s, p, h, Command::Retry(id)).await
 }
 
 async fn panel_png(State(s): State<WebState>) -> Response {
-    match s.app.panel.get() {
+    match &s.panel {
         Some(panel) => (
             [
                 (header::CONTENT_TYPE, "image/png"),
@@ -282,7 +294,7 @@ async fn button(
         );
     };
     let long = matches!(q.long.as_deref(), Some("1") | Some("true") | Some("yes"));
-    match s.app.panel.get() {
+    match &s.panel {
         Some(panel) => {
             panel.press(crate::panel::buttons::Press { button, long });
             (
@@ -300,8 +312,8 @@ async fn button(
 
 /// 200 when the daemon, its store and FFmpeg are usable; 503 and why not.
 async fn healthz(State(s): State<WebState>) -> Response {
-    let app = s.app.clone();
-    let problem = tokio::task::spawn_blocking(move || app.health_problem())
+    let daemon = s.daemon.clone();
+    let problem = tokio::task::spawn_blocking(move || daemon.health_problem())
         .await
         .unwrap_or_else(|_| Some("health check crashed".into()));
     match problem {

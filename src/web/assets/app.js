@@ -12,11 +12,8 @@
   const PENDING_TIMEOUT_MS = 8000;   // re-enable a button if no event follows
   const RETRY_MAX_MS = 15000;
 
-  // Which job states offer which control (matches the scheduler: cancel
-  // stops queued/running/paused/interrupted work, retry re-queues the rest).
-  const CANCELLABLE = new Set(['queued', 'running', 'paused', 'interrupted']);
-  const RETRYABLE = new Set(['failed', 'cancelled', 'interrupted']);
-  const EJECTABLE = new Set(['scanning', 'converting', 'idle', 'error']);
+  // Which controls apply comes with each drive and job in the status
+  // (`can_eject`, `can_cancel`, `can_retry`): the box's rules, not a copy.
   const SHOW_ERROR = new Set(['failed', 'interrupted']);
 
   const $ = (id) => document.getElementById(id);
@@ -240,7 +237,7 @@
     const actions = li.querySelector('.actions');
     for (const n2 of [note, err]) if (n2) li.insertBefore(n2, actions);
 
-    syncButton(li.querySelector('button.eject'), `eject:${d.id}`, EJECTABLE.has(state), `Eject ${label}`);
+    syncButton(li.querySelector('button.eject'), `eject:${d.id}`, d.can_eject === true, `Eject ${label}`);
   }
 
   function renderDrives(drives) {
@@ -295,8 +292,8 @@
       li.insertBefore(err, actions);
     }
 
-    const cancel = optional(actions, 'cancel', CANCELLABLE.has(state), () => actionButton('cancel', 'cancel', 'Cancel'));
-    const retry = optional(actions, 'retry', RETRYABLE.has(state), () => actionButton('retry', 'retry', 'Retry'));
+    const cancel = optional(actions, 'cancel', j.can_cancel === true, () => actionButton('cancel', 'cancel', 'Cancel'));
+    const retry = optional(actions, 'retry', j.can_retry === true, () => actionButton('retry', 'retry', 'Retry'));
     if (cancel) syncButton(cancel, `cancel:${j.id}`, true, `Cancel ${name}`);
     if (retry) syncButton(retry, `retry:${j.id}`, true, `Retry ${name}`);
   }

@@ -1,0 +1,705 @@
+//! The supervisor: the one owner of the box's state. Everything that
+//! happens reaches it as a `Msg` on one channel — kernel block events,
+//! scheduler events, commands, and the results of slow work — and it
+//! handles them one at a time, on its own thread. It never does slow work
+//! itself: mounting, scanning, measuring and unmounting run on worker
+//! threads that report back. After each batch of messages it publishes one
+//! snapshot, which is all the page, the API and the panel ever read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, watch};
+
+use super::command::{Command, CommandError};
+use super::drives::{Drives, Effect, Volume};
+use super::threads::Lifeline;
+use super::work::{self, Scanned, WorkContext};
+use crate::logging::log;
+use crate::queue::plan::{add_planned, Added};
+use crate::queue::scheduler::Event;
+use crate::queue::store::{Job, JobId, JobState};
+use crate::usb::drives as devices;
+use crate::usb::mount::{self, Mounted};
+use crate::usb::uevent::{Action, BlockEvent};
+use crate::view::{
+    is_pending, BoxInfo, DriveState, JobView, Published, Running, Snapshot, StoreSummary,
+    HISTORY_LIMIT,
+};
+
+/// Everything the supervisor hears about.
+pub enum Msg {
+    Block(BlockEvent),
+    /// Look at the devices there are (at start, and after lost events).
+    Rescan,
+    Job(Event),
+    Command(Command, oneshot::Sender<Result<(), CommandError>>),
+    Probed {
+        devname: String,
+        gen: u64,
+        volumes: Result<Vec<Volume>, String>,
+    },
+    Mounted {
+        drive: i64,
+        gen: u64,
+        result: Result<Mounted, String>,
+    },
+    Scanned {
+        drive: i64,
+        gen: u64,
+        scanned: Scanned,
+    },
+    Released {
+        drive: i64,
+    },
+    Unmounted {
+        drive: i64,
+        gen: u64,
+        result: Result<(), String>,
+    },
+    Measured {
+        drive: i64,
+        gen: u64,
+        space: Option<(u64, u64)>,
+    },
+    Shutdown,
+}
+
+/// How long the loop sleeps when nothing happens.
+const TICK: Duration = Duration::from_millis(250);
+/// How often the board's readings and the drives' free space are refreshed.
+const BOARD_EVERY: Duration = Duration::from_secs(10);
+const SPACE_EVERY: Duration = Duration::from_secs(15);
+/// Shutdown waits this long for the drives' work (the unit allows 120 s).
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
+
+pub struct Supervisor {
+    ctx: Arc<WorkContext>,
+    inbox: Receiver<Msg>,
+    outbox: Sender<Msg>,
+    lifeline: Arc<Lifeline>,
+    drives: Drives,
+    /// Unfinished jobs and the newest finished ones, as last read.
+    jobs: Vec<Job>,
+    summary: StoreSummary,
+    jobs_stale: bool,
+    running: HashMap<JobId, Running>,
+    workers: Vec<JoinHandle<()>>,
+    publish: watch::Sender<Arc<Published>>,
+    slots: usize,
+    board_model: String,
+    box_info: BoxInfo,
+    board_read: Instant,
+    space_read: Instant,
+    stopping: Option<Instant>,
+    /// Something happened since the last snapshot.
+    dirty: bool,
+}
+
+impl Supervisor {
+    pub fn new(
+        ctx: Arc<WorkContext>,
+        inbox: Receiver<Msg>,
+        outbox: Sender<Msg>,
+        publish: watch::Sender<Arc<Published>>,
+        slots: usize,
+        lifeline: Arc<Lifeline>,
+    ) -> Supervisor {
+        let board_model = crate::hw::board::model();
+        let box_info = board_readings(&board_model, &ctx);
+        Supervisor {
+            ctx,
+            inbox,
+            outbox,
+            lifeline,
+            drives: Drives::default(),
+            jobs: Vec::new(),
+            summary: StoreSummary::default(),
+            jobs_stale: true,
+            running: HashMap::new(),
+            workers: Vec::new(),
+            publish,
+            slots,
+            board_model,
+            box_info,
+            board_read: Instant::now(),
+            space_read: Instant::now(),
+            stopping: None,
+            dirty: true,
+        }
+    }
+
+    pub fn run(mut self) {
+        self.publish_if_changed();
+        loop {
+            match self.inbox.recv_timeout(TICK) {
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Whatever else is waiting, then one snapshot for all of it.
+            while let Ok(msg) = self.inbox.try_recv() {
+                self.handle(msg);
+            }
+            self.tick();
+            self.publish_if_changed();
+            if let Some(deadline) = self.stopping {
+                if self.drives.settled() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    log("shutdown: some drive work did not end in time");
+                    break;
+                }
+            }
+        }
+        self.finish();
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        self.dirty = true;
+        match msg {
+            Msg::Block(event) => self.on_block(event),
+            Msg::Rescan => self.reconcile(),
+            Msg::Job(event) => self.on_job(event),
+            Msg::Command(command, reply) => {
+                let result = self.apply(command);
+                // Published before the answer: whoever asked sees the change.
+                self.publish_if_changed();
+                let _ = reply.send(result);
+            }
+            Msg::Probed {
+                devname,
+                gen,
+                volumes,
+            } => {
+                let volumes = volumes.unwrap_or_else(|e| {
+                    log(&e);
+                    Vec::new()
+                });
+                let effects = self.drives.probed(&devname, gen, volumes);
+                self.run_effects(effects);
+            }
+            Msg::Mounted { drive, gen, result } => {
+                let effects = self.drives.mounted(drive, gen, result);
+                self.run_effects(effects);
+            }
+            Msg::Scanned {
+                drive,
+                gen,
+                scanned,
+            } => {
+                let (applied, effects) = self.drives.scanned(drive, gen, scanned.tracks_found);
+                if applied {
+                    self.add_jobs(drive, &scanned);
+                }
+                self.run_effects(effects);
+                if applied {
+                    self.refresh_drive_states();
+                }
+            }
+            Msg::Released { drive } => {
+                self.tell_pulled(drive);
+                let effects = self.drives.released(drive);
+                self.run_effects(effects);
+            }
+            Msg::Unmounted { drive, gen, result } => {
+                let effects = self.drives.unmounted(drive, gen, result);
+                if let Some(d) = self.drives.view(drive) {
+                    if d.state == DriveState::Ejected {
+                        log(&format!("drive {} ejected: safe to remove", d.label));
+                    }
+                }
+                self.run_effects(effects);
+            }
+            Msg::Measured { drive, gen, space } => self.drives.measured(drive, gen, space),
+            Msg::Shutdown => self.begin_shutdown(),
+        }
+    }
+
+    // ----- commands -----
+
+    /// The one place a command is carried out.
+    fn apply(&mut self, command: Command) -> Result<(), CommandError> {
+        if self.stopping.is_some() {
+            return Err(CommandError::ShuttingDown);
+        }
+        let scheduler = self.ctx.scheduler.clone();
+        self.jobs_stale = true;
+        match command {
+            Command::Pause => scheduler.pause()?,
+            Command::Resume => scheduler.resume()?,
+            Command::Cancel(id) => {
+                self.ctx.store.lock().unwrap().job(id)?;
+                scheduler.cancel(id)?;
+            }
+            Command::Retry(id) => {
+                scheduler.retry(id)?;
+                self.refresh_drive_states();
+            }
+            Command::RetryFailed => {
+                let failed = self
+                    .ctx
+                    .store
+                    .lock()
+                    .unwrap()
+                    .ids_in_state(JobState::Failed)?;
+                for id in failed {
+                    scheduler.retry(id)?;
+                }
+                self.refresh_drive_states();
+            }
+            Command::Eject(id) => {
+                let effects = self.drives.eject(id)?;
+                self.run_effects(effects);
+            }
+            Command::EjectAll => {
+                let ids: Vec<i64> = self
+                    .drives
+                    .views()
+                    .filter(|d| d.allows_eject())
+                    .map(|d| d.id)
+                    .collect();
+                for id in ids {
+                    let effects = self.drives.eject(id)?;
+                    self.run_effects(effects);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- devices -----
+
+    fn on_block(&mut self, event: BlockEvent) {
+        if self.ctx.own_loops.contains(&event.devname) {
+            return;
+        }
+        let in_use = self.drives.devices_in_use().contains(&event.devname);
+        if event.action == Action::Remove || !devices::has_media(&event.devname) {
+            self.pull(&event.devname);
+        } else if !in_use {
+            // Add, or a change that brought a medium (card readers, loop
+            // devices attached).
+            let usb = &self.ctx.config.usb;
+            if devices::candidate(&event.devname, usb.allow_loop, &usb.mount_root).is_some() {
+                let effects = self.drives.appeared(&event.devname);
+                self.run_effects(effects.into_iter().collect());
+            }
+        }
+    }
+
+    /// At start and after lost events: drives whose device vanished are
+    /// pulled, new devices are read.
+    fn reconcile(&mut self) {
+        let usb = &self.ctx.config.usb;
+        let present: Vec<String> = devices::present(usb.allow_loop, &usb.mount_root)
+            .into_iter()
+            .map(|c| c.devname)
+            .filter(|d| !self.ctx.own_loops.contains(d))
+            .collect();
+        let mounted: Vec<String> = self
+            .drives
+            .views()
+            .filter_map(|d| self.drives.devname_of_mounted(d.id).map(String::from))
+            .collect();
+        for devname in mounted {
+            if !present.contains(&devname) {
+                self.pull(&devname);
+            }
+        }
+        for devname in present {
+            let effects = self.drives.appeared(&devname);
+            self.run_effects(effects.into_iter().collect());
+        }
+    }
+
+    fn pull(&mut self, devname: &str) {
+        let before: BTreeMap<i64, DriveState> =
+            self.drives.views().map(|d| (d.id, d.state)).collect();
+        let effects = self.drives.gone(devname);
+        for d in self.drives.views() {
+            match before.get(&d.id) {
+                Some(was) if *was != d.state && d.state == DriveState::Removed => log(&format!(
+                    "drive {} was pulled while {was:?}; its unfinished jobs wait for it",
+                    d.id
+                )),
+                _ => {}
+            }
+        }
+        self.run_effects(effects);
+    }
+
+    /// A job failed: if its drive has vanished without a `remove` event
+    /// (I/O errors from a yanked stick), handle it as pulled.
+    fn check_drive_still_there(&mut self, job: JobId) {
+        let Some(drive) = self.job(job).and_then(|j| j.drive_id) else {
+            return;
+        };
+        let Some(devname) = self.drives.devname_of_mounted(drive).map(String::from) else {
+            return;
+        };
+        if !devices::has_media(&devname) {
+            self.pull(&devname);
+        }
+    }
+
+    fn tell_pulled(&mut self, drive: i64) {
+        let Some(label) = self.drives.view(drive).map(|d| d.label.clone()) else {
+            return;
+        };
+        let waiting = self
+            .jobs()
+            .iter()
+            .filter(|j| j.drive_id == Some(drive))
+            .filter(|j| matches!(j.state, JobState::Interrupted | JobState::Queued))
+            .count();
+        if waiting > 0 {
+            crate::notify::send(
+                &self.ctx.config.notify,
+                "drive_pulled",
+                format!("{label} was pulled mid-job: {waiting} job(s) resume when it is back"),
+                serde_json::json!({"drive": label, "waiting": waiting}),
+            );
+        }
+    }
+
+    // ----- jobs -----
+
+    fn add_jobs(&mut self, drive: i64, scanned: &Scanned) {
+        let mut store = self.ctx.store.lock().unwrap();
+        if let Err(e) = store.requeue_interrupted(drive) {
+            log(&format!("job store: {e}"));
+        }
+        let mut added = 0;
+        for outcome in add_planned(&mut store, &scanned.planned, Some(drive)) {
+            match outcome {
+                Added::Queued(_) => added += 1,
+                Added::Failed(e) => log(&format!("job store: {e}")),
+                Added::UpToDate | Added::Known => {}
+            }
+        }
+        drop(store);
+        self.jobs_stale = true;
+        let root = self
+            .drives
+            .view(drive)
+            .and_then(|d| d.mount_point.clone())
+            .unwrap_or_default();
+        log(&format!(
+            "{}: {} DTS track(s) found, {added} new job(s)",
+            root.display(),
+            scanned.tracks_found
+        ));
+    }
+
+    fn on_job(&mut self, event: Event) {
+        match event {
+            Event::Progress { job, progress } => {
+                let total = self.job(job).and_then(|j| j.track.duration_seconds);
+                let fraction = match total {
+                    Some(t) if t > 0.0 => (progress.seconds_done / t).clamp(0.0, 1.0),
+                    _ => 0.0,
+                };
+                self.running.insert(
+                    job,
+                    Running {
+                        fraction,
+                        speed: progress.speed,
+                    },
+                );
+            }
+            Event::Started { job } => {
+                self.running.insert(job, Running::default());
+                self.jobs_stale = true;
+                self.refresh_drive_states();
+            }
+            Event::Finished {
+                job, state, error, ..
+            } => {
+                self.running.remove(&job);
+                self.jobs_stale = true;
+                if let Some(e) = error {
+                    log(&format!("job {job} {state}: {e}"));
+                    if state == JobState::Failed {
+                        let name = self
+                            .job(job)
+                            .map(|j| j.track.path.display().to_string())
+                            .unwrap_or_default();
+                        crate::notify::send(
+                            &self.ctx.config.notify,
+                            "job_failed",
+                            format!("{name}: {e}"),
+                            serde_json::json!({"job": job, "source": name, "error": e}),
+                        );
+                    }
+                    self.check_drive_still_there(job);
+                }
+                if let Some(drive) = self.job(job).and_then(|j| j.drive_id) {
+                    let effects = self.drives.measure(drive);
+                    self.run_effects(effects.into_iter().collect());
+                }
+                self.refresh_drive_states();
+            }
+            Event::Retrying { job, error, .. } => {
+                log(&format!("job {job} failed ({error}); trying again"));
+                self.jobs_stale = true;
+                self.check_drive_still_there(job);
+            }
+        }
+    }
+
+    /// The jobs as they are in the store now (read again only after a change).
+    fn jobs(&mut self) -> &[Job] {
+        if self.jobs_stale {
+            let store = self.ctx.store.lock().unwrap();
+            match (store.jobs_for_view(HISTORY_LIMIT), store.summary()) {
+                (Ok(jobs), Ok(summary)) => {
+                    self.jobs = jobs;
+                    self.summary = summary;
+                    self.jobs_stale = false;
+                }
+                (Err(e), _) | (_, Err(e)) => log(&format!("job store: {e}")),
+            }
+        }
+        &self.jobs
+    }
+
+    fn job(&mut self, id: JobId) -> Option<&Job> {
+        if !self.jobs().iter().any(|j| j.id == id) {
+            // Added since the last read, or older than the history shown.
+            self.jobs_stale = true;
+        }
+        self.jobs().iter().find(|j| j.id == id)
+    }
+
+    /// `converting` while a drive has work left, `idle` when all is done.
+    fn refresh_drive_states(&mut self) {
+        let jobs = self.jobs().to_vec();
+        let ids: Vec<(i64, DriveState)> = self.drives.views().map(|d| (d.id, d.state)).collect();
+        for (id, state) in ids {
+            if !matches!(state, DriveState::Converting | DriveState::Idle) {
+                continue;
+            }
+            let pending = jobs
+                .iter()
+                .any(|j| j.drive_id == Some(id) && is_pending(j.state));
+            let next = if pending {
+                DriveState::Converting
+            } else {
+                DriveState::Idle
+            };
+            if state == DriveState::Converting && next == DriveState::Idle {
+                self.tell_drive_done(id);
+            }
+            if let Some(view) = self.drives.view_mut(id) {
+                view.state = next;
+            }
+        }
+    }
+
+    fn tell_drive_done(&mut self, id: i64) {
+        let label = self
+            .drives
+            .view(id)
+            .map(|d| d.label.clone())
+            .unwrap_or_default();
+        let mine = self
+            .ctx
+            .store
+            .lock()
+            .unwrap()
+            .jobs_of_drive(id)
+            .unwrap_or_default();
+        let (done, failed) = mine.iter().fold((0, 0), |(ok, bad), j| match j.state {
+            JobState::Done => (ok + 1, bad),
+            JobState::Failed => (ok, bad + 1),
+            _ => (ok, bad),
+        });
+        let message = format!(
+            "{label}: {done} FLAC written{} - ready to eject",
+            if failed > 0 {
+                format!(", {failed} failed")
+            } else {
+                String::new()
+            }
+        );
+        log(&message);
+        crate::notify::send(
+            &self.ctx.config.notify,
+            "drive_done",
+            message,
+            serde_json::json!({"drive": label, "done": done, "failed": failed}),
+        );
+    }
+
+    // ----- work -----
+
+    fn run_effects(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Probe { devname, gen } => self.work("probe", move |ctx| {
+                    let volumes = work::probe(ctx, &devname);
+                    Some(Msg::Probed {
+                        devname,
+                        gen,
+                        volumes,
+                    })
+                }),
+                Effect::Mount { drive, gen, volume } => self.work("mount", move |ctx| {
+                    let result = work::mount(ctx, &volume);
+                    Some(Msg::Mounted { drive, gen, result })
+                }),
+                Effect::Scan {
+                    drive,
+                    gen,
+                    root,
+                    cancel,
+                } => self.work("scan", move |ctx| {
+                    let scanned = work::scan_drive(ctx, &root, cancel);
+                    Some(Msg::Scanned {
+                        drive,
+                        gen,
+                        scanned,
+                    })
+                }),
+                Effect::Space { drive, gen, root } => self.work("space", move |_| {
+                    let space = crate::media::convert::space(&root);
+                    Some(Msg::Measured { drive, gen, space })
+                }),
+                Effect::Offer { drive } => self.ctx.scheduler.set_drive_available(drive, true),
+                Effect::Hold { drive } => self.ctx.scheduler.set_drive_available(drive, false),
+                Effect::Release {
+                    drive,
+                    mount,
+                    own_loop,
+                    ..
+                } => self.work("release", move |ctx| {
+                    work::release(ctx, drive, mount.as_ref(), own_loop.as_deref());
+                    Some(Msg::Released { drive })
+                }),
+                Effect::Unmount { drive, gen, mount } => self.work("unmount", move |ctx| {
+                    let result = work::unmount(ctx, drive, mount.as_ref());
+                    Some(Msg::Unmounted { drive, gen, result })
+                }),
+                Effect::DetachLoop { device } => self.work("detach", move |ctx| {
+                    ctx.own_loops.release(&device);
+                    None
+                }),
+            }
+        }
+    }
+
+    /// Runs slow work on a thread of its own; its result comes back as a message.
+    fn work(&mut self, what: &str, f: impl FnOnce(&WorkContext) -> Option<Msg> + Send + 'static) {
+        self.workers.retain(|w| !w.is_finished());
+        let (ctx, outbox) = (self.ctx.clone(), self.outbox.clone());
+        let spawned = self.lifeline.spawn(&format!("drive-{what}"), move || {
+            if let Some(msg) = f(&ctx) {
+                let _ = outbox.send(msg);
+            }
+        });
+        match spawned {
+            Ok(handle) => self.workers.push(handle),
+            Err(e) => log(&format!("cannot start a thread to {what} a drive: {e}")),
+        }
+    }
+
+    // ----- the snapshot -----
+
+    fn tick(&mut self) {
+        if self.lifeline.stopping() && self.stopping.is_none() {
+            self.begin_shutdown();
+        }
+        if self.board_read.elapsed() >= BOARD_EVERY {
+            self.board_read = Instant::now();
+            self.box_info = board_readings(&self.board_model, &self.ctx);
+            self.dirty = true;
+        }
+        if self.space_read.elapsed() >= SPACE_EVERY {
+            self.space_read = Instant::now();
+            let ids: Vec<i64> = self.drives.views().map(|d| d.id).collect();
+            for id in ids {
+                let effects = self.drives.measure(id);
+                self.run_effects(effects.into_iter().collect());
+            }
+        }
+    }
+
+    fn publish_if_changed(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        self.jobs();
+        let jobs: Vec<JobView> = self
+            .jobs
+            .iter()
+            .map(|j| JobView::of(j, self.running.get(&j.id).copied()))
+            .collect();
+        let snapshot = Snapshot::new(
+            self.ctx.scheduler.is_paused(),
+            self.drives.views().cloned().collect(),
+            jobs,
+            self.summary.clone(),
+            self.slots,
+            self.box_info.clone(),
+        );
+        if self.publish.borrow().snapshot != snapshot {
+            self.publish
+                .send_replace(Arc::new(Published::new(snapshot)));
+        }
+    }
+
+    // ----- shutdown -----
+
+    fn begin_shutdown(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        self.stopping = Some(Instant::now() + SHUTDOWN_LIMIT);
+        self.lifeline.stop();
+        // Running jobs are interrupted (their temp files removed) and no
+        // new one starts; the drives' work is cut short, then they unmount.
+        self.ctx.scheduler.stop();
+        let effects = self.drives.shutdown();
+        self.run_effects(effects);
+    }
+
+    /// Whatever is still mounted (work that never ended) is detached, and
+    /// the workers that ended are joined.
+    fn finish(&mut self) {
+        for m in self.drives.mounts() {
+            log(&format!(
+                "{} did not unmount in time; detaching it",
+                m.mount_point.display()
+            ));
+            mount::detach(&m.mount_point);
+        }
+        let (ended, blocked): (Vec<_>, Vec<_>) =
+            self.workers.drain(..).partition(|w| w.is_finished());
+        for w in ended {
+            let _ = w.join();
+        }
+        if !blocked.is_empty() {
+            log(&format!(
+                "{} drive worker(s) are stuck in a file-system call; leaving them",
+                blocked.len()
+            ));
+        }
+    }
+}
+
+fn board_readings(model: &str, ctx: &WorkContext) -> BoxInfo {
+    BoxInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        board: model.to_string(),
+        cpu_temp_c: crate::hw::board::cpu_temperature(),
+        throttled: crate::hw::board::throttled(),
+        load: crate::hw::board::load_average(),
+        ffmpeg: ctx.tools.short_version().to_string(),
+        uptime_seconds: crate::hw::board::uptime_seconds(),
+    }
+}
