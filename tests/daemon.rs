@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -322,7 +323,7 @@ impl Daemon {
 
     /// Starts the daemon with extra environment variables (a `PATH` with
     /// stand-in tools first, say).
-    fn start_env(dir: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
+    fn start_env(dir: &Path, env: &[(&str, &OsStr)]) -> Daemon {
         let port = free_port();
         let config = dir.join("dtsflac.toml");
         fs::write(
@@ -343,7 +344,7 @@ impl Daemon {
         Daemon::launch(dir, config, port, &[])
     }
 
-    fn launch(dir: &Path, config: &Path, port: u16, env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
+    fn launch(dir: &Path, config: &Path, port: u16, env: &[(&str, &OsStr)]) -> Daemon {
         let log = dir.join(format!("daemon-{port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_dtsflac"))
             .args(["run", "--config"])
