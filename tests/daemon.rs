@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -97,12 +98,7 @@ impl Image {
     /// disk image, filled from `files`.
     fn partitioned(dir: &Path, label: &str, size_mb: u64, files: &[(&str, &[u8])]) -> Image {
         let path = dir.join(format!("{label}.img"));
-        let tree = dir.join(format!("{label}-tree"));
-        for (name, content) in files {
-            let target = tree.join(name);
-            fs::create_dir_all(target.parent().unwrap()).unwrap();
-            fs::write(&target, content).unwrap();
-        }
+        let tree = write_tree(dir, label, files);
         let mut mbr = vec![0u8; 512];
         let start: u32 = 2048;
         let sectors = ((size_mb << 20) / 512) as u32 - start;
@@ -140,6 +136,37 @@ impl Image {
         );
         sh("losetup", &["-d", &dev]);
         image
+    }
+
+    /// An ext4 image filled from `files` by `mkfs.ext4 -d`, without a loop
+    /// device or a mount: quick for many files, and safe while a daemon runs
+    /// (it would take any loop device as a drive).
+    fn ext4(dir: &Path, label: &str, size_mb: u64, files: &[(&str, &[u8])]) -> Image {
+        let path = dir.join(format!("{label}.img"));
+        let tree = write_tree(dir, label, files);
+        let f = fs::File::create(&path).unwrap();
+        f.set_len(size_mb << 20).unwrap();
+        drop(f);
+        sh(
+            "mkfs.ext4",
+            &[
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-L",
+                label,
+                "-d",
+                tree.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ],
+        );
+        Image {
+            path,
+            fs: Fs::Ext4,
+            loop_dev: None,
+            partition: None,
+        }
     }
 
     fn attach_partition(&self) -> String {
@@ -232,6 +259,17 @@ impl Image {
     }
 }
 
+/// Writes `files` into a fresh folder `LABEL-tree` under `dir`, for `mkfs -d`.
+fn write_tree(dir: &Path, label: &str, files: &[(&str, &[u8])]) -> PathBuf {
+    let tree = dir.join(format!("{label}-tree"));
+    for (name, content) in files {
+        let target = tree.join(name);
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        fs::write(&target, content).unwrap();
+    }
+    tree
+}
+
 impl Drop for Image {
     /// Every loop device still over this image (ours, or one the daemon made
     /// for a partition) goes, so a failed test leaves nothing attached.
@@ -280,6 +318,12 @@ fn free_port() -> u16 {
 
 impl Daemon {
     fn start(dir: &Path) -> Daemon {
+        Daemon::start_env(dir, &[])
+    }
+
+    /// Starts the daemon with extra environment variables (a `PATH` with
+    /// stand-in tools first, say).
+    fn start_env(dir: &Path, env: &[(&str, &OsStr)]) -> Daemon {
         let port = free_port();
         let config = dir.join("dtsflac.toml");
         fs::write(
@@ -293,14 +337,19 @@ impl Daemon {
             ),
         )
         .unwrap();
-        Daemon::start_with(dir, &config, port)
+        Daemon::launch(dir, &config, port, env)
     }
 
     fn start_with(dir: &Path, config: &Path, port: u16) -> Daemon {
+        Daemon::launch(dir, config, port, &[])
+    }
+
+    fn launch(dir: &Path, config: &Path, port: u16, env: &[(&str, &OsStr)]) -> Daemon {
         let log = dir.join(format!("daemon-{port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_dtsflac"))
             .args(["run", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(fs::File::create(&log).unwrap())
             .stderr(fs::File::options().append(true).open(&log).unwrap())
@@ -324,14 +373,31 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("the daemon is running").id() as i32
+    }
+
     fn request(
         &self,
         method: &str,
         path: &str,
         token: Option<&str>,
     ) -> std::io::Result<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        self.request_within(method, path, token, Duration::from_secs(30))
+    }
+
+    /// A request whose connection and every read give up after `limit`.
+    fn request_within(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        limit: Duration,
+    ) -> std::io::Result<(u16, String)> {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let mut s = TcpStream::connect_timeout(&address, limit)?;
+        s.set_read_timeout(Some(limit))?;
+        s.set_write_timeout(Some(limit))?;
         let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
         write!(
             s,
@@ -386,7 +452,9 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let status = self.get("/api/status").map(|(_, b)| b).unwrap_or_default();
+        let status = self
+            .request_within("GET", "/api/status", None, Duration::from_secs(5))
+            .map_or_else(|e| format!("(no answer: {e})"), |(_, b)| b);
         panic!(
             "timed out waiting for {what}\nstatus: {status}\nlog:\n{}",
             self.log()
@@ -421,6 +489,19 @@ impl Daemon {
         Daemon::drive(&self.status(), label).unwrap().clone()
     }
 
+    /// Waits until the drive is listed in a state other than `states`, and
+    /// returns it as it was then.
+    fn wait_drive_leaves(&mut self, label: &str, states: &[&str], limit: Duration) -> Value {
+        let mut seen = None;
+        self.wait_for(&format!("drive {label} to leave {states:?}"), limit, |d| {
+            seen = Daemon::drive(&d.status(), label)
+                .filter(|x| !states.iter().any(|s| x["state"] == *s))
+                .cloned();
+            seen.is_some()
+        });
+        seen.unwrap()
+    }
+
     /// Ejects through the API and waits until the drive is safe to pull.
     fn eject(&mut self, drive_id: &Value, label: &str) -> Value {
         assert_eq!(self.post(&format!("/api/drives/{drive_id}/eject")), 202);
@@ -445,25 +526,148 @@ impl Daemon {
         }
     }
 
-    /// SIGTERM and wait: a clean stop.
+    /// SIGTERM and wait: a clean stop (a daemon that hangs is killed after a
+    /// minute, so a failing test still ends).
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
+        self.terminate(Duration::from_secs(60));
+    }
+
+    /// SIGTERM, then waits up to `limit` for the daemon to exit. Returns its
+    /// exit status and how long it took, or `None` if it had to be killed.
+    fn terminate(&mut self, limit: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let mut c = self.child.take()?;
+        let sent = Instant::now();
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        while sent.elapsed() < limit {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some((status, sent.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// The daemon's children running `program` right now.
+    fn children_named(&self, program: &str) -> Vec<Proc> {
+        let pid = self.pid();
+        processes()
+            .into_iter()
+            .filter(|p| p.ppid == pid && p.name == program)
+            .collect()
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
-        // Leave no mounts behind if a test failed half-way.
-        let media = self.dir.join("media");
-        if let Ok(entries) = fs::read_dir(&media) {
-            for e in entries.flatten() {
-                let _ = Command::new("umount").arg("-l").arg(e.path()).status();
-            }
+        // Leave no process and no mount behind if a test failed half-way:
+        // anything still working on the test's files (a tool, a mount helper)
+        // goes first, so nothing mounts after the clean-up.
+        for p in processes_mentioning(&self.dir) {
+            unsafe { libc::kill(p.pid, libc::SIGKILL) };
         }
+        for at in mounts_under(&self.dir.join("media")) {
+            let _ = Command::new("umount").arg("-l").arg(at).status();
+        }
+    }
+}
+
+/// A process, as /proc shows it.
+#[derive(Debug)]
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    /// The kernel's short name (`comm`).
+    name: String,
+    args: Vec<String>,
+}
+
+impl Proc {
+    fn cmdline(&self) -> String {
+        self.args.join(" ")
+    }
+}
+
+fn processes() -> Vec<Proc> {
+    let mut all = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // "pid (name) state ppid ...": the name may hold spaces and parentheses.
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let args = fs::read(entry.path().join("cmdline"))
+            .map(|c| {
+                c.split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        all.push(Proc {
+            pid,
+            ppid,
+            name: stat[open + 1..close].to_string(),
+            args,
+        });
+    }
+    all
+}
+
+/// Processes (other than this test) whose command line names something
+/// under `dir`.
+fn processes_mentioning(dir: &Path) -> Vec<Proc> {
+    let me = std::process::id() as i32;
+    let dir = dir.display().to_string();
+    processes()
+        .into_iter()
+        .filter(|p| p.pid != me && p.cmdline().contains(&dir))
+        .collect()
+}
+
+/// Mount points at or under `root`, from /proc/self/mountinfo.
+fn mounts_under(root: &Path) -> Vec<String> {
+    let root = root.display().to_string();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        // The table writes spaces and tabs as octal escapes.
+        .map(|at| at.replace("\\040", " ").replace("\\011", "\t"))
+        .filter(|at| *at == root || at.starts_with(&format!("{root}/")))
+        .collect()
+}
+
+/// A process stopped with SIGSTOP until this is dropped (SIGCONT), so a
+/// failing assertion never leaves it frozen.
+struct Frozen(i32);
+
+impl Frozen {
+    fn new(pid: i32) -> Frozen {
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGSTOP) },
+            0,
+            "SIGSTOP {pid}"
+        );
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
     }
 }
 
@@ -1400,4 +1604,449 @@ fn the_api_guards_its_controls_and_reports_metrics_health_and_events() {
         429
     );
     image.detach();
+}
+
+// ----- drives that are slow to scan, pulled, or stuck -----
+
+/// How many small files `slow_scan_files` puts on a drive (one in ten is DTS).
+const CLIPS: usize = 120;
+
+/// Two real tracks (path on the drive without extension, dcadec sample),
+/// checked against the reference decodes when a test converts them.
+const ALBUMS: [(&str, &str); 2] = [
+    ("Albums/Live at the Hall", "xll_71_24_48_768_0"),
+    ("Albums/Studio 192k", "xll_51_16_192_768_0"),
+];
+
+/// A drive whose scan takes several seconds: the two album tracks (scanned
+/// first), then `CLIPS` tiny files, each costing the scan one ffprobe run.
+/// Most are plain PCM WAVs (no job); every tenth is a copy of a small DTS
+/// sample, so tracks are found all through the scan.
+fn slow_scan_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let wav = dir.join("clip.wav");
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=8000:duration=0.1",
+            "-c:a",
+            "pcm_s16le",
+        ],
+        &wav,
+    );
+    let wav = fs::read(&wav).unwrap();
+    let small = [
+        sample("core_51_24_48_768_0.dtshd"),
+        sample("xll_51_24_48_768.dtshd"),
+    ];
+    let mut files: Vec<(String, Vec<u8>)> = ALBUMS
+        .iter()
+        .map(|(name, stem)| (format!("{name}.dtshd"), sample(&format!("{stem}.dtshd"))))
+        .collect();
+    for i in 0..CLIPS {
+        files.push(if i % 10 == 5 {
+            (
+                format!("Clips/clip-{i:03}.dtshd"),
+                small[i / 10 % 2].clone(),
+            )
+        } else {
+            (format!("Clips/clip-{i:03}.wav"), wav.clone())
+        });
+    }
+    files
+}
+
+/// The DTS files among `files`: each must end as one job.
+fn dts_files(files: &[(String, Vec<u8>)]) -> Vec<&str> {
+    files
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|n| n.ends_with(".dtshd"))
+        .collect()
+}
+
+fn borrowed(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    files
+        .iter()
+        .map(|(name, content)| (name.as_str(), content.as_slice()))
+        .collect()
+}
+
+fn state_of(status: &Value, label: &str) -> String {
+    Daemon::drive(status, label)
+        .and_then(|d| d["state"].as_str())
+        .unwrap_or("(not listed)")
+        .to_string()
+}
+
+/// Jobs as "source: state (error)" lines, for failure messages.
+fn describe_jobs(jobs: &[Value]) -> String {
+    jobs.iter()
+        .map(|j| format!("{}: {} ({})", j["source"], j["state"], j["error"]))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_drive_pulled_while_it_is_scanned_converts_everything_when_plugged_back() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let media = dir.join("media");
+    let files = slow_scan_files(dir);
+    let tracks = dts_files(&files);
+    let mut image = Image::ext4(dir, "PULLSCAN", 64, &borrowed(&files));
+
+    let mut daemon = Daemon::start(dir);
+    image.attach(false);
+    let drive = daemon.wait_drive_state("PULLSCAN", "scanning", Duration::from_secs(60));
+    // Let the scan find some tracks, then pull the drive in the middle of it.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = state_of(&daemon.status(), "PULLSCAN");
+    assert_eq!(
+        before, "scanning",
+        "the scan ended within 2 s: the drive needs more files for this test"
+    );
+    image.uevent("remove");
+    let pulled = daemon.wait_drive_leaves("PULLSCAN", &["scanning"], Duration::from_secs(30));
+    assert_eq!(
+        pulled["state"], "removed",
+        "the pull was not seen: {pulled}"
+    );
+    daemon.wait_for(
+        "the dead mount to be detached",
+        Duration::from_secs(30),
+        |_| mounts_under(&media).is_empty(),
+    );
+
+    image.uevent("add");
+    let settled = |d: &Daemon| {
+        let status = d.status();
+        let state = state_of(&status, "PULLSCAN");
+        let busy = d
+            .jobs_of(&drive["id"])
+            .iter()
+            .any(|j| matches!(j["state"].as_str(), Some("queued" | "running")));
+        matches!(state.as_str(), "idle" | "error") && !busy
+    };
+    daemon.wait_for(
+        "the drive to come back and finish",
+        Duration::from_secs(120),
+        settled,
+    );
+    let back = Daemon::drive(&daemon.status(), "PULLSCAN").unwrap().clone();
+    assert_eq!(back["id"], drive["id"], "the same drive must be recognised");
+    let jobs = daemon.jobs_of(&drive["id"]);
+    let all = describe_jobs(&jobs);
+    assert_eq!(back["state"], "idle", "{back}\n{all}");
+    let mount_point = back["mount_point"].as_str().unwrap_or_default().to_string();
+    assert!(
+        !mount_point.is_empty() && is_mounted(&mount_point),
+        "the drive is not mounted again: {back}\njobs:\n{all}"
+    );
+    assert_eq!(
+        mounts_under(&media),
+        vec![mount_point.clone()],
+        "a mount from the first visit is still there"
+    );
+    assert!(
+        jobs.iter().all(|j| j["state"] == "done"),
+        "every DTS track must be converted:\n{all}"
+    );
+    assert!(!all.contains("cannot read the source"), "{all}");
+    let mut sources: Vec<String> = jobs
+        .iter()
+        .map(|j| j["source"].as_str().unwrap().to_string())
+        .collect();
+    sources.sort();
+    let mut expected: Vec<String> = tracks
+        .iter()
+        .map(|t| format!("{mount_point}/{t}"))
+        .collect();
+    expected.sort();
+    assert_eq!(sources, expected, "one job per DTS track");
+
+    daemon.eject(&drive["id"], "PULLSCAN");
+    image.detach();
+    daemon.stop();
+    assert_eq!(mounts_under(&media), Vec::<String>::new());
+    image.with_mounted(|root| {
+        for (name, stem) in ALBUMS {
+            assert_matches_reference(&root.join(format!("{name}.flac")), stem);
+        }
+        for track in &tracks {
+            let flac = root.join(track).with_extension("flac");
+            assert!(flac.exists(), "{} is missing", flac.display());
+        }
+        let leftovers: Vec<String> = walk(root)
+            .into_iter()
+            .filter(|p| p.contains(".dtsflac."))
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    });
+}
+
+#[test]
+fn eject_during_a_scan_stops_the_scan_and_unmounts() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let files = slow_scan_files(dir);
+    let mut timing = Image::ext4(dir, "TIMING", 64, &borrowed(&files));
+    let mut image = Image::ext4(dir, "EJECTSCAN", 64, &borrowed(&files));
+    let mut daemon = Daemon::start(dir);
+
+    // How long the whole scan takes here and now, on a drive just like it.
+    timing.attach(false);
+    daemon.wait_drive_state("TIMING", "scanning", Duration::from_secs(60));
+    let scan_started = Instant::now();
+    let after = daemon.wait_drive_leaves("TIMING", &["scanning"], Duration::from_secs(120));
+    let full_scan = scan_started.elapsed();
+    assert!(
+        after["state"] == "converting" || after["state"] == "idle",
+        "{after}"
+    );
+    let drive = daemon.wait_drive_state("TIMING", "idle", Duration::from_secs(120));
+    daemon.eject(&drive["id"], "TIMING");
+    timing.detach();
+
+    image.attach(false);
+    let drive = daemon.wait_drive_state("EJECTSCAN", "scanning", Duration::from_secs(60));
+    let mount_point = drive["mount_point"].as_str().unwrap().to_string();
+    let scanning_since = Instant::now();
+    std::thread::sleep(full_scan / 5);
+    let before = state_of(&daemon.status(), "EJECTSCAN");
+    assert_eq!(
+        before, "scanning",
+        "the scan ended early (the full scan took {full_scan:?})"
+    );
+    let asked = Instant::now();
+    assert_eq!(
+        daemon.post(&format!("/api/drives/{}/eject", drive["id"])),
+        202
+    );
+    let ejected = daemon.wait_drive_leaves(
+        "EJECTSCAN",
+        &["scanning", "ejecting"],
+        Duration::from_secs(60),
+    );
+    let took = asked.elapsed();
+    println!(
+        "full scan: {full_scan:?}; eject asked {:?} into the scan, done {took:?} later",
+        asked - scanning_since
+    );
+    let jobs = describe_jobs(&daemon.jobs_of(&drive["id"]));
+    assert_eq!(ejected["state"], "ejected", "{ejected}\njobs:\n{jobs}");
+    let bound = full_scan / 3;
+    assert!(
+        took < bound,
+        "the eject took {took:?}: the scan was not stopped (the full scan takes {full_scan:?})"
+    );
+    // It stays so: the scan does not come back to life or start jobs, and
+    // within a second no probe of it is left running.
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(3) {
+        let status = daemon.status();
+        let state = state_of(&status, "EJECTSCAN");
+        let jobs = daemon.jobs_of(&drive["id"]);
+        let probes = daemon.children_named("ffprobe");
+        assert_eq!(
+            state,
+            "ejected",
+            "{:?} after the eject the drive is {state}\njobs:\n{}",
+            watch.elapsed(),
+            describe_jobs(&jobs)
+        );
+        assert!(!is_mounted(&mount_point), "{mount_point} is still mounted");
+        assert!(
+            probes.is_empty() || watch.elapsed() < Duration::from_secs(1),
+            "{:?} after the eject the scan is still probing: {probes:?}",
+            watch.elapsed()
+        );
+        assert!(
+            jobs.iter()
+                .all(|j| !matches!(j["state"].as_str(), Some("running" | "failed" | "done"))),
+            "jobs ran on the ejected drive:\n{}",
+            describe_jobs(&jobs)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    image.detach();
+}
+
+/// A folder holding a stand-in `mount.exfat-fuse` that, for a drive whose
+/// label is `label`, waits `hold` before running the real one: a mount that
+/// takes a while, as a slow or flaky stick gives. It touches `started`
+/// when it begins waiting. Put the folder first on the daemon's `PATH`.
+fn slow_mount_helper(dir: &Path, label: &str, hold: Duration, started: &Path) -> PathBuf {
+    let real = sh("sh", &["-c", "command -v mount.exfat-fuse"]);
+    let bin = dir.join("slow-bin");
+    fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("mount.exfat-fuse");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *{label}*) : > '{}'; sleep {} ;; esac\nexec '{real}' \"$@\"\n",
+            started.display(),
+            hold.as_secs_f64()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn sigterm_during_a_scan_exits_promptly_with_nothing_mounted_and_no_child_left() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let media = dir.join("media");
+    let files = slow_scan_files(dir);
+    let mut scanned = Image::ext4(dir, "TERMSCAN", 64, &borrowed(&files));
+    let track = sample("xll_51_24_48_768.dtshd");
+    let mut slow = Image::new(dir, Fs::Exfat, "SLOWMOUNT", 16, &[("Track.dtshd", &track)]);
+    let hold = Duration::from_secs(3);
+    let started = dir.join("slow-mount-started");
+    let bin = slow_mount_helper(dir, "SLOWMOUNT", hold, &started);
+    let mut path = bin.into_os_string();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let mut daemon = Daemon::start_env(dir, &[("PATH", &path)]);
+
+    scanned.attach(false);
+    daemon.wait_drive_state("TERMSCAN", "scanning", Duration::from_secs(60));
+    slow.attach(false);
+    daemon.wait_for(
+        "the SLOWMOUNT mount helper to start",
+        Duration::from_secs(30),
+        |_| started.exists(),
+    );
+    // The held mount helper runs the real one at `hold` after this, at the latest.
+    let helper_goes_on = Instant::now() + hold;
+    let status = daemon.status();
+    for (label, state) in [("SLOWMOUNT", "mounting"), ("TERMSCAN", "scanning")] {
+        assert_eq!(
+            state_of(&status, label),
+            state,
+            "too late for the test: {status}"
+        );
+    }
+    let probes = daemon.children_named("ffprobe");
+    let stopped = daemon.terminate(Duration::from_secs(30));
+    let log = daemon.log();
+    let Some((status, took)) = stopped else {
+        panic!("the daemon did not exit within 30 s of SIGTERM (killed)\nlog:\n{log}");
+    };
+    println!("exited {status} {took:?} after SIGTERM (ffprobe runs at the time: {probes:?})");
+    // Had anything of the daemon's been left running, give it time to act.
+    let settle = helper_goes_on + Duration::from_millis(1500);
+    std::thread::sleep(settle.saturating_duration_since(Instant::now()));
+    let mut problems = Vec::new();
+    if took > Duration::from_secs(5) {
+        problems.push(format!("it took {took:?} to exit"));
+    }
+    if status.code() != Some(0) {
+        problems.push(format!("it exited {status}"));
+    }
+    let mounted = mounts_under(&media);
+    if !mounted.is_empty() {
+        problems.push(format!("still mounted under the mount root: {mounted:?}"));
+    }
+    let left: Vec<String> = processes_mentioning(dir)
+        .iter()
+        .map(|p| format!("{} {} ({})", p.pid, p.cmdline(), p.name))
+        .collect();
+    if !left.is_empty() {
+        problems.push(format!("processes left behind: {left:?}"));
+    }
+    assert!(
+        problems.is_empty(),
+        "after SIGTERM with TERMSCAN scanning and SLOWMOUNT mounting: {}\nlog:\n{log}",
+        problems.join("; ")
+    );
+}
+
+/// The FUSE driver process serving `device` at `mount_point`.
+fn fuse_driver(device: &str, mount_point: &str) -> Proc {
+    let all = processes();
+    let found = all.iter().position(|p| {
+        p.args.iter().any(|a| a == device) && p.args.iter().any(|a| a == mount_point)
+    });
+    match found {
+        Some(i) => all.into_iter().nth(i).unwrap(),
+        None => panic!(
+            "no FUSE driver for {device} at {mount_point} among: {:#?}",
+            all.iter().map(Proc::cmdline).collect::<Vec<_>>()
+        ),
+    }
+}
+
+#[test]
+fn the_page_and_status_answer_within_a_second_while_a_drive_worker_is_blocked() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let long = long_dts(dir);
+    let mut image = Image::new(dir, Fs::Exfat, "FROZEN", 256, &[("Film.dts", &long)]);
+    let mut daemon = Daemon::start(dir);
+    image.attach(false);
+    daemon.wait_any_job("the job to run", "running", Duration::from_secs(60));
+    let drive = Daemon::drive(&daemon.status(), "FROZEN").unwrap().clone();
+    let mount_point = drive["mount_point"].as_str().unwrap().to_string();
+    let driver = fuse_driver(drive["device"].as_str().unwrap(), &mount_point);
+    // Every call into the drive's file system hangs from now on, until the
+    // guard lets the driver go on (even if an assertion below fails).
+    let frozen = Frozen::new(driver.pid);
+    let watch = Instant::now();
+    let mut rounds = 0;
+    while watch.elapsed() < Duration::from_secs(5) {
+        let mut problems = Vec::new();
+        for path in ["/api/status", "/", "/metrics"] {
+            let asked = Instant::now();
+            let answer = daemon.request_within("GET", path, None, Duration::from_secs(1));
+            let took = asked.elapsed();
+            match answer {
+                Ok((200, body)) if took < Duration::from_secs(1) => {
+                    if path == "/api/status" {
+                        let status: Value = serde_json::from_str(&body).unwrap();
+                        assert!(Daemon::drive(&status, "FROZEN").is_some(), "{body}");
+                    }
+                }
+                Ok((code, body)) => problems.push(format!(
+                    "GET {path} answered {code} after {took:?}: {body:.200}"
+                )),
+                Err(e) => problems.push(format!(
+                    "GET {path} did not answer within 1 s ({e}, gave up after {took:?})"
+                )),
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "with the FUSE driver of FROZEN ({} {}) stopped for {:?} (round {rounds}): {}",
+            driver.name,
+            driver.pid,
+            watch.elapsed(),
+            problems.join("; ")
+        );
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    println!("{rounds} rounds of /api/status, / and /metrics, each under 1 s");
+    drop(frozen);
+    daemon.eject(&drive["id"], "FROZEN");
+    assert!(!is_mounted(&mount_point), "{mount_point} still mounted");
+    image.detach();
+    daemon.stop();
+    let left: Vec<String> = processes_mentioning(dir)
+        .iter()
+        .map(Proc::cmdline)
+        .collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
 }
