@@ -317,7 +317,7 @@ impl App {
             .map(|d| {
                 let mut v = d.view.clone();
                 if let Some(m) = &d.mount {
-                    if let Some((free, total)) = crate::media::convert::space(&m.mount_point) {
+                    if let Some((free, total)) = crate::hw::fs::space(&m.mount_point) {
                         v.free_bytes = Some(free);
                         v.total_bytes = Some(total);
                     }

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod config;
+pub mod fmt;
 pub mod hw;
 pub mod logging;
 pub mod media;
