@@ -8,10 +8,12 @@
 //! - `daemon`: the supervisor that owns the box's state, and its workers.
 //! - `view`: what the box shows and what each state allows (pure).
 //! - `panel`: the OLED and the buttons; `web`: the page and the API.
-//! - `config`, `logging`, `notify`: settings, the log, webhooks.
+//! - `config`, `logging`, `notify`, `fmt`: settings, the log, webhooks,
+//!   how numbers and times are written.
 
 pub mod config;
 pub mod daemon;
+pub mod fmt;
 pub mod hw;
 pub mod logging;
 pub mod media;

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use dtsflac::fmt;
+
 #[derive(Args)]
 pub struct BenchArgs {
     /// Minutes of audio per track.
@@ -420,15 +422,15 @@ fn bench(args: BenchArgs) -> Result<(), String> {
             .filter_map(|r| Some(run(r).own_cpu?.as_secs_f64() / run(r).wall.as_secs_f64()))
             .collect();
         println!(
-            "| {name:<38} | {:>8.2} s | {:>5.2}x | {:>11} | {:>8.2} s | {:>9} | {:>8} | {:>7.1}x | {:>7.1}x |",
+            "| {name:<38} | {:>8.2} s | {:>5.2}x | {:>11} | {:>8.2} s | {:>9} | {:>8} | {:>8} | {:>8} |",
             wall,
             median(ratios.clone()),
             format!("{lo:.2}–{hi:.2}"),
             med(&|r| run(r).cpu.as_secs_f64()),
-            peak.map_or("-".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0)),
+            peak.map_or("-".into(), fmt::kib_as_mb),
             if own.is_empty() { "-".into() } else { format!("{:.1}%", 100.0 * median(own)) },
-            rt,
-            rt / cores,
+            fmt::speed(rt),
+            fmt::speed(rt / cores),
         );
     };
     println!(
@@ -491,9 +493,9 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         let early = early_late.iter().map(|e| e.0).max().unwrap_or(0);
         let late = early_late.iter().map(|e| e.1).max().unwrap_or(0);
         println!(
-            "\ndtsflac's resident memory over the batch: {:.1} MB in the first quarter, {:.1} MB in the last (highest of {} rounds)",
-            early as f64 / 1024.0,
-            late as f64 / 1024.0,
+            "\ndtsflac's resident memory over the batch: {} in the first quarter, {} in the last (highest of {} rounds)",
+            fmt::kib_as_mb(early),
+            fmt::kib_as_mb(late),
             rounds.len()
         );
     }

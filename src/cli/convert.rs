@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use dtsflac::media::convert::{human_bytes, ConvertOptions};
+use dtsflac::fmt;
+use dtsflac::media::convert::ConvertOptions;
 use dtsflac::media::probe::Track;
 use dtsflac::media::scan::{scan, ScanLimits};
 use dtsflac::queue::plan::{add_planned, plan_jobs, Added};
 use dtsflac::queue::scheduler::{Event, Scheduler, SchedulerConfig};
 use dtsflac::queue::store::{JobId, JobState, Store};
 
-use super::{format_duration, tools_or_explain};
+use super::tools_or_explain;
 
 #[derive(Args)]
 pub struct ConvertArgs {
@@ -198,12 +199,12 @@ pub fn run(args: ConvertArgs) -> u8 {
                             String::new()
                         };
                         view.println(format!(
-                            "converted: {} -> {} ({}, {}, {:.1}x{decoders}, {quality})",
+                            "converted: {} -> {} ({}, {}, {}{decoders}, {quality})",
                             track.path.display(),
                             output.display(),
-                            format_duration(r.duration_seconds),
-                            human_bytes(r.output_bytes),
-                            r.speed
+                            fmt::duration(r.duration_seconds),
+                            fmt::bytes(r.output_bytes),
+                            fmt::speed(r.speed)
                         ));
                         for w in &r.warnings {
                             view.eprintln(format!(
@@ -344,11 +345,11 @@ impl View {
                         let left = self.tracks[job].duration_seconds.unwrap_or(0.0)
                             - progress.seconds_done;
                         let eta = if progress.speed > 0.0 {
-                            format_duration(left / progress.speed)
+                            fmt::duration(left / progress.speed)
                         } else {
                             "?".into()
                         };
-                        bar.set_message(format!("{:.1}x ETA {eta}", progress.speed));
+                        bar.set_message(format!("{} ETA {eta}", fmt::speed(progress.speed)));
                     }
                     self.refresh_overall(overall);
                 }
@@ -387,8 +388,9 @@ impl View {
             let speed = done / elapsed;
             let eta = (self.total_seconds - done).max(0.0) / speed;
             overall.set_message(format!(
-                "{speed:.1}x realtime, ETA {}",
-                format_duration(eta)
+                "{} realtime, ETA {}",
+                fmt::speed(speed),
+                fmt::duration(eta)
             ));
         }
     }

@@ -1,5 +1,6 @@
 //! `dtsflac doctor`: everything the box needs, checked, with what to do.
 
+use dtsflac::fmt;
 use dtsflac::media::tools::Tools;
 
 pub fn run() -> u8 {
@@ -39,7 +40,11 @@ pub fn run() -> u8 {
         .collect();
     println!("cpu:      {} core(s): {}", board.cores, clusters.join(", "));
     if let (Some(total), Some(avail)) = (board.memory_bytes, board.memory_available_bytes) {
-        println!("memory:   {} MB, {} MB available", total >> 20, avail >> 20);
+        println!(
+            "memory:   {}, {} available",
+            fmt::memory_mb(total),
+            fmt::memory_mb(avail)
+        );
     }
     match dtsflac::hw::board::cpu_temperature() {
         Some(t) => println!(

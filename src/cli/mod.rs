@@ -20,16 +20,3 @@ pub fn tools_or_explain() -> Option<Tools> {
         }
     }
 }
-
-pub fn format_duration(seconds: f64) -> String {
-    // Test clips and jingles are shorter than a second: show tenths there.
-    if seconds < 10.0 {
-        return format!("0:{:05.2}", seconds.max(0.0));
-    }
-    let s = seconds.max(0.0).round() as u64;
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
-    }
-}

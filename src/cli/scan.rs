@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
+use dtsflac::fmt;
 use dtsflac::media::scan::{scan, ScanLimits};
 
-use super::{format_duration, tools_or_explain};
+use super::tools_or_explain;
 
 pub fn run(paths: &[PathBuf], json: bool) -> u8 {
     let Some(tools) = tools_or_explain() else {
@@ -42,7 +43,7 @@ pub fn run(paths: &[PathBuf], json: bool) -> u8 {
                 t.sample_rate,
                 t.bits_per_sample,
                 t.duration_seconds
-                    .map(format_duration)
+                    .map(fmt::duration)
                     .unwrap_or_else(|| "?".into()),
                 t.language.as_deref().unwrap_or("-"),
                 t.path.display(),

@@ -155,7 +155,7 @@ impl Daemon {
         let scheduler_config = SchedulerConfig {
             workers: plan.workers,
             max_attempts: config.convert.max_attempts,
-            adaptive: true,
+            allowed_jobs: Some(Arc::new(crate::hw::tuning::jobs_allowed_now)),
             cores: plan.cores,
             convert: ConvertOptions {
                 compression_level: config.convert.compression_level,

@@ -567,7 +567,7 @@ impl Supervisor {
                     })
                 }),
                 Effect::Space { drive, gen, root } => self.work("space", move |_| {
-                    let space = crate::media::convert::space(&root);
+                    let space = crate::hw::fs::space(&root);
                     Some(Msg::Measured { drive, gen, space })
                 }),
                 Effect::Offer { drive } => self.ctx.scheduler.set_drive_available(drive, true),

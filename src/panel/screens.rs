@@ -7,6 +7,7 @@ use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
 
 use super::text::{self, Size as Font};
+use crate::fmt;
 use crate::queue::store::JobState;
 use crate::view::{DriveState, DriveView, JobView, Snapshot};
 
@@ -121,15 +122,6 @@ fn file_name(p: &std::path::Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-pub fn clock(seconds: f64) -> String {
-    let s = seconds.max(0.0).round() as u64;
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
-    }
 }
 
 /// The drive the status screen is about: the busiest one.
@@ -287,14 +279,9 @@ fn converting<D: DrawTarget<Color = BinaryColor>>(
     let percent = format!("{}%", (job.progress * 100.0 + 1e-6).floor() as u32);
     text::draw(d, &percent, Point::new(0, 33), Font::Large);
     let speed = job.speed.filter(|s| *s > 0.0);
-    right(
-        d,
-        &speed.map_or("--".into(), |s| format!("{s:.1}x")),
-        34,
-        Font::Small,
-    );
+    right(d, &speed.map_or("--".into(), fmt::speed), 34, Font::Small);
     let eta = match (speed, job.duration_seconds) {
-        (Some(s), Some(total)) => format!("ETA {}", clock(total * (1.0 - job.progress) / s)),
+        (Some(s), Some(total)) => format!("ETA {}", fmt::clock(total * (1.0 - job.progress) / s)),
         _ => "ETA --".into(),
     };
     right(d, &eta, 44, Font::Small);

@@ -15,14 +15,20 @@ use crate::media::convert::{
 };
 use crate::media::tools::Tools;
 
-#[derive(Debug, Clone)]
+/// How many jobs may encode at once right now, given `workers` (the most
+/// ever): the box passes `hw::tuning::jobs_allowed_now`, which runs fewer
+/// while the board is hot or throttled.
+pub type AllowedJobs = Arc<dyn Fn(usize) -> usize + Send + Sync>;
+
+#[derive(Clone)]
 pub struct SchedulerConfig {
     /// How many conversions encode at once.
     pub workers: usize,
     /// Attempts per job for transient failures (I/O errors, crashed processes).
     pub max_attempts: u32,
-    /// Run fewer jobs while the board is hot or throttled.
-    pub adaptive: bool,
+    /// Asked before each job starts how many may encode at once; `None`:
+    /// always `workers`.
+    pub allowed_jobs: Option<AllowedJobs>,
     /// Cores the conversions may use: a job gets several decoders (lanes)
     /// only while that leaves no job waiting for a core.
     pub cores: usize,
@@ -34,10 +40,32 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_attempts: 3,
-            adaptive: false,
+            allowed_jobs: None,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             convert: ConvertOptions::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for SchedulerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let SchedulerConfig {
+            workers,
+            max_attempts,
+            allowed_jobs,
+            cores,
+            convert,
+        } = self;
+        f.debug_struct("SchedulerConfig")
+            .field("workers", workers)
+            .field("max_attempts", max_attempts)
+            .field(
+                "allowed_jobs",
+                &allowed_jobs.as_ref().map(|_| "Fn(usize) -> usize"),
+            )
+            .field("cores", cores)
+            .field("convert", convert)
+            .finish()
     }
 }
 
@@ -307,10 +335,9 @@ fn next_job(inner: &Inner) -> Option<(super::store::Job, Arc<JobControl>, bool)>
         if g.stopping {
             return None;
         }
-        let allowed = if inner.config.adaptive {
-            crate::hw::tuning::jobs_allowed_now(inner.config.workers)
-        } else {
-            inner.config.workers.max(1)
+        let allowed = match &inner.config.allowed_jobs {
+            Some(allowed_now) => allowed_now(inner.config.workers),
+            None => inner.config.workers.max(1),
         };
         if !g.paused && g.encoding() < allowed {
             let mut store = inner.store.lock().unwrap();
@@ -487,28 +514,25 @@ mod tests {
         assert!(!lanes_pay(1, 1));
     }
 
-    /// With one job at a time, the second starts while the first is still
-    /// being checked and synced: the read-back and fsync need no core.
-    #[test]
-    fn the_next_job_starts_while_the_last_one_is_checked() {
-        let tools = Tools::locate_capable().expect("ffmpeg and flac are installed");
+    /// A store in `dir` with a job for each of `names`: `name.dts` to
+    /// `name.flac`, ~15 s of DTS-HD MA each, so checking and syncing take
+    /// long enough to overlap.
+    fn queue(tools: &Tools, dir: &Path, names: &[&str]) -> (Arc<Mutex<Store>>, Vec<JobId>) {
         let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/samples/dcadec/xll_71_24_48_768_0.dtshd");
         assert!(
             sample.exists(),
             "../shared/samples/dcadec is beside the project"
         );
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("jobs.db")).unwrap();
+        let mut store = Store::open(&dir.join("jobs.db")).unwrap();
         let mut ids = Vec::new();
-        // ~15 s each, so checking and syncing take long enough to overlap.
         let frames = crate::media::dtshd::stream_frames(&std::fs::read(&sample).unwrap())
             .unwrap()
             .repeat(30);
-        for name in ["one", "two", "three"] {
-            let source = dir.path().join(format!("{name}.dts"));
+        for name in names {
+            let source = dir.join(format!("{name}.dts"));
             std::fs::write(&source, &frames).unwrap();
-            let track = crate::media::probe::probe_file(&tools, &source)
+            let track = crate::media::probe::probe_file(tools, &source)
                 .unwrap()
                 .remove(0);
             ids.push(
@@ -517,7 +541,16 @@ mod tests {
                     .unwrap(),
             );
         }
-        let store = Arc::new(Mutex::new(store));
+        (Arc::new(Mutex::new(store)), ids)
+    }
+
+    /// With one job at a time, the second starts while the first is still
+    /// being checked and synced: the read-back and fsync need no core.
+    #[test]
+    fn the_next_job_starts_while_the_last_one_is_checked() {
+        let tools = Tools::locate_capable().expect("ffmpeg and flac are installed");
+        let dir = tempfile::tempdir().unwrap();
+        let (store, ids) = queue(&tools, dir.path(), &["one", "two", "three"]);
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = events.clone();
         let scheduler = Scheduler::start(
@@ -550,6 +583,59 @@ mod tests {
         // it, and every FLAC is there.
         assert!(at(format!("started {}", ids[2])) > at(format!("started {}", ids[1])));
         for name in ["one", "two", "three"] {
+            assert!(dir.path().join(format!("{name}.flac")).exists());
+        }
+    }
+
+    /// The function the scheduler is given decides how many jobs encode at
+    /// once: limited to one, a second worker waits until the first job is
+    /// encoded (an encoding job reports progress; a job being checked does
+    /// not).
+    #[test]
+    fn the_given_limit_holds_jobs_back() {
+        let tools = Tools::locate_capable().expect("ffmpeg and flac are installed");
+        let dir = tempfile::tempdir().unwrap();
+        let (store, ids) = queue(&tools, dir.path(), &["one", "two"]);
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let asked_by = asked.clone();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        let scheduler = Scheduler::start(
+            store,
+            tools,
+            SchedulerConfig {
+                workers: 2,
+                allowed_jobs: Some(Arc::new(move |workers| {
+                    asked_by.lock().unwrap().push(workers);
+                    1
+                })),
+                ..Default::default()
+            },
+            move |e| {
+                let line = match e {
+                    Event::Started { job } => Some(format!("started {job}")),
+                    Event::Progress { job, .. } => Some(format!("progress {job}")),
+                    _ => None,
+                };
+                seen.lock().unwrap().extend(line);
+            },
+        );
+        scheduler.wait_until_idle();
+        scheduler.shutdown();
+        let asked = asked.lock().unwrap().clone();
+        assert!(
+            !asked.is_empty() && asked.iter().all(|w| *w == 2),
+            "{asked:?}"
+        );
+        let events = events.lock().unwrap().clone();
+        let second = format!("started {}", ids[1]);
+        let second_at = events.iter().position(|e| *e == second).expect(&second);
+        let first = format!("progress {}", ids[0]);
+        assert!(
+            !events[second_at..].contains(&first),
+            "the first job still encoded when the second started: {events:?}"
+        );
+        for name in ["one", "two"] {
             assert!(dir.path().join(format!("{name}.flac")).exists());
         }
     }

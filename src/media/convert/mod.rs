@@ -1,0 +1,183 @@
+//! One job: a DTS track becomes an exact, verified FLAC file next to its source.
+//!
+//! FFmpeg decodes the DTS to raw PCM and libFLAC's `flac` encodes it, two
+//! processes joined by a pipe, so one track keeps two cores busy. The FLAC
+//! is written under a hidden temporary name in the destination folder and
+//! checked: libFLAC verifies every frame against its input as it encodes
+//! (`--verify`), and the stored file is read back frame by frame (every
+//! CRC, every sample counted, the length the master has). Then it is
+//! fsynced and only then renamed to its final name. A failure or
+//! cancellation removes the temporary file; the source is only ever read.
+
+mod args;
+mod control;
+mod output;
+mod pipeline;
+mod tags;
+mod verify;
+
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use super::flacmeta;
+use super::probe::Track;
+use super::tools::Tools;
+
+pub use control::{
+    ConvertError, ConvertOptions, ConvertResult, FailureKind, JobControl, Progress,
+    DEFAULT_COMPRESSION_LEVEL,
+};
+pub use output::{
+    existing_output, output_name, plan_outputs, remove_stale_temp_files, temp_path_for, Existing,
+    SourceIdentity, TEMP_SUFFIX,
+};
+pub use tags::{channel_mask_tag, layout_mask};
+
+use control::destination_error;
+use output::{check_free_space, TempFile, Writeback};
+use pipeline::{decode_lanes, run_conversion, Output, PassPlan};
+use tags::{tags, vendor};
+use verify::verify;
+
+/// Converts one track to `output`, reporting progress as it goes.
+pub fn convert_track(
+    tools: &Tools,
+    track: &Track,
+    output: &Path,
+    options: &ConvertOptions,
+    control: &JobControl,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<ConvertResult, ConvertError> {
+    let started = Instant::now();
+    let identity = SourceIdentity::of(track).map_err(|e| {
+        ConvertError::new(FailureKind::Input, format!("cannot read the source: {e}"))
+    })?;
+    match existing_output(&identity, output) {
+        Existing::Foreign => {
+            return Err(ConvertError::new(
+                FailureKind::Destination,
+                format!(
+                    "{} already exists and was not made from this source; move or rename it",
+                    output.display()
+                ),
+            ))
+        }
+        Existing::Nothing | Existing::Stale | Existing::UpToDate => {}
+    }
+    let dest_dir = output.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dest_dir).map_err(|e| destination_error(dest_dir, &e))?;
+    check_free_space(track, dest_dir)?;
+
+    let temp = temp_path_for(output);
+    let guard = TempFile::create(&temp).map_err(|e| destination_error(dest_dir, &e))?;
+
+    let written = Output::for_folder(dest_dir);
+    // Streamed output takes its MD5 from the one decoder.
+    let lanes = match written {
+        Output::Direct => decode_lanes(track, identity.size, options),
+        Output::Streamed => 1,
+    };
+    let writeback = Writeback::start(&temp);
+    let mut run = |lanes| {
+        let plan = PassPlan {
+            tools,
+            track,
+            temp: &temp,
+            options,
+            lanes,
+            output: written,
+        };
+        run_conversion(&plan, control, &mut *on_progress)
+    };
+    let (pass, lanes) = match run(lanes) {
+        // Parallel decoding met something it does not handle (or a seam
+        // disagreed): start again the ordinary way, which also gives bad
+        // input its proper diagnosis.
+        Err(e) if lanes >= 2 && e.kind != FailureKind::Cancelled => (run(1)?, 1),
+        other => (other?, lanes.max(1)),
+    };
+    writeback.flush_rest();
+    control.encoded();
+    let (verified, seek_points) = match verify(tools, track, &temp, options, control, pass.pcm_md5)
+    {
+        // Decoder errors that also broke the output: the stream is damaged,
+        // and trying again will not help.
+        Err(e) if e.kind != FailureKind::Cancelled && !pass.decoder_warnings.is_empty() => {
+            return Err(ConvertError::new(
+                FailureKind::Input,
+                format!(
+                    "the DTS stream is damaged ({}); no FLAC written",
+                    pass.decoder_warnings[0]
+                ),
+            ))
+        }
+        other => other?,
+    };
+    drop(writeback);
+    let lossless = track.lossless && pass.decoder_warnings.is_empty();
+    let mut warnings = Vec::new();
+    if track.lossless && !lossless {
+        warnings.push(format!(
+            "lossless decoding failed in part of the stream, so this FLAC is NOT an exact copy of the master ({})",
+            pass.decoder_warnings.first().map(String::as_str).unwrap_or("decoder errors")
+        ));
+    }
+    flacmeta::write_tags(
+        &temp,
+        &vendor(tools),
+        &tags(track, &identity, tools, lossless),
+        &seek_points,
+    )
+    .map_err(|e| destination_error(dest_dir, &e))?;
+
+    let output_bytes = guard
+        .finish(output)
+        .map_err(|e| destination_error(dest_dir, &e))?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let duration_seconds = verified.total_samples as f64 / f64::from(verified.sample_rate.max(1));
+    Ok(ConvertResult {
+        output: output.to_path_buf(),
+        output_bytes,
+        input_bytes: identity.size,
+        samples: verified.total_samples,
+        duration_seconds,
+        md5: verified.md5_hex(),
+        lossless,
+        warnings,
+        elapsed_seconds: elapsed,
+        speed: if elapsed > 0.0 {
+            duration_seconds / elapsed
+        } else {
+            0.0
+        },
+        decode_lanes: lanes,
+    })
+}
+
+/// A track as the unit tests of the parts need it.
+#[cfg(test)]
+fn test_track(path: &str, layout: &str, channels: u32) -> Track {
+    Track {
+        path: std::path::PathBuf::from(path),
+        stream_index: 0,
+        track_number: 1,
+        tracks_in_file: 1,
+        profile: super::probe::Profile::HdMa,
+        lossless: true,
+        channels,
+        channel_layout: layout.into(),
+        sample_rate: 48000,
+        bits_per_sample: 24,
+        duration_seconds: Some(1.0),
+        language: None,
+        title: None,
+        album: None,
+        artist: None,
+        input: super::probe::InputSpec::Probed,
+        trim: Some(super::probe::Trim {
+            start: 1024,
+            samples: 2048,
+        }),
+    }
+}

@@ -1,0 +1,351 @@
+//! Where a job's FLAC goes and how it gets there: output names, the
+//! hidden temporary file and its rename into place, the up-to-date check
+//! against what already sits at the output, stale temporary files, the
+//! free-space check, and the drive's writeback while the FLAC is encoded.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::args::raw_pcm;
+use super::control::{ConvertError, FailureKind};
+use crate::fmt;
+use crate::hw::fs::free_bytes;
+use crate::media::flacmeta;
+use crate::media::probe::{InputSpec, Track, OWN_SOURCE_TAG};
+use crate::media::scan::Found;
+
+/// The name part of temporary files, so stale ones can be recognised and removed.
+pub const TEMP_SUFFIX: &str = ".dtsflac.part";
+
+/// The hidden temporary file a conversion writes before renaming.
+pub fn temp_path_for(output: &Path) -> PathBuf {
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    output.with_file_name(format!(".{name}{TEMP_SUFFIX}"))
+}
+
+/// The FLAC name next to the source: `Film.dtshd` → `Film.flac`; a file with
+/// several DTS tracks → `Film.2.eng.flac`; a DTS-CD rip that is itself a
+/// `.flac` → `Track01.dts.flac` so the source is never overwritten.
+pub fn output_name(track: &Track) -> String {
+    let stem = track
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "track".into());
+    let mut name = stem;
+    if track.tracks_in_file > 1 {
+        name.push_str(&format!(".{}", track.track_number));
+        if let Some(lang) = &track.language {
+            let clean: String = lang
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(8)
+                .collect();
+            if !clean.is_empty() {
+                name.push('.');
+                name.push_str(&clean);
+            }
+        }
+    }
+    if matches!(track.input, InputSpec::PcmInFlac { .. }) {
+        name.push_str(".dts");
+    }
+    name.push_str(".flac");
+    name
+}
+
+/// Where each track's FLAC goes. Two sources that would share a name
+/// (`Film.dts` and `Film.dtshd`) keep their extension (`Film.dts.flac`).
+pub fn plan_outputs(found: &[Found], output_dir: Option<&Path>) -> Vec<PathBuf> {
+    let dest_dir = |f: &Found| -> PathBuf {
+        let parent = f.track.path.parent().unwrap_or(Path::new("/"));
+        match output_dir {
+            Some(out) => out.join(parent.strip_prefix(&f.root).unwrap_or(Path::new(""))),
+            None => parent.to_path_buf(),
+        }
+    };
+    let first: Vec<PathBuf> = found
+        .iter()
+        .map(|f| dest_dir(f).join(output_name(&f.track)))
+        .collect();
+    let mut count: HashMap<&PathBuf, usize> = HashMap::new();
+    for p in &first {
+        *count.entry(p).or_default() += 1;
+    }
+    found
+        .iter()
+        .zip(&first)
+        .map(|(f, p)| {
+            if count[p] > 1 {
+                let name = f
+                    .track
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let wanted = output_name(&f.track);
+                let stem = f
+                    .track
+                    .path
+                    .file_stem()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                dest_dir(f).join(wanted.replacen(&stem, &name, 1))
+            } else {
+                p.clone()
+            }
+        })
+        .collect()
+}
+
+/// Identity of a source file as recorded in the FLAC tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceIdentity {
+    pub name: String,
+    pub size: u64,
+    pub mtime: i64,
+    pub stream_index: u32,
+}
+
+impl SourceIdentity {
+    pub fn of(track: &Track) -> io::Result<SourceIdentity> {
+        let meta = fs::metadata(&track.path)?;
+        Ok(SourceIdentity {
+            name: track
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            size: meta.len(),
+            mtime: meta.mtime(),
+            stream_index: track.stream_index,
+        })
+    }
+}
+
+/// What already sits at the output path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Existing {
+    Nothing,
+    /// Our FLAC from this very source: nothing to do.
+    UpToDate,
+    /// Our FLAC from an older version of this source: replace it.
+    Stale,
+    /// Someone else's file: never overwrite it.
+    Foreign,
+}
+
+pub fn existing_output(identity: &SourceIdentity, output: &Path) -> Existing {
+    if fs::symlink_metadata(output).is_err() {
+        return Existing::Nothing;
+    }
+    let Ok(meta) = flacmeta::read(output) else {
+        return Existing::Foreign;
+    };
+    let t = |k: &str| meta.tags.get(k).cloned().unwrap_or_default();
+    if t(OWN_SOURCE_TAG) != identity.name
+        || t("DTSFLAC_STREAM") != identity.stream_index.to_string()
+    {
+        return Existing::Foreign;
+    }
+    if t("DTSFLAC_SOURCE_SIZE") == identity.size.to_string()
+        && t("DTSFLAC_SOURCE_MTIME") == identity.mtime.to_string()
+    {
+        Existing::UpToDate
+    } else {
+        Existing::Stale
+    }
+}
+
+/// A generous estimate of the FLAC size, checked before any work starts.
+fn estimated_output_bytes(track: &Track) -> Option<u64> {
+    let seconds = track.duration_seconds?;
+    let bytes_per_sample = f64::from(raw_pcm(track.bits_per_sample).2);
+    // FLAC rarely goes above 75% of raw PCM on real audio; noise can approach 100%.
+    Some(
+        (seconds
+            * f64::from(track.sample_rate)
+            * f64::from(track.channels)
+            * bytes_per_sample
+            * 0.8) as u64,
+    )
+}
+
+pub(super) fn check_free_space(track: &Track, dir: &Path) -> Result<(), ConvertError> {
+    let Some(need) = estimated_output_bytes(track) else {
+        return Ok(());
+    };
+    let Some(free) = free_bytes(dir) else {
+        return Ok(());
+    };
+    if need > free {
+        return Err(ConvertError::new(
+            FailureKind::Destination,
+            format!(
+                "not enough free space in {}: about {} needed, {} free",
+                dir.display(),
+                fmt::bytes(need),
+                fmt::bytes(free)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The temporary output: removed on drop unless renamed into place.
+pub(super) struct TempFile {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl TempFile {
+    pub(super) fn create(path: &Path) -> io::Result<TempFile> {
+        // A leftover from a crash is ours by its name: replace it.
+        let _ = fs::remove_file(path);
+        OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(TempFile {
+            path: path.to_path_buf(),
+            kept: false,
+        })
+    }
+
+    /// fsync, rename into place, fsync the folder; returns the file size.
+    pub(super) fn finish(mut self, output: &Path) -> io::Result<u64> {
+        let f = File::open(&self.path)?;
+        f.sync_all()?;
+        let size = f.metadata()?.len();
+        fs::rename(&self.path, output)?;
+        self.kept = true;
+        if let Some(dir) = output.parent() {
+            if let Ok(d) = File::open(dir) {
+                // Some FUSE filesystems refuse fsync on folders; the rename is still done.
+                let _ = d.sync_all();
+            }
+        }
+        Ok(size)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Starts the drive writing the FLAC while it is encoded, a second behind
+/// the encoder, instead of all at the final fsync: on a USB stick that
+/// flush would otherwise add seconds per track, and fewer dirty pages wait
+/// in a small board's memory. Stops when dropped.
+pub(super) struct Writeback {
+    stop: std::sync::Arc<AtomicBool>,
+    flush: std::sync::Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writeback {
+    pub(super) fn start(path: &Path) -> Writeback {
+        use std::os::fd::AsRawFd;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flush = std::sync::Arc::new(AtomicBool::new(false));
+        let file = File::open(path).ok();
+        let (stopped, flush_now) = (stop.clone(), flush.clone());
+        let thread = std::thread::spawn(move || {
+            let Some(file) = file else { return };
+            while !stopped.load(Ordering::Relaxed) {
+                std::thread::park_timeout(Duration::from_millis(1000));
+                if flush_now.load(Ordering::Relaxed) {
+                    let _ = file.sync_data();
+                    return;
+                }
+                // SAFETY: an advisory call on a descriptor we own; where the
+                // file system cannot do it (some FUSE drivers) it is a no-op.
+                let r = unsafe {
+                    libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
+                };
+                if r != 0 {
+                    return;
+                }
+            }
+        });
+        Writeback {
+            stop,
+            flush,
+            thread: Some(thread),
+        }
+    }
+
+    /// The encoder is done: the rest goes to the drive while the file is
+    /// read back, so the final fsync has little left to wait for.
+    pub(super) fn flush_rest(&self) {
+        self.flush.store(true, Ordering::Relaxed);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+}
+
+impl Drop for Writeback {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Removes temporary files a crash or a pulled drive left in `dir` (not recursive).
+pub fn remove_stale_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with('.') && (n.ends_with(TEMP_SUFFIX) || n.ends_with(".dtsflac.retag"))
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_track as track;
+    use super::*;
+
+    #[test]
+    fn names_follow_the_source() {
+        let mut t = track("/m/Film.dtshd", "7.1", 8);
+        assert_eq!(output_name(&t), "Film.flac");
+        t.tracks_in_file = 2;
+        t.track_number = 2;
+        t.language = Some("eng".into());
+        assert_eq!(output_name(&t), "Film.2.eng.flac");
+        let mut rip = track("/m/Track01.flac", "5.1(side)", 6);
+        rip.input = InputSpec::PcmInFlac {
+            packing: crate::media::sniff::PcmPacking::Dts14Le,
+            offset: 0,
+        };
+        assert_eq!(output_name(&rip), "Track01.dts.flac");
+    }
+
+    #[test]
+    fn temp_files_are_hidden_next_to_the_output() {
+        assert_eq!(
+            temp_path_for(Path::new("/d/Film.flac")),
+            PathBuf::from("/d/.Film.flac.dtsflac.part")
+        );
+    }
+}
