@@ -2,12 +2,12 @@
 //! and what each state allows. Pure data and rules — no threads, no I/O —
 //! so the supervisor, the web side and the panel share one copy of them.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
+pub use crate::queue::store::StoreSummary;
 use crate::queue::store::{Job, JobId, JobState};
 
 /// How many finished jobs (done, failed, cancelled) the snapshot carries;
@@ -188,23 +188,6 @@ impl JobView {
     }
 }
 
-/// What the whole store holds, beyond the jobs the snapshot lists.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct StoreSummary {
-    /// Jobs by state, over the whole history.
-    pub jobs: BTreeMap<JobState, usize>,
-    /// Sums over every finished (`done`) job.
-    pub done_audio_seconds: f64,
-    pub done_input_bytes: u64,
-    pub done_output_bytes: u64,
-}
-
-impl StoreSummary {
-    pub fn count(&self, state: JobState) -> usize {
-        self.jobs.get(&state).copied().unwrap_or(0)
-    }
-}
-
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Totals {
     pub done: usize,
@@ -223,6 +206,21 @@ pub struct BoxInfo {
     pub load: [f64; 3],
     pub ffmpeg: String,
     pub uptime_seconds: f64,
+}
+
+impl BoxInfo {
+    /// Before the board was read.
+    pub fn unknown(ffmpeg: &str) -> BoxInfo {
+        BoxInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            board: String::new(),
+            cpu_temp_c: None,
+            throttled: None,
+            load: [0.0; 3],
+            ffmpeg: ffmpeg.to_string(),
+            uptime_seconds: 0.0,
+        }
+    }
 }
 
 /// Everything the panel and the page show, at one moment.

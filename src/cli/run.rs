@@ -3,11 +3,14 @@
 //! SIGTERM or Ctrl-C, then stops the jobs and unmounts the drives cleanly.
 
 use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use dtsflac::config::Config;
 use dtsflac::daemon::{Daemon, Lifeline};
 use dtsflac::logging::log;
+use dtsflac::panel::{Panel, PanelConfig};
 
 use super::tools_or_explain;
 
@@ -87,96 +90,106 @@ pub fn run(config_path: Option<PathBuf>) -> u8 {
             return 1;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let (code, panel) = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
-        Ok(r) => r,
+        Ok(runtime) => runtime.block_on(serve(
+            &mut daemon,
+            &lifeline,
+            listen,
+            panel_config,
+            &mount_root,
+        )),
         Err(e) => {
             eprintln!("dtsflac: cannot start: {e}");
-            daemon.shutdown();
-            return 1;
+            (1, None)
         }
     };
-    let mut panel = None;
-    let code = runtime.block_on(async {
-        let listener = match tokio::net::TcpListener::bind(listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("dtsflac: cannot listen on {listen} (`web.listen`): {e}");
-                return 1;
-            }
-        };
-        let url = match listen.ip().is_unspecified() {
-            true => format!(
-                "http://{}:{}/",
-                dtsflac::panel::local_address().unwrap_or_else(|| "dtsflac.local".into()),
-                listen.port()
-            ),
-            false => format!("http://{listen}/"),
-        };
-        match dtsflac::panel::start(daemon.handle(), panel_config, url, &lifeline) {
-            Ok(p) => panel = Some(p),
-            Err(e) => {
-                eprintln!("dtsflac: {e}");
-                return 1;
-            }
-        }
-        if let Err(e) = daemon.start_hotplug() {
-            eprintln!("dtsflac: {e}");
-            return 1;
-        }
-        log(&format!(
-            "ready: API on http://{listen}/api/status; mounting drives under {}",
-            mount_root.display()
-        ));
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let panel_handle = panel.as_ref().map(|p| p.handle.clone());
-        let stop = lifeline.clone();
-        let server = axum::serve(
-            listener,
-            dtsflac::web::router(daemon.handle(), panel_handle)
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            // SIGTERM, Ctrl-C, or a thread that crashed.
-            tokio::select! {
-                _ = stop_signal() => {}
-                _ = stop.stopped() => {}
-            }
-            let _ = stopping_tx.send(());
-        });
-        // Open event streams (pages left open) never end by themselves:
-        // give requests two seconds, then drop the connections.
-        let deadline = async move {
-            let _ = stopping_rx.await;
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        };
-        tokio::select! {
-            result = server => {
-                if let Err(e) = result {
-                    eprintln!("dtsflac: web server: {e}");
-                }
-            }
-            _ = deadline => {}
-        }
-        0
-    });
     log("stopping: interrupting jobs and unmounting drives");
     lifeline.stop();
     if let Some(p) = panel {
         p.join();
     }
-    let crashed = daemon.shutdown();
-    drop(runtime);
-    match crashed {
+    match daemon.shutdown() {
         Some(thread) => {
             eprintln!("dtsflac: the {thread} thread crashed; exiting so the service restarts");
             1
         }
         None => code,
     }
+}
+
+/// Starts the panel and the uevent reader, then serves the page and the
+/// API until SIGTERM, Ctrl-C or a crashed thread.
+async fn serve(
+    daemon: &mut Daemon,
+    lifeline: &Arc<Lifeline>,
+    listen: SocketAddr,
+    panel_config: PanelConfig,
+    mount_root: &Path,
+) -> (u8, Option<Panel>) {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("dtsflac: cannot listen on {listen} (`web.listen`): {e}");
+            return (1, None);
+        }
+    };
+    let url = match listen.ip().is_unspecified() {
+        true => format!(
+            "http://{}:{}/",
+            dtsflac::panel::local_address().unwrap_or_else(|| "dtsflac.local".into()),
+            listen.port()
+        ),
+        false => format!("http://{listen}/"),
+    };
+    let panel = match dtsflac::panel::start(daemon.handle(), panel_config, url, lifeline) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("dtsflac: {e}");
+            return (1, None);
+        }
+    };
+    if let Err(e) = daemon.start_hotplug() {
+        eprintln!("dtsflac: {e}");
+        return (1, Some(panel));
+    }
+    log(&format!(
+        "ready: API on http://{listen}/api/status; mounting drives under {}",
+        mount_root.display()
+    ));
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = lifeline.clone();
+    let server = axum::serve(
+        listener,
+        dtsflac::web::router(daemon.handle(), Some(panel.handle.clone()))
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        // SIGTERM, Ctrl-C, or a thread that crashed.
+        tokio::select! {
+            _ = stop_signal() => {}
+            _ = stop.stopped() => {}
+        }
+        let _ = stopping_tx.send(());
+    });
+    // Open event streams (pages left open) never end by themselves:
+    // give requests two seconds, then drop the connections.
+    let deadline = async move {
+        let _ = stopping_rx.await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    };
+    tokio::select! {
+        result = server => {
+            if let Err(e) = result {
+                eprintln!("dtsflac: web server: {e}");
+            }
+        }
+        _ = deadline => {}
+    }
+    (0, Some(panel))
 }
 
 async fn stop_signal() {

@@ -31,7 +31,7 @@ use crate::media::convert::ConvertOptions;
 use crate::media::tools::Tools;
 use crate::queue::scheduler::{Scheduler, SchedulerConfig};
 use crate::queue::store::{JobId, JobState, Store, StoreError};
-use crate::view::{JobView, Published, Snapshot};
+use crate::view::{BoxInfo, JobView, Published, Snapshot};
 
 /// What the page, the API and the panel hold.
 #[derive(Clone)]
@@ -126,44 +126,13 @@ impl Daemon {
         token: String,
         lifeline: Arc<Lifeline>,
     ) -> Result<Daemon, String> {
-        for (dir, key, what) in [
-            (&config.state_dir, "state_dir", "state"),
-            (&config.usb.mount_root, "usb.mount_root", "mount"),
-        ] {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                format!(
-                    "cannot create the {what} folder {} (`{key}`): {e}",
-                    dir.display()
-                )
-            })?;
-        }
-        let mut store =
-            Store::open(&config.state_dir.join("jobs.db")).map_err(|e| e.to_string())?;
-        let recovered = store.recover_after_crash().map_err(|e| e.to_string())?;
-        if !recovered.is_empty() {
-            log(&format!(
-                "{} job(s) were cut short by a restart; they run again when their drive is mounted",
-                recovered.len()
-            ));
-        }
-        let store = Arc::new(Mutex::new(store));
+        let store = Arc::new(Mutex::new(open_store(&config)?));
         let board = crate::hw::board::detect();
         let plan = crate::hw::tuning::plan(&board, &config.convert.overrides());
         for reason in &plan.reasons {
             log(&format!("plan: {reason}"));
         }
-        let scheduler_config = SchedulerConfig {
-            workers: plan.workers,
-            max_attempts: config.convert.max_attempts,
-            allowed_jobs: Some(Arc::new(crate::hw::tuning::jobs_allowed_now)),
-            cores: plan.cores,
-            convert: ConvertOptions {
-                compression_level: config.convert.compression_level,
-                nice: plan.nice,
-                cpus: plan.cpus.clone(),
-                decode_lanes: plan.decode_lanes,
-            },
-        };
+        let scheduler_config = scheduler_config(&config, &plan);
         let (inbox, messages) = mpsc::channel();
         let events = inbox.clone();
         let scheduler = Arc::new(Scheduler::start(
@@ -190,17 +159,9 @@ impl Daemon {
             Vec::new(),
             Default::default(),
             plan.workers,
-            crate::view::BoxInfo {
-                version: env!("CARGO_PKG_VERSION"),
-                board: String::new(),
-                cpu_temp_c: None,
-                throttled: None,
-                load: [0.0; 3],
-                ffmpeg: tools.short_version().to_string(),
-                uptime_seconds: 0.0,
-            },
+            BoxInfo::unknown(tools.short_version()),
         ))));
-        let supervisor = Supervisor::new(
+        let mut supervisor = Supervisor::new(
             ctx,
             messages,
             inbox.clone(),
@@ -208,6 +169,7 @@ impl Daemon {
             plan.workers,
             lifeline.clone(),
         );
+        supervisor.publish_first();
         let supervisor = lifeline
             .spawn("supervisor", move || supervisor.run())
             .map_err(|e| format!("cannot start: {e}"))?;
@@ -258,5 +220,45 @@ impl Daemon {
         self.scheduler.stop();
         self.scheduler.join();
         self.lifeline.panicked()
+    }
+}
+
+/// Creates the state and mount folders, opens the store and recovers from a
+/// crash or power cut.
+fn open_store(config: &Config) -> Result<Store, String> {
+    for (dir, key, what) in [
+        (&config.state_dir, "state_dir", "state"),
+        (&config.usb.mount_root, "usb.mount_root", "mount"),
+    ] {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "cannot create the {what} folder {} (`{key}`): {e}",
+                dir.display()
+            )
+        })?;
+    }
+    let mut store = Store::open(&config.state_dir.join("jobs.db")).map_err(|e| e.to_string())?;
+    let recovered = store.recover_after_crash().map_err(|e| e.to_string())?;
+    if !recovered.is_empty() {
+        log(&format!(
+            "{} job(s) were cut short by a restart; they run again when their drive is mounted",
+            recovered.len()
+        ));
+    }
+    Ok(store)
+}
+
+fn scheduler_config(config: &Config, plan: &crate::hw::tuning::Plan) -> SchedulerConfig {
+    SchedulerConfig {
+        workers: plan.workers,
+        max_attempts: config.convert.max_attempts,
+        allowed_jobs: Some(Arc::new(crate::hw::tuning::jobs_allowed_now)),
+        cores: plan.cores,
+        convert: ConvertOptions {
+            compression_level: config.convert.compression_level,
+            nice: plan.nice,
+            cpus: plan.cpus.clone(),
+            decode_lanes: plan.decode_lanes,
+        },
     }
 }

@@ -97,6 +97,9 @@ pub struct Supervisor {
     stopping: Option<Instant>,
     /// Something happened since the last snapshot.
     dirty: bool,
+    /// Unit tests keep the effects here instead of running them.
+    #[cfg(test)]
+    recorded: Option<Vec<Effect>>,
 }
 
 impl Supervisor {
@@ -129,11 +132,18 @@ impl Supervisor {
             space_read: Instant::now(),
             stopping: None,
             dirty: true,
+            #[cfg(test)]
+            recorded: None,
         }
     }
 
-    pub fn run(mut self) {
+    /// Publishes the first snapshot (the jobs in the store), so nobody
+    /// ever sees an empty box; call before `run`.
+    pub fn publish_first(&mut self) {
         self.publish_if_changed();
+    }
+
+    pub fn run(mut self) {
         loop {
             match self.inbox.recv_timeout(TICK) {
                 Ok(msg) => self.handle(msg),
@@ -539,6 +549,11 @@ impl Supervisor {
     // ----- work -----
 
     fn run_effects(&mut self, effects: Vec<Effect>) {
+        #[cfg(test)]
+        if let Some(recorded) = &mut self.recorded {
+            recorded.extend(effects);
+            return;
+        }
         for effect in effects {
             match effect {
                 Effect::Probe { devname, gen } => self.work("probe", move |ctx| {
@@ -701,5 +716,305 @@ fn board_readings(model: &str, ctx: &WorkContext) -> BoxInfo {
         load: crate::hw::board::load_average(),
         ffmpeg: ctx.tools.short_version().to_string(),
         uptime_seconds: crate::hw::board::uptime_seconds(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The supervisor driven through its messages, without root: effects
+    //! are recorded instead of run, so each worker's result is a message
+    //! the test sends. The store is a real SQLite file.
+    use super::*;
+    use crate::config::Config;
+    use crate::media::convert::test_track;
+    use crate::media::tools::Tools;
+    use crate::queue::plan::PlannedJob;
+    use crate::queue::scheduler::{Scheduler, SchedulerConfig};
+    use crate::queue::store::Store;
+    use crate::usb::mount::Driver;
+    use crate::usb::superblock::{FsInfo, FsType};
+    use crate::view::DriveView;
+
+    struct Box_ {
+        sup: Supervisor,
+        _dir: tempfile::TempDir,
+    }
+
+    fn start() -> Box_ {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("jobs.db")).unwrap();
+        // What the probe worker records when the drive is read.
+        assert_eq!(store.upsert_drive("1234-ABCD", "FILMS", "exfat").unwrap(), 1);
+        let store = Arc::new(std::sync::Mutex::new(store));
+        let tools = Tools {
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            ffmpeg_version: "ffmpeg version test".into(),
+            flac: "flac".into(),
+            flac_version: "flac test".into(),
+            checker: None,
+        };
+        let scheduler = Arc::new(Scheduler::start(
+            store.clone(),
+            tools.clone(),
+            SchedulerConfig {
+                workers: 1,
+                ..SchedulerConfig::default()
+            },
+            |_| {},
+        ));
+        // No drive is offered to it, so no job ever runs here.
+        scheduler.set_drive_available(-1, false);
+        let ctx = Arc::new(WorkContext {
+            config: Config::default(),
+            tools: tools.clone(),
+            store,
+            scheduler,
+            own_loops: Default::default(),
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (publish, _) = watch::channel(Arc::new(Published::new(Snapshot::new(
+            false,
+            Vec::new(),
+            Vec::new(),
+            Default::default(),
+            1,
+            BoxInfo::unknown("test"),
+        ))));
+        let mut sup = Supervisor::new(ctx, rx, tx, publish, 1, Lifeline::new());
+        sup.recorded = Some(Vec::new());
+        Box_ { sup, _dir: dir }
+    }
+
+    impl Box_ {
+        fn send(&mut self, msg: Msg) -> Vec<Effect> {
+            self.sup.handle(msg);
+            self.sup.publish_if_changed();
+            std::mem::take(self.sup.recorded.as_mut().unwrap())
+        }
+
+        /// What the page and the panel see now.
+        fn seen(&self) -> Snapshot {
+            self.sup.publish.borrow().snapshot.clone()
+        }
+
+        fn drive(&self) -> DriveView {
+            self.seen().drives[0].clone()
+        }
+
+        fn command(&mut self, command: Command) -> Result<(), CommandError> {
+            let (tx, mut rx) = oneshot::channel();
+            self.send(Msg::Command(command, tx));
+            rx.try_recv().expect("answered at once")
+        }
+
+        /// A USB stick with a file system arrives and is read.
+        fn plug(&mut self) -> u64 {
+            let Some(Effect::Probe { gen, .. }) = self.sup.drives.appeared("sdz1") else {
+                panic!("the device is read")
+            };
+            let volume = Volume {
+                drive: 1,
+                devname: "sdz1".into(),
+                device: "/dev/sdz1".into(),
+                info: FsInfo {
+                    fs: FsType::Exfat,
+                    label: "FILMS".into(),
+                    uuid: "1234-ABCD".into(),
+                },
+                uuid: "1234-ABCD".into(),
+                own_loop: None,
+            };
+            let effects = self.send(Msg::Probed {
+                devname: "sdz1".into(),
+                gen,
+                volumes: Ok(vec![volume]),
+            });
+            match effects.as_slice() {
+                [Effect::Mount { gen, .. }] => *gen,
+                [] => 0,
+                other => panic!("expected a mount, got {other:?}"),
+            }
+        }
+
+        fn mounted(&mut self, gen: u64) -> u64 {
+            let effects = self.send(Msg::Mounted {
+                drive: 1,
+                gen,
+                result: Ok(Mounted {
+                    device: "/dev/sdz1".into(),
+                    mount_point: "/media/dtsflac/FILMS-1234-ABCD".into(),
+                    driver: Driver::Fuse("exfat-fuse"),
+                    read_only: false,
+                }),
+            });
+            effects
+                .iter()
+                .find_map(|e| match e {
+                    Effect::Scan { gen, .. } => Some(*gen),
+                    _ => None,
+                })
+                .expect("a scan starts")
+        }
+
+        fn scanned(&mut self, gen: u64, names: &[&str]) -> Vec<Effect> {
+            let planned = names
+                .iter()
+                .map(|n| PlannedJob {
+                    track: test_track(&format!("/media/dtsflac/FILMS-1234-ABCD/{n}"), "5.1", 6),
+                    output: format!("/media/dtsflac/FILMS-1234-ABCD/{n}.flac").into(),
+                    source: (1000, 1),
+                    up_to_date: false,
+                })
+                .collect();
+            self.send(Msg::Scanned {
+                drive: 1,
+                gen,
+                scanned: Scanned {
+                    tracks_found: names.len(),
+                    planned,
+                },
+            })
+        }
+
+        fn pull(&mut self) -> Vec<Effect> {
+            self.send(Msg::Block(BlockEvent {
+                action: Action::Remove,
+                devname: "sdz1".into(),
+                devtype: "partition".into(),
+                devpath: String::new(),
+                media_change: false,
+            }))
+        }
+    }
+
+    #[test]
+    fn arrive_mount_scan_and_the_jobs_are_shown() {
+        let mut b = start();
+        let gen = b.plug();
+        assert_eq!(b.drive().state, DriveState::Mounting);
+        let gen = b.mounted(gen);
+        assert_eq!(b.drive().state, DriveState::Scanning);
+        assert!(b.drive().can_eject, "a scanning drive can be ejected");
+        let effects = b.scanned(gen, &["Film.dts", "Concert.dts"]);
+        assert!(matches!(effects.as_slice(), [Effect::Offer { drive: 1 }]));
+        let seen = b.seen();
+        assert_eq!(seen.drives[0].state, DriveState::Converting);
+        assert_eq!(seen.drives[0].tracks_found, 2);
+        let names: Vec<&str> = seen.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["Film.dts", "Concert.dts"]);
+        assert!(seen
+            .jobs
+            .iter()
+            .all(|j| j.state == JobState::Queued && j.can_cancel));
+        assert_eq!(seen.totals.total, 2);
+    }
+
+    #[test]
+    fn pulled_during_scan_the_late_scan_adds_nothing_and_a_replug_converts_all() {
+        let mut b = start();
+        let gen = b.plug();
+        let scan = b.mounted(gen);
+        let effects = b.pull();
+        assert!(matches!(effects.as_slice(), [Effect::Hold { drive: 1 }]));
+        assert_eq!(b.drive().state, DriveState::Removed);
+        let effects = b.scanned(scan, &["Film.dts"]);
+        assert!(
+            matches!(effects.as_slice(), [Effect::Release { .. }]),
+            "{effects:?}"
+        );
+        let seen = b.seen();
+        assert_eq!(seen.drives[0].state, DriveState::Removed, "the pull stands");
+        assert!(seen.jobs.is_empty(), "a stale scan adds no job");
+        b.send(Msg::Released { drive: 1 });
+        // Plugged back: a fresh visit, and this time the scan counts.
+        let gen = b.plug();
+        let scan = b.mounted(gen);
+        b.scanned(scan, &["Film.dts"]);
+        let seen = b.seen();
+        assert_eq!(seen.drives[0].state, DriveState::Converting);
+        assert_eq!(seen.jobs.len(), 1);
+    }
+
+    #[test]
+    fn pulled_during_mount_the_late_mount_is_released() {
+        let mut b = start();
+        let gen = b.plug();
+        b.pull();
+        let effects = b.send(Msg::Mounted {
+            drive: 1,
+            gen,
+            result: Ok(Mounted {
+                device: "/dev/sdz1".into(),
+                mount_point: "/media/dtsflac/FILMS-1234-ABCD".into(),
+                driver: Driver::Fuse("exfat-fuse"),
+                read_only: false,
+            }),
+        });
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::Release { mount: Some(_), .. }]
+        ));
+        assert_eq!(b.drive().state, DriveState::Removed);
+        assert_eq!(b.drive().mount_point, None);
+    }
+
+    #[test]
+    fn eject_during_scan_stops_it_and_unmounts_after_it() {
+        let mut b = start();
+        let gen = b.plug();
+        let scan = b.mounted(gen);
+        b.command(Command::Eject(1))
+            .expect("ejectable while scanning");
+        assert_eq!(b.drive().state, DriveState::Ejecting);
+        assert!(!b.drive().can_eject);
+        let effects = b.scanned(scan, &["Film.dts"]);
+        let gen = match effects.as_slice() {
+            [Effect::Unmount { gen, .. }] => *gen,
+            other => panic!("expected the unmount, got {other:?}"),
+        };
+        assert!(b.seen().jobs.is_empty());
+        b.send(Msg::Unmounted {
+            drive: 1,
+            gen,
+            result: Ok(()),
+        });
+        assert_eq!(b.drive().state, DriveState::Ejected);
+        assert!(matches!(
+            b.command(Command::Eject(1)),
+            Err(CommandError::NotEjectable(1, DriveState::Ejected))
+        ));
+        assert!(matches!(
+            b.command(Command::Eject(9)),
+            Err(CommandError::NoSuchDrive(9))
+        ));
+    }
+
+    #[test]
+    fn commands_on_jobs_answer_with_the_store_s_verdict() {
+        let mut b = start();
+        let gen = b.plug();
+        let scan = b.mounted(gen);
+        b.scanned(scan, &["Film.dts"]);
+        let id = b.seen().jobs[0].id;
+        assert!(matches!(
+            b.command(Command::Retry(id)),
+            Err(CommandError::Store(
+                crate::queue::store::StoreError::BadTransition { .. }
+            ))
+        ));
+        b.command(Command::Cancel(id)).unwrap();
+        let job = b.seen().jobs[0].clone();
+        assert_eq!(job.state, JobState::Cancelled);
+        assert!(job.can_retry && !job.can_cancel);
+        b.command(Command::Retry(id)).unwrap();
+        assert_eq!(b.seen().jobs[0].state, JobState::Queued);
+        b.command(Command::Pause).unwrap();
+        assert!(b.seen().paused);
+        b.send(Msg::Shutdown);
+        assert!(matches!(
+            b.command(Command::Resume),
+            Err(CommandError::ShuttingDown)
+        ));
     }
 }

@@ -2,7 +2,7 @@
 //! cuts. Only state transitions are written — never progress ticks — because
 //! the box runs from an SD card that wears out.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -68,6 +68,23 @@ impl std::fmt::Display for JobState {
 }
 
 pub type JobId = i64;
+
+/// What the whole store holds, beyond the jobs the snapshot lists.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct StoreSummary {
+    /// Jobs by state, over the whole history.
+    pub jobs: BTreeMap<JobState, usize>,
+    /// Sums over every finished (`done`) job.
+    pub done_audio_seconds: f64,
+    pub done_input_bytes: u64,
+    pub done_output_bytes: u64,
+}
+
+impl StoreSummary {
+    pub fn count(&self, state: JobState) -> usize {
+        self.jobs.get(&state).copied().unwrap_or(0)
+    }
+}
 
 /// One state change of a job: (at, from, to, note).
 pub type HistoryEntry = (i64, Option<String>, String, Option<String>);
@@ -574,8 +591,8 @@ impl Store {
     }
 
     /// Counts by state and the sums over finished jobs, whatever the history's length.
-    pub fn summary(&self) -> Result<crate::view::StoreSummary> {
-        let mut summary = crate::view::StoreSummary::default();
+    pub fn summary(&self) -> Result<StoreSummary> {
+        let mut summary = StoreSummary::default();
         let mut stmt = self
             .conn
             .prepare_cached(

@@ -157,7 +157,7 @@ pub fn convert_track(
 
 /// A track as the unit tests of the parts need it.
 #[cfg(test)]
-fn test_track(path: &str, layout: &str, channels: u32) -> Track {
+pub(crate) fn test_track(path: &str, layout: &str, channels: u32) -> Track {
     Track {
         path: std::path::PathBuf::from(path),
         stream_index: 0,
