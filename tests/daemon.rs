@@ -120,20 +120,7 @@ impl Image {
         };
         // Reach the partition the way a computer's kernel would see it.
         let dev = image.attach_partition();
-        sh(
-            "mkfs.ext4",
-            &[
-                "-q",
-                "-F",
-                "-m",
-                "0",
-                "-L",
-                label,
-                "-d",
-                tree.to_str().unwrap(),
-                &dev,
-            ],
-        );
+        mkfs_ext4_from(label, &tree, &dev);
         sh("losetup", &["-d", &dev]);
         image
     }
@@ -147,20 +134,7 @@ impl Image {
         let f = fs::File::create(&path).unwrap();
         f.set_len(size_mb << 20).unwrap();
         drop(f);
-        sh(
-            "mkfs.ext4",
-            &[
-                "-q",
-                "-F",
-                "-m",
-                "0",
-                "-L",
-                label,
-                "-d",
-                tree.to_str().unwrap(),
-                path.to_str().unwrap(),
-            ],
-        );
+        mkfs_ext4_from(label, &tree, path.to_str().unwrap());
         Image {
             path,
             fs: Fs::Ext4,
@@ -295,6 +269,15 @@ struct Daemon {
 }
 
 /// Decodes an HTTP/1.1 chunked body.
+/// An ext4 file system on `target` (an image or a device), filled from `tree`.
+fn mkfs_ext4_from(label: &str, tree: &Path, target: &str) {
+    let tree = tree.to_str().unwrap();
+    sh(
+        "mkfs.ext4",
+        &["-q", "-F", "-m", "0", "-L", label, "-d", tree, target],
+    );
+}
+
 fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {

@@ -499,12 +499,12 @@ impl Drives {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::usb::mount::Driver;
     use crate::usb::superblock::FsType;
 
-    fn volume(drive: i64, devname: &str) -> Volume {
+    pub(crate) fn volume(drive: i64, devname: &str) -> Volume {
         Volume {
             drive,
             devname: devname.into(),
@@ -519,7 +519,7 @@ mod tests {
         }
     }
 
-    fn mounted_at(path: &str) -> Mounted {
+    pub(crate) fn mounted_at(path: &str) -> Mounted {
         Mounted {
             device: "/dev/sda1".into(),
             mount_point: path.into(),

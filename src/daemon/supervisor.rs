@@ -726,14 +726,15 @@ mod tests {
     //! the test sends. The store is a real SQLite file.
     use super::*;
     use crate::config::Config;
+    use crate::daemon::drives::tests::{mounted_at, volume};
     use crate::media::convert::test_track;
     use crate::media::tools::Tools;
     use crate::queue::plan::PlannedJob;
     use crate::queue::scheduler::{Scheduler, SchedulerConfig};
     use crate::queue::store::Store;
-    use crate::usb::mount::Driver;
-    use crate::usb::superblock::{FsInfo, FsType};
     use crate::view::DriveView;
+
+    const ROOT: &str = "/media/dtsflac/FILMS-1234-ABCD";
 
     struct Box_ {
         sup: Supervisor,
@@ -744,7 +745,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("jobs.db")).unwrap();
         // What the probe worker records when the drive is read.
-        assert_eq!(store.upsert_drive("1234-ABCD", "FILMS", "exfat").unwrap(), 1);
+        assert_eq!(
+            store.upsert_drive("1234-ABCD", "FILMS", "exfat").unwrap(),
+            1
+        );
         let store = Arc::new(std::sync::Mutex::new(store));
         let tools = Tools {
             ffmpeg: "ffmpeg".into(),
@@ -813,18 +817,7 @@ mod tests {
             let Some(Effect::Probe { gen, .. }) = self.sup.drives.appeared("sdz1") else {
                 panic!("the device is read")
             };
-            let volume = Volume {
-                drive: 1,
-                devname: "sdz1".into(),
-                device: "/dev/sdz1".into(),
-                info: FsInfo {
-                    fs: FsType::Exfat,
-                    label: "FILMS".into(),
-                    uuid: "1234-ABCD".into(),
-                },
-                uuid: "1234-ABCD".into(),
-                own_loop: None,
-            };
+            let volume = volume(1, "sdz1");
             let effects = self.send(Msg::Probed {
                 devname: "sdz1".into(),
                 gen,
@@ -841,12 +834,7 @@ mod tests {
             let effects = self.send(Msg::Mounted {
                 drive: 1,
                 gen,
-                result: Ok(Mounted {
-                    device: "/dev/sdz1".into(),
-                    mount_point: "/media/dtsflac/FILMS-1234-ABCD".into(),
-                    driver: Driver::Fuse("exfat-fuse"),
-                    read_only: false,
-                }),
+                result: Ok(mounted_at(ROOT)),
             });
             effects
                 .iter()
@@ -861,8 +849,8 @@ mod tests {
             let planned = names
                 .iter()
                 .map(|n| PlannedJob {
-                    track: test_track(&format!("/media/dtsflac/FILMS-1234-ABCD/{n}"), "5.1", 6),
-                    output: format!("/media/dtsflac/FILMS-1234-ABCD/{n}.flac").into(),
+                    track: test_track(&format!("{ROOT}/{n}"), "5.1", 6),
+                    output: format!("{ROOT}/{n}.flac").into(),
                     source: (1000, 1),
                     up_to_date: false,
                 })
@@ -944,12 +932,7 @@ mod tests {
         let effects = b.send(Msg::Mounted {
             drive: 1,
             gen,
-            result: Ok(Mounted {
-                device: "/dev/sdz1".into(),
-                mount_point: "/media/dtsflac/FILMS-1234-ABCD".into(),
-                driver: Driver::Fuse("exfat-fuse"),
-                read_only: false,
-            }),
+            result: Ok(mounted_at(ROOT)),
         });
         assert!(matches!(
             effects.as_slice(),
