@@ -626,6 +626,9 @@ impl Supervisor {
     // ----- the snapshot -----
 
     fn tick(&mut self) {
+        if self.stopping.is_none() && self.ctx.scheduler.lost_a_worker() {
+            self.lifeline.crashed("scheduler worker");
+        }
         if self.lifeline.stopping() && self.stopping.is_none() {
             self.begin_shutdown();
         }

@@ -45,6 +45,18 @@ impl Lifeline {
         let _ = rx.wait_for(|stopping| *stopping).await;
     }
 
+    /// A thread died (a panic seen some other way): the daemon stops.
+    pub fn crashed(&self, thread: &str) {
+        log(&format!(
+            "the {thread} thread crashed; stopping so the service restarts"
+        ));
+        self.panicked
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| thread.to_string());
+        self.stop();
+    }
+
     /// Starts a long-lived thread; if it panics, the whole daemon stops.
     pub fn spawn(
         self: &Arc<Self>,
@@ -62,11 +74,7 @@ impl Lifeline {
                         .map(|s| s.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_default();
-                    log(&format!(
-                        "the {thread} thread crashed ({what}); stopping so the service restarts"
-                    ));
-                    me.panicked.lock().unwrap().get_or_insert(thread);
-                    me.stop();
+                    me.crashed(&format!("{thread} ({what})"));
                 }
             })
     }
@@ -97,6 +105,7 @@ mod tests {
             .unwrap();
         quiet.join().unwrap();
         assert!(lifeline.stopping());
-        assert_eq!(lifeline.panicked().as_deref(), Some("panel"));
+        let crashed = lifeline.panicked().unwrap();
+        assert!(crashed.starts_with("panel") && crashed.contains("frame out of range"), "{crashed}");
     }
 }

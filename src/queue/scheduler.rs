@@ -313,6 +313,13 @@ impl Scheduler {
         self.inner.wake.notify_all();
     }
 
+    /// A worker thread ended although nobody stopped the scheduler: it
+    /// crashed outside a conversion (which has a guard of its own).
+    pub fn lost_a_worker(&self) -> bool {
+        let stopping = self.inner.shared.lock().unwrap().stopping;
+        !stopping && self.workers.lock().unwrap().iter().any(|w| w.is_finished())
+    }
+
     /// Waits for the worker threads once `stop` was called.
     pub fn join(&self) {
         let workers: Vec<JoinHandle<()>> = self.workers.lock().unwrap().drain(..).collect();
