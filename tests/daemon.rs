@@ -974,6 +974,62 @@ fn a_power_cut_mid_job_is_finished_after_restart_with_nothing_left_over() {
 }
 
 #[test]
+fn a_dead_fuse_mount_left_by_a_crash_is_replaced_and_the_job_finishes() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let long = long_dts(dir);
+    fs::write(dir.join("source.dts"), &long).unwrap();
+    let mut image = Image::new(dir, Fs::Exfat, "DEADFUSE", 256, &[("Album.dts", &long)]);
+
+    let mut daemon = Daemon::start(dir);
+    image.attach(false);
+    daemon.wait_any_job("the job to run", "running", Duration::from_secs(60));
+    let drive = Daemon::drive(&daemon.status(), "DEADFUSE").unwrap().clone();
+    let mount_point = drive["mount_point"].as_str().unwrap().to_string();
+    let device = drive["device"].as_str().unwrap().to_string();
+    // The box crashes, and so does the FUSE driver: its mount stays behind, dead.
+    daemon.kill();
+    let driver = fuse_driver(&device, &mount_point);
+    unsafe { libc::kill(driver.pid, libc::SIGKILL) };
+    wait_process_gone(driver.pid);
+    assert!(is_mounted(&mount_point), "the dead mount is still there");
+    let dead = fs::read_dir(&mount_point)
+        .err()
+        .and_then(|e| e.raw_os_error());
+    assert_eq!(dead, Some(libc::ENOTCONN), "the mount is dead");
+
+    let mut daemon = Daemon::start(dir);
+    let drive = daemon.wait_drive_state("DEADFUSE", "idle", Duration::from_secs(120));
+    let jobs = daemon.jobs_of(&drive["id"]);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(
+        jobs[0]["state"], "done",
+        "the job resumes on a live mount: {jobs:?}"
+    );
+    daemon.eject(&drive["id"], "DEADFUSE");
+    image.detach();
+    daemon.stop();
+    let expected = ffmpeg_md5(&dir.join("source.dts"), &["-c:a", "pcm_s16le"]);
+    image.with_mounted(|root| {
+        assert_eq!(
+            ffmpeg_md5(&root.join("Album.flac"), &["-c:a", "pcm_s16le"]),
+            expected
+        );
+    });
+}
+
+/// Waits (at most 10 s) until a process has gone.
+fn wait_process_gone(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "process {pid} did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn read_only_and_full_drives_give_a_clear_error_for_each_job() {
     let _one = serial();
     require_root_tools();

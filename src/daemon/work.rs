@@ -187,7 +187,10 @@ fn adopt_or_mount(
         let same_device = mount::mounted_at(dev).as_deref() == Some(at);
         let fuse =
             info.fs != FsType::Ext4 && !same_device && mount::mounts().iter().any(|(_, m)| m == at);
-        if same_device || fuse {
+        // A FUSE driver that died with the box leaves its mount behind, dead
+        // (ENOTCONN): that one is detached and mounted afresh.
+        let alive = std::fs::read_dir(at).is_ok();
+        if (same_device || fuse) && alive {
             log(&format!(
                 "{} is still mounted from before; using it",
                 at.display()
@@ -204,7 +207,13 @@ fn adopt_or_mount(
                 read_only: false,
             });
         }
-        // Something else sits there (a dead mount): detach it first.
+        // Something else sits there, or a dead mount: detach it first.
+        if !alive {
+            log(&format!(
+                "{} is a dead mount from before; mounting the drive again",
+                at.display()
+            ));
+        }
         mount::detach(at);
     }
     mount::mount(dev, info, at, &ctx.config.usb).map_err(|e| e.0)
