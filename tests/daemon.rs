@@ -1030,6 +1030,64 @@ fn wait_process_gone(pid: i32) {
 }
 
 #[test]
+fn a_copy_of_a_drive_in_the_box_is_refused_with_a_reason_and_shares_nothing() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let track = sample("xll_51_24_48_768.dtshd");
+    let mut original = Image::new(dir, Fs::Ext4, "TWIN", 32, &[("Film.dtshd", &track)]);
+    // A `dd` copy: the same UUID and label, byte for byte.
+    let copy_path = dir.join("TWIN-copy.img");
+    fs::copy(&original.path, &copy_path).unwrap();
+    let mut copy = Image {
+        path: copy_path,
+        fs: Fs::Ext4,
+        loop_dev: None,
+        partition: None,
+    };
+
+    let mut daemon = Daemon::start(dir);
+    original.attach(false);
+    let drive = daemon.wait_drive_state("TWIN", "idle", Duration::from_secs(120));
+    copy.attach(false);
+    daemon.wait_for("the copy to be listed", Duration::from_secs(30), |d| {
+        d.status()["drives"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["state"] == "error"))
+    });
+    let status = daemon.status();
+    let listed = status["drives"].as_array().unwrap();
+    let twin = listed.iter().find(|d| d["state"] == "error").unwrap();
+    let reason = twin["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("same file system") && reason.contains("Eject that one first"),
+        "the panel and page say why: {twin}"
+    );
+    assert_eq!(twin["can_eject"], false, "{twin}");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let jobs = daemon.jobs_of(&drive["id"]);
+    assert_eq!(jobs.len(), 1, "the copy added no job: {jobs:?}");
+    assert_eq!(
+        mounts_under(&dir.join("media")).len(),
+        1,
+        "the copy is not mounted"
+    );
+    // Pulled, the copy is gone from the list; the original stays as it was.
+    copy.uevent("remove");
+    copy.detach();
+    daemon.wait_for("the copy to leave the list", Duration::from_secs(30), |d| {
+        d.status()["drives"]
+            .as_array()
+            .is_some_and(|d| d.len() == 1)
+    });
+    assert_eq!(state_of(&daemon.status(), "TWIN"), "idle");
+    daemon.eject(&drive["id"], "TWIN");
+    original.detach();
+    daemon.stop();
+}
+
+#[test]
 fn read_only_and_full_drives_give_a_clear_error_for_each_job() {
     let _one = serial();
     require_root_tools();

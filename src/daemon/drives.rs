@@ -96,6 +96,8 @@ struct Slot {
     /// A free-space measurement is running (never more than one, so a
     /// file system that hangs cannot pile them up).
     measuring: bool,
+    /// A copy of a drive in the box, listed only to say why it is not used.
+    refused: bool,
 }
 
 impl Slot {
@@ -167,6 +169,8 @@ pub struct Drives {
     /// Devices whose superblock or partition table is being read.
     probing: HashMap<String, u64>,
     last_gen: u64,
+    /// Refused copies get ids below zero, never the store's.
+    last_refused: i64,
     stopping: bool,
 }
 
@@ -248,7 +252,10 @@ impl Drives {
                 .is_some_and(|s| !s.view.state.is_gone());
             if !current || self.stopping || in_use {
                 // Pulled while it was read, the box is stopping, or the same
-                // file system is in use already (a clone of a drive).
+                // file system is in use already (a copy of a drive).
+                if current && !self.stopping {
+                    self.refuse_copy(&volume);
+                }
                 effects.extend(volume.own_loop.map(|device| Effect::DetachLoop { device }));
                 continue;
             }
@@ -278,6 +285,7 @@ impl Drives {
                 then: None,
                 cancel: None,
                 measuring: false,
+                refused: false,
             });
             slot.view = view;
             slot.devname = volume.devname.clone();
@@ -285,6 +293,50 @@ impl Drives {
             effects.extend(slot.schedule(id, Then::Mount(volume)));
         }
         effects
+    }
+
+    /// A second drive with the file system of one in the box (a `dd` copy,
+    /// same UUID and label) shares nothing with it: it is listed with the
+    /// reason and left alone until it is pulled.
+    fn refuse_copy(&mut self, volume: &Volume) {
+        self.last_refused -= 1;
+        let id = self.last_refused;
+        let original = self
+            .slots
+            .get(&volume.drive)
+            .map(|s| s.view.label.clone())
+            .unwrap_or_default();
+        let view = DriveView {
+            id,
+            device: volume.device.display().to_string(),
+            label: volume.info.label.clone(),
+            fs: volume.info.fs.name().to_string(),
+            uuid: volume.uuid.clone(),
+            state: DriveState::Error,
+            mount_point: None,
+            error: Some(format!(
+                "the same file system (UUID {}) as {original}, which is in the box: \
+                 a copy? Eject that one first, then plug this one in again",
+                volume.uuid
+            )),
+            tracks_found: 0,
+            free_bytes: None,
+            total_bytes: None,
+            can_eject: false,
+        };
+        let slot = Slot {
+            view,
+            devname: volume.devname.clone(),
+            gen: 0,
+            mount: None,
+            own_loop: None,
+            busy: false,
+            then: None,
+            cancel: None,
+            measuring: false,
+            refused: true,
+        };
+        self.slots.insert(id, slot);
     }
 
     pub fn mounted(
@@ -375,6 +427,10 @@ impl Drives {
         let Some(slot) = self.slots.get_mut(&drive) else {
             return Vec::new();
         };
+        if slot.refused {
+            self.slots.remove(&drive);
+            return Vec::new();
+        }
         // Ejected and now pulled, as it should be: it stays `ejected`.
         if slot.view.state.is_gone() {
             return Vec::new();
@@ -764,6 +820,28 @@ pub(crate) mod tests {
         };
         assert!(d.probed("sdb1", gen, vec![volume(1, "sdb1")]).is_empty());
         assert_eq!(d.slots[&1].devname, "sda1");
+        let copy = d
+            .views()
+            .find(|v| v.id < 0)
+            .expect("the copy is listed")
+            .clone();
+        assert_eq!(copy.state, DriveState::Error);
+        assert!(
+            copy.error.as_deref().unwrap().contains("same file system"),
+            "{copy:?}"
+        );
+        assert!(!copy.allows_eject());
+        assert!(
+            d.appeared("sdb1").is_none(),
+            "its events are not read again"
+        );
+        assert!(d.gone("sdb1").is_empty());
+        assert_eq!(d.views().count(), 1, "pulled, the copy is forgotten");
+        assert_eq!(
+            state(&d, 1),
+            DriveState::Mounting,
+            "the original is untouched"
+        );
     }
 
     #[test]
