@@ -1088,6 +1088,41 @@ fn a_copy_of_a_drive_in_the_box_is_refused_with_a_reason_and_shares_nothing() {
 }
 
 #[test]
+fn shutdown_with_two_busy_drives_is_quick_and_leaves_nothing_mounted() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let long = long_dts(dir);
+    let mut ext4 = Image::new(dir, Fs::Ext4, "BUSYONE", 256, &[("One.dts", &long)]);
+    let mut exfat = Image::new(dir, Fs::Exfat, "BUSYTWO", 256, &[("Two.dts", &long)]);
+
+    let mut daemon = Daemon::start(dir);
+    ext4.attach(false);
+    exfat.attach(false);
+    daemon.wait_for("both drives' jobs to run", Duration::from_secs(120), |d| {
+        d.status()["jobs"]
+            .as_array()
+            .is_some_and(|j| j.iter().filter(|j| j["state"] == "running").count() == 2)
+    });
+    let (status, took) = daemon
+        .terminate(Duration::from_secs(120))
+        .expect("the daemon stops within the unit's TimeoutStopSec (120 s)");
+    println!("SIGTERM with two conversions running: exited in {took:?}");
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(30), "stopping took {took:?}");
+    let media = dir.join("media");
+    assert_eq!(mounts_under(&media), Vec::<String>::new(), "left mounted");
+    let left: Vec<String> = processes_mentioning(dir)
+        .iter()
+        .map(Proc::cmdline)
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
+    ext4.detach();
+    exfat.detach();
+}
+
+#[test]
 fn read_only_and_full_drives_give_a_clear_error_for_each_job() {
     let _one = serial();
     require_root_tools();

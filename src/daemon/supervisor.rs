@@ -488,6 +488,10 @@ impl Supervisor {
 
     /// `converting` while a drive has work left, `idle` when all is done.
     fn refresh_drive_states(&mut self) {
+        if self.stopping.is_some() {
+            // Jobs end as `interrupted` now: no drive is done.
+            return;
+        }
         let jobs = self.jobs().to_vec();
         let ids: Vec<(i64, DriveState)> = self.drives.views().map(|d| (d.id, d.state)).collect();
         for (id, state) in ids {
