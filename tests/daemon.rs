@@ -1123,6 +1123,34 @@ fn shutdown_with_two_busy_drives_is_quick_and_leaves_nothing_mounted() {
 }
 
 #[test]
+fn a_track_the_box_keeps_dying_on_fails_instead_of_a_restart_loop() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let long = long_dts(dir);
+    let mut image = Image::new(dir, Fs::Ext4, "CRASHLOOP", 256, &[("Album.dts", &long)]);
+    image.attach(false);
+    // The default limit is 3 attempts: the box dies under the job 3 times.
+    for _ in 0..3 {
+        let mut daemon = Daemon::start(dir);
+        daemon.wait_any_job("the job to run", "running", Duration::from_secs(60));
+        daemon.kill();
+    }
+    let mut daemon = Daemon::start(dir);
+    let drive = daemon.wait_drive_state("CRASHLOOP", "idle", Duration::from_secs(60));
+    let jobs = daemon.jobs_of(&drive["id"]);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["state"], "failed", "{jobs:?}");
+    let reason = jobs[0]["error"].as_str().unwrap_or_default();
+    assert!(reason.contains("stopped 3 times"), "{reason}");
+    assert_eq!(jobs[0]["can_retry"], true);
+    daemon.eject(&drive["id"], "CRASHLOOP");
+    image.detach();
+    daemon.stop();
+}
+
+#[test]
 fn read_only_and_full_drives_give_a_clear_error_for_each_job() {
     let _one = serial();
     require_root_tools();

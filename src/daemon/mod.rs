@@ -245,6 +245,15 @@ fn open_store(config: &Config) -> Result<Store, String> {
             recovered.len()
         ));
     }
+    for id in store
+        .fail_crash_loops(config.convert.max_attempts)
+        .map_err(|e| e.to_string())?
+    {
+        log(&format!(
+            "job {id} failed: the box stopped {} or more times while converting it",
+            config.convert.max_attempts
+        ));
+    }
     Ok(store)
 }
 

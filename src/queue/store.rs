@@ -131,7 +131,8 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Migrations in order; the database's `user_version` says how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE drives (
     id          INTEGER PRIMARY KEY,
     fs_uuid     TEXT NOT NULL,
@@ -179,7 +180,15 @@ CREATE TABLE history (
     note        TEXT
 );
 CREATE INDEX history_by_job ON history (job_id, id);
-"#];
+"#,
+    r#"
+-- find_job per scanned track: without it, a drive of many files is quadratic.
+CREATE INDEX jobs_by_source ON jobs (drive_id, source_path, stream_index);
+"#,
+];
+
+/// The history note of a job that was running when the box stopped.
+const CRASH_NOTE: &str = "the process stopped while this job ran";
 
 pub struct Store {
     conn: Connection,
@@ -536,10 +545,54 @@ impl Store {
                 *id,
                 &[JobState::Running, JobState::Paused],
                 JobState::Interrupted,
-                Some("the process stopped while this job ran"),
+                Some(CRASH_NOTE),
             )?;
         }
         Ok(ids)
+    }
+
+    /// Jobs that the box stopped under (a crash, a power cut) `limit` times
+    /// or more end `failed`, so a stream that kills the daemon cannot keep
+    /// it in a restart loop. Call after `recover_after_crash`.
+    pub fn fail_crash_loops(&mut self, limit: u32) -> Result<Vec<JobId>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT jobs.id, COUNT(history.id) FROM jobs JOIN history ON history.job_id = jobs.id
+                 WHERE jobs.state = 'interrupted' AND history.note = ?1
+                 GROUP BY jobs.id ORDER BY jobs.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let counted: Vec<(JobId, i64)> = stmt
+            .query_map([CRASH_NOTE], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))?;
+        drop(stmt);
+        let mut failed = Vec::new();
+        for (id, crashes) in counted {
+            if crashes < i64::from(limit.max(1)) {
+                continue;
+            }
+            let reason = format!(
+                "the box stopped {crashes} times while converting this track (a crash or a \
+                 power cut), so it is not tried again; press Retry to try once more"
+            );
+            self.transition(
+                id,
+                &[JobState::Interrupted],
+                JobState::Failed,
+                Some(&reason),
+            )?;
+            self.conn
+                .execute(
+                    "UPDATE jobs SET error = ?2 WHERE id = ?1",
+                    params![id, reason],
+                )
+                .map_err(|e| self.err(e))?;
+            failed.push(id);
+        }
+        Ok(failed)
     }
 
     /// The state changes of one job, oldest first.
@@ -781,5 +834,35 @@ mod tests {
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
         assert_eq!(s.recover_after_crash().unwrap(), vec![id]);
         assert_eq!(s.job(id).unwrap().state, JobState::Interrupted);
+    }
+
+    #[test]
+    fn a_job_the_box_keeps_dying_on_ends_failed_after_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("jobs.db");
+        let mut s = Store::open(&db).unwrap();
+        let id = s
+            .add_job(&track(dir.path()), Path::new("/x/a.flac"), None, 5)
+            .unwrap();
+        for crash in 1..=3 {
+            s.claim_next(None).unwrap();
+            drop(s);
+            // The daemon died mid-job; it starts again.
+            s = Store::open(&db).unwrap();
+            assert_eq!(s.recover_after_crash().unwrap(), vec![id]);
+            let failed = s.fail_crash_loops(3).unwrap();
+            let job = s.job(id).unwrap();
+            if crash < 3 {
+                assert!(failed.is_empty());
+                assert_eq!(job.state, JobState::Interrupted);
+                // The drive is back: the job runs again.
+                s.transition(id, &[JobState::Interrupted], JobState::Queued, None)
+                    .unwrap();
+            } else {
+                assert_eq!(failed, vec![id]);
+                assert_eq!(job.state, JobState::Failed);
+                assert!(job.error.unwrap().contains("stopped 3 times"));
+            }
+        }
     }
 }
