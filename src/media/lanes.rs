@@ -76,6 +76,12 @@ fn exss_bytes(b: &[u8]) -> Option<usize> {
 /// Length of the frame at the start of `b` (a core frame and the extension
 /// substreams after it). `Ok(None)`: more bytes are needed; `at_end` says
 /// there are none.
+/// The most a DTS frame can hold: a core frame (14-bit size) and at most
+/// four extension substreams (a 2-bit index) of at most 1 MiB each (20-bit
+/// size). A longer "frame" is damage or hostility, never a bigger buffer.
+pub const MAX_FRAME_BYTES: usize = (1 << 14) + 4 * (1 << 20);
+const MAX_SUBSTREAMS: usize = 4;
+
 pub fn frame_len(b: &[u8], at_end: bool) -> Result<Option<usize>, String> {
     if b.len() < 12 {
         return if at_end && !b.is_empty() {
@@ -86,6 +92,7 @@ pub fn frame_len(b: &[u8], at_end: bool) -> Result<Option<usize>, String> {
     }
     let core = core_header(b).ok_or("no DTS core frame where one should start")?;
     let mut len = core.frame_bytes;
+    let mut substreams = 0;
     loop {
         if b.len() < len + 12 {
             if !at_end {
@@ -98,7 +105,16 @@ pub fn frame_len(b: &[u8], at_end: bool) -> Result<Option<usize>, String> {
             return Ok(Some(len));
         }
         match exss_bytes(&b[len..]) {
-            Some(n) => len += n,
+            Some(n) => {
+                substreams += 1;
+                len += n;
+                if substreams > MAX_SUBSTREAMS || len > MAX_FRAME_BYTES {
+                    return Err(format!(
+                        "a DTS frame of more than {MAX_SUBSTREAMS} extension substreams or \
+                         {MAX_FRAME_BYTES} bytes: the stream is damaged"
+                    ));
+                }
+            }
             None => return Ok(Some(len)),
         }
     }
@@ -443,6 +459,36 @@ mod tests {
         assert_eq!(at, s.len());
         let h = core_header(&s).unwrap();
         assert_eq!((h.samples, h.sample_rate), (512, 48000));
+    }
+
+    #[test]
+    fn a_frame_longer_than_dts_allows_is_an_error_not_a_growing_buffer() {
+        let frames = sample_frames("xll_51_24_48_768.dtshd");
+        let first = frame_len(&frames, false).unwrap().unwrap();
+        let core = core_header(&frames).unwrap().frame_bytes;
+        let exss = &frames[core..first];
+        assert!(
+            exss_bytes(exss).is_some(),
+            "the sample has an extension substream"
+        );
+        // The same substream chained five times after one core frame.
+        let mut hostile = frames[..core].to_vec();
+        for _ in 0..5 {
+            hostile.extend_from_slice(exss);
+        }
+        hostile.extend_from_slice(&frames[..12]);
+        let err = frame_len(&hostile, false).unwrap_err();
+        assert!(err.contains("damaged"), "{err}");
+        // Four are what DTS allows.
+        let mut four = frames[..core].to_vec();
+        for _ in 0..4 {
+            four.extend_from_slice(exss);
+        }
+        four.extend_from_slice(&frames[..12]);
+        assert_eq!(
+            frame_len(&four, false).unwrap(),
+            Some(core + 4 * exss.len())
+        );
     }
 
     #[test]
