@@ -96,7 +96,7 @@ cat > "$demo/dtsflac.toml" <<TOML
 state_dir = "$demo/state"
 [web]
 listen = "0.0.0.0:$port"
-token = "demo-token"
+token = "DEMO-7K2Q-X9WP"
 [usb]
 mount_root = "$demo/media"
 allow_loop = true
@@ -126,9 +126,9 @@ echo "==> plugging in the demo drive"
 loopdev=$(as_root losetup -f --show "$demo/demo-drive.img")
 cat <<TXT
 
-  The box is running. Open  http://localhost:$port  (token: demo-token)
+  The box is running. Open  http://localhost:$port  (token: DEMO-7K2Q-X9WP)
   Front panel:              http://localhost:$port/panel.png
-  Press a panel button:     curl -X POST -H 'Authorization: Bearer demo-token' http://localhost:$port/api/buttons/next
+  Press a panel button:     curl -X POST -H 'Authorization: Bearer DEMO-7K2Q-X9WP' http://localhost:$port/api/buttons/next
   Status as JSON:           http://localhost:$port/api/status
   Log:                      $demo/daemon.log
   Ctrl-C stops the box and unplugs the demo drive.
@@ -141,7 +141,7 @@ if [ "${DTSFLAC_DEMO_EXIT_WHEN_DONE:-}" = 1 ]; then
 import json, sys
 for j in json.load(sys.stdin)["jobs"]:
     print("%9s  %-34s %s" % (j["state"], j["description"], j["name"]))'
-  api -X POST -H "Authorization: Bearer demo-token" "http://127.0.0.1:$port/api/drives/1/eject" >/dev/null
+  api -X POST -H "Authorization: Bearer DEMO-7K2Q-X9WP" "http://127.0.0.1:$port/api/drives/1/eject" >/dev/null
   for _ in $(seq 120); do [ "$(state)" = ejected ] && break; sleep 0.5; done
   echo "drive state: $(state)"
   exit 0

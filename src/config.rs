@@ -24,8 +24,12 @@ pub struct WebConfig {
     /// Address and port of the status page and API.
     pub listen: SocketAddr,
     /// Bearer token for the controls; empty: generated once and kept in
-    /// `state_dir/token`.
+    /// `state_dir/token`. A set token must be strong (`web::token_weakness`).
     pub token: String,
+    /// Names the box also answers to (besides `localhost`, its host name,
+    /// `HOSTNAME.local` and its addresses): a request for any other `Host`
+    /// is refused, against DNS rebinding.
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +95,7 @@ impl Default for WebConfig {
         WebConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             token: String::new(),
+            hosts: Vec::new(),
         }
     }
 }
@@ -191,6 +196,29 @@ impl Config {
         if self.web.token.chars().any(char::is_whitespace) {
             return bad("web.token", "must not contain spaces".into());
         }
+        if !self.web.token.is_empty() {
+            if let Some(why) = crate::web::token_weakness(&self.web.token) {
+                return bad(
+                    "web.token",
+                    format!(
+                        "is too easy to guess: it {why}. Set at least {} characters that are not common words, such as the output of `head -c 12 /dev/urandom | base64`, or leave `web.token` empty: the box then makes a strong one, keeps it in state_dir/token and shows it on the panel (NEXT to the token screen, then hold NEXT)",
+                        crate::web::MIN_TOKEN_LEN
+                    ),
+                );
+            }
+        }
+        for name in &self.web.hosts {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            {
+                return bad(
+                    "web.hosts",
+                    format!("must hold host names like \"dtsflac.lan\" (no port), not {name:?}"),
+                );
+            }
+        }
         self.panel.validate()?;
         self.notify.validate()
     }
@@ -218,5 +246,24 @@ mod tests {
         assert!(e.contains("allow_lop"), "{e}");
         let e = Config::parse("state_dir = \"relative\"\n").unwrap_err();
         assert!(e.contains("state_dir"), "{e}");
+        let e = Config::parse("[web]\nhosts = [\"box:8080\"]\n").unwrap_err();
+        assert!(e.contains("web.hosts"), "{e}");
+    }
+
+    #[test]
+    fn a_weak_token_is_refused_with_how_to_set_a_good_one() {
+        for weak in [
+            "demo-token",
+            "test-token-123",
+            "password1234",
+            "000000000000",
+        ] {
+            let e = Config::parse(&format!("[web]\ntoken = \"{weak}\"\n")).unwrap_err();
+            assert!(e.contains("web.token") && e.contains("/dev/urandom"), "{e}");
+        }
+        let c = Config::parse("[web]\ntoken = \"Kq7-Vx2m-Lp9R\"\nhosts = [\"dtsflac.lan\"]\n");
+        assert_eq!(c.unwrap().web.hosts, ["dtsflac.lan"]);
+        // Empty: the box makes one.
+        assert!(Config::parse("[web]\ntoken = \"\"\n").is_ok());
     }
 }

@@ -29,7 +29,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-const TOKEN: &str = "test-token-123";
+const TOKEN: &str = "Kq7-Vx2m-Lp9R";
 
 fn sh(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
@@ -308,11 +308,17 @@ impl Daemon {
     /// stand-in tools first, say).
     fn start_env(dir: &Path, env: &[(&str, &OsStr)]) -> Daemon {
         let port = free_port();
+        let config = Daemon::write_config(dir, port, "");
+        Daemon::launch(dir, &config, port, env)
+    }
+
+    /// The tests' config, with `web_extra` added to its `[web]` table.
+    fn write_config(dir: &Path, port: u16, web_extra: &str) -> PathBuf {
         let config = dir.join("dtsflac.toml");
         fs::write(
             &config,
             format!(
-                "state_dir = \"{state}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n\
+                "state_dir = \"{state}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n{web_extra}\
                  [usb]\nmount_root = \"{media}\"\nallow_loop = true\n[convert]\njobs = 2\n\
                  [panel]\ndisplay = \"virtual\"\nbuttons = \"virtual\"\n",
                 state = dir.join("state").display(),
@@ -320,7 +326,7 @@ impl Daemon {
             ),
         )
         .unwrap();
-        Daemon::launch(dir, &config, port, env)
+        config
     }
 
     fn start_with(dir: &Path, config: &Path, port: u16) -> Daemon {
@@ -328,8 +334,34 @@ impl Daemon {
     }
 
     fn launch(dir: &Path, config: &Path, port: u16, env: &[(&str, &OsStr)]) -> Daemon {
+        Daemon::launch_limited(dir, config, port, env, None)
+    }
+
+    /// Launches with `RLIMIT_NOFILE` set to `(soft, hard)` when given.
+    fn launch_limited(
+        dir: &Path,
+        config: &Path,
+        port: u16,
+        env: &[(&str, &OsStr)],
+        nofile: Option<(u64, u64)>,
+    ) -> Daemon {
+        use std::os::unix::process::CommandExt;
         let log = dir.join(format!("daemon-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_dtsflac"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dtsflac"));
+        if let Some((soft, hard)) = nofile {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
+        let child = command
             .args(["run", "--config"])
             .arg(config)
             .envs(env.iter().copied())
@@ -1222,10 +1254,15 @@ fn a_bad_config_names_the_key() {
 
 /// The panel as a person sees it: `/panel.png`, decoded.
 fn panel(daemon: &Daemon) -> dtsflac::panel::frame::Frame {
+    panel_as(daemon, "")
+}
+
+/// `/panel.png` as a client sending `credentials` (header lines) sees it.
+fn panel_as(daemon: &Daemon, credentials: &str) -> dtsflac::panel::frame::Frame {
     let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
     write!(
         s,
-        "GET /panel.png HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /panel.png HTTP/1.1\r\nHost: localhost\r\n{credentials}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -1234,6 +1271,22 @@ fn panel(daemon: &Daemon) -> dtsflac::panel::frame::Frame {
     let head = String::from_utf8_lossy(&raw[..at]).to_string();
     assert!(head.contains("image/png"), "{head}");
     dtsflac::panel::frame::Frame::from_png(&raw[at..]).expect("a 128x64 PNG")
+}
+
+fn bearer() -> String {
+    format!("Authorization: Bearer {TOKEN}\r\n")
+}
+
+/// Whether the token screen shows TOKEN itself.
+fn shows_token(f: &dtsflac::panel::frame::Frame) -> bool {
+    let mut expected = dtsflac::panel::frame::Frame::default();
+    dtsflac::panel::text::draw(
+        &mut expected,
+        TOKEN,
+        embedded_graphics::prelude::Point::new(0, 14),
+        dtsflac::panel::text::Size::Body,
+    );
+    (0..128).all(|x| (14..24).all(|y| f.pixel(x, y) == expected.pixel(x, y)))
 }
 
 /// Whether `text` is written dark-on-lit in the panel's header at x = 1.
@@ -1308,15 +1361,7 @@ fn the_virtual_panel_shows_the_work_and_its_buttons_control_it() {
     });
     assert_eq!(daemon.post("/api/buttons/next?long=1"), 202);
     daemon.wait_for("the token", Duration::from_secs(10), |d| {
-        let mut expected = dtsflac::panel::frame::Frame::default();
-        dtsflac::panel::text::draw(
-            &mut expected,
-            TOKEN,
-            embedded_graphics::prelude::Point::new(0, 14),
-            dtsflac::panel::text::Size::Body,
-        );
-        let f = panel(d);
-        (0..128).all(|x| (14..24).all(|y| f.pixel(x, y) == expected.pixel(x, y)))
+        shows_token(&panel_as(d, &bearer()))
     });
 
     // A long ACTION cancels the running job; a long EJECT ejects the drive.
@@ -1664,7 +1709,7 @@ fn the_api_guards_its_controls_and_reports_metrics_health_and_events() {
     // Events: the stream delivers status while a conversion runs.
     let mut sse = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
     sse.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(sse, "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    write!(sse, "GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     image.attach(false);
     let mut seen = String::new();
     let mut buf = [0u8; 65536];
@@ -1720,7 +1765,7 @@ fn the_api_guards_its_controls_and_reports_metrics_health_and_events() {
     let body = format!("{{\"token\":\"{TOKEN}\"}}");
     write!(
         s,
-        "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -1747,7 +1792,7 @@ fn the_api_guards_its_controls_and_reports_metrics_health_and_events() {
     let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
     write!(
         s,
-        "POST /api/pause HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "POST /api/pause HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut reply = String::new();
@@ -2209,4 +2254,472 @@ fn the_page_and_status_answer_within_a_second_while_a_drive_worker_is_blocked() 
         .map(Proc::cmdline)
         .collect();
     assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+// ----- the LAN: the token, foreign hosts, guessing, connection floods -----
+
+/// A TCP connection to the daemon from 127.0.0.`last`: another machine on
+/// the LAN, as far as the daemon's per-address limits go.
+fn connect_from(last: u8, port: u16) -> TcpStream {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SockAddr::from(std::net::SocketAddr::from((
+        [127, 0, 0, last],
+        0,
+    ))))
+    .unwrap();
+    let to = SockAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    s.connect_timeout(&to, Duration::from_secs(5)).unwrap();
+    s.into()
+}
+
+/// Sends `request` (a whole HTTP/1.1 request) from 127.0.0.`last` and
+/// returns the whole answer, lossily decoded.
+fn exchange_from(last: u8, port: u16, request: &str) -> String {
+    let mut s = connect_from(last, port);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// The status code of a raw HTTP answer (0 if none).
+fn status_code(reply: &str) -> u16 {
+    reply
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn get_request(path: &str, extra_headers: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra_headers}Connection: close\r\n\r\n")
+}
+
+/// `/panel.png` with `credentials` (header lines): the answer's head and frame.
+fn panel_reply(daemon: &Daemon, credentials: &str) -> (String, dtsflac::panel::frame::Frame) {
+    let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    s.write_all(get_request("/panel.png", credentials).as_bytes())
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..at]).to_string();
+    (
+        head,
+        dtsflac::panel::frame::Frame::from_png(&raw[at..]).expect("a 128x64 PNG"),
+    )
+}
+
+#[test]
+fn a_revealed_token_is_on_panel_png_only_for_a_client_with_the_token() {
+    let _one = serial();
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(work.path());
+    // NEXT four times: status → queue → drives → network → token; hold NEXT.
+    for _ in 0..4 {
+        assert_eq!(daemon.post("/api/buttons/next"), 202);
+    }
+    daemon.wait_for("the token screen", Duration::from_secs(10), |d| {
+        header_says(&panel(d), "Web token")
+    });
+    assert_eq!(daemon.post("/api/buttons/next?long=1"), 202);
+    daemon.wait_for("the token on the panel", Duration::from_secs(10), |d| {
+        shows_token(&panel_as(d, &bearer()))
+    });
+    // The OLED (and a client with the token) shows it; nobody else sees it.
+    let anonymous = panel(&daemon);
+    assert!(header_says(&anonymous, "Web token"));
+    assert!(
+        !shows_token(&anonymous),
+        "an anonymous client sees the token"
+    );
+    // The page's mirror: a logged-in browser sends its cookie.
+    let reply = exchange_from(
+        1,
+        daemon.port,
+        &format!(
+            "POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{\"token\":\"{TOKEN}\"}}",
+            TOKEN.len() + 12
+        ),
+    );
+    assert!(reply.starts_with("HTTP/1.1 204"), "{reply}");
+    let cookie = format!("Cookie: dtsflac_token={TOKEN}\r\n");
+    assert!(shows_token(&panel_as(&daemon, &cookie)));
+    // A stale cookie (an old token) sees the hidden screen, and is cleared.
+    let (head, stale) = panel_reply(&daemon, "Cookie: dtsflac_token=OLDTOKEN12345\r\n");
+    assert!(!shows_token(&stale) && header_says(&stale, "Web token"));
+    assert!(head.contains("Max-Age=0"), "{head}");
+    // A wrong bearer gets no panel at all.
+    let reply = exchange_from(
+        1,
+        daemon.port,
+        &get_request("/panel.png", "Authorization: Bearer WRONG-token-9\r\n"),
+    );
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+}
+
+#[test]
+fn requests_for_another_host_are_refused_against_dns_rebinding() {
+    let _one = serial();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let port = free_port();
+    let config = Daemon::write_config(dir, port, "hosts = [\"flac.example.test\"]\n");
+    let _daemon = Daemon::start_with(dir, &config, port);
+    let hostname = fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let ask = |host: &str, path: &str| {
+        let reply = exchange_from(
+            1,
+            port,
+            &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        (status_code(&reply), reply)
+    };
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        "flac.example.test".to_string(),
+        format!("FLAC.example.test:{port}"),
+        format!("{hostname}:{port}"),
+        format!("{hostname}.local:{port}"),
+    ] {
+        let (code, reply) = ask(&host, "/api/status");
+        assert_eq!(code, 200, "Host {host}: {reply}");
+    }
+    // A page on evil.example whose name now points at the box: nothing.
+    for host in [
+        format!("evil.example:{port}"),
+        "flac.example.test.evil.example".to_string(),
+        format!("localhost.evil.example:{port}"),
+        format!("192.0.2.7:{port}"),
+    ] {
+        for path in ["/api/status", "/panel.png", "/", "/api/events", "/metrics"] {
+            let (code, reply) = ask(&host, path);
+            assert_eq!(code, 403, "Host {host}, {path}: {reply}");
+            assert!(reply.contains("web.hosts"), "{reply}");
+        }
+    }
+}
+
+#[test]
+fn every_presented_token_counts_as_a_guess_and_no_token_is_none() {
+    let _one = serial();
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(work.path());
+    let port = daemon.port;
+    let code = status_code;
+    // Controls without any token are refused, but are no guesses.
+    for _ in 0..8 {
+        assert_eq!(daemon.request("POST", "/api/pause", None).unwrap().0, 401);
+    }
+    assert_eq!(daemon.post("/api/pause"), 202);
+    assert_eq!(daemon.post("/api/resume"), 202);
+    // A wrong bearer on reading endpoints counts (from 127.0.0.2) ...
+    let wrong = "Authorization: Bearer Wrong-guess-77\r\n";
+    for path in [
+        "/api/status",
+        "/api/session",
+        "/panel.png",
+        "/metrics",
+        "/api/session",
+    ] {
+        let reply = exchange_from(2, port, &get_request(path, wrong));
+        assert_eq!(code(&reply), 401, "{path}: {reply}");
+    }
+    // ... so even the right token now waits; reading without one goes on.
+    let right = format!("Authorization: Bearer {TOKEN}\r\n");
+    let reply = exchange_from(2, port, &get_request("/api/session", &right));
+    assert_eq!(code(&reply), 429, "{reply}");
+    let reply = exchange_from(2, port, &get_request("/api/status", ""));
+    assert_eq!(code(&reply), 200, "{reply}");
+    // A wrong cookie on /api/session counts too (from 127.0.0.3): it is
+    // answered as anonymous and cleared.
+    for _ in 0..5 {
+        let reply = exchange_from(
+            3,
+            port,
+            &get_request("/api/session", "Cookie: dtsflac_token=Wrong-guess-78\r\n"),
+        );
+        assert_eq!(code(&reply), 200, "{reply}");
+        assert!(reply.contains("\"authorized\":false"), "{reply}");
+        assert!(reply.contains("Max-Age=0"), "{reply}");
+    }
+    let body = format!("{{\"token\":\"{TOKEN}\"}}");
+    let login = format!(
+        "POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let reply = exchange_from(3, port, &login);
+    assert_eq!(code(&reply), 429, "{reply}");
+    // Other addresses are not held up.
+    assert_eq!(code(&exchange_from(4, port, &login)), 204);
+    let reply = exchange_from(4, port, &get_request("/api/session", &right));
+    assert!(reply.contains("\"authorized\":true"), "{reply}");
+}
+
+#[test]
+fn a_weak_token_is_refused_at_start_up_with_how_to_set_a_good_one() {
+    let work = tempfile::tempdir().unwrap();
+    for weak in [
+        "demo-token",
+        "test-token-123",
+        "password1234",
+        "123456789012",
+    ] {
+        let config = work.path().join("weak.toml");
+        fs::write(
+            &config,
+            format!(
+                "state_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{weak}\"\n[panel]\ndisplay = \"virtual\"\nbuttons = \"virtual\"\n",
+                work.path().join("state").display(),
+                free_port()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dtsflac"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the box started with the token {weak:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(2), "{weak}: {stderr}");
+        assert!(
+            stderr.contains("web.token")
+                && stderr.contains("at least 12")
+                && stderr.contains("/dev/urandom")
+                && stderr.contains("empty"),
+            "{weak}: {stderr}"
+        );
+    }
+}
+
+/// Reads from an event stream until `needle` has come, or `limit` passes.
+fn read_stream_until(s: &mut TcpStream, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    let mut seen = String::new();
+    let mut buf = [0u8; 16384];
+    while !seen.contains(needle) && Instant::now() < deadline {
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    seen
+}
+
+fn open_fds(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn a_connection_flood_neither_starves_the_api_nor_fails_a_conversion() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let long = long_dts(dir);
+    let mut image = Image::new(dir, Fs::Ext4, "FLOOD", 400, &[("Track.dts", &long)]);
+    let port = free_port();
+    let config = Daemon::write_config(dir, port, "");
+    // A small descriptor limit (soft 64) that the daemon may raise to 256.
+    let mut daemon = Daemon::launch_limited(dir, &config, port, &[], Some((64, 256)));
+    let limits = fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(open_files, ["256", "256"], "the soft limit was not raised");
+    assert!(
+        daemon.log().contains("file descriptors: 256"),
+        "{}",
+        daemon.log()
+    );
+
+    // The page's own event stream, while a conversion runs.
+    let mut page = connect_from(1, port);
+    page.write_all(b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    image.attach(false);
+    let seen = read_stream_until(&mut page, "\"state\":\"running\"", Duration::from_secs(60));
+    assert!(seen.contains("\"state\":\"running\""), "{seen}");
+
+    // Event streams: four per address, then a clear refusal ...
+    let open_stream = |from: u8| {
+        let mut s = connect_from(from, port);
+        s.write_all(b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let head = read_stream_until(&mut s, "\r\n\r\n", Duration::from_secs(10));
+        (s, head)
+    };
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let (s, head) = open_stream(2);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        streams.push(s);
+    }
+    let (mut s, mut refused) = open_stream(2);
+    if !refused.contains('}') {
+        refused += &read_stream_until(&mut s, "}", Duration::from_secs(10));
+    }
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("per address"), "{refused}");
+    // ... and sixteen on the whole box.
+    let mut overall = None;
+    'addresses: for from in 3..10 {
+        for _ in 0..4 {
+            let (mut s, head) = open_stream(from);
+            if head.starts_with("HTTP/1.1 503") {
+                let rest = match head.contains('}') {
+                    true => String::new(),
+                    false => read_stream_until(&mut s, "}", Duration::from_secs(10)),
+                };
+                overall = Some(head + &rest);
+                break 'addresses;
+            }
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            streams.push(s);
+        }
+    }
+    assert_eq!(streams.len() + 1, 16, "event streams open on the box");
+    let overall = overall.expect("no refusal overall");
+    assert!(overall.contains("overall"), "{overall}");
+
+    // The flood: 300 idle connections from ten addresses (each under the
+    // per-address cap, together beyond the box's cap and its descriptors),
+    // and one slowloris that trickles a header byte every 300 ms.
+    let opened = Instant::now();
+    let slowloris = std::thread::spawn(move || {
+        let mut s = connect_from(30, port);
+        let started = Instant::now();
+        let _ = s.write_all(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\nX-Slow: ");
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        while started.elapsed() < Duration::from_secs(40) {
+            match s.read(&mut buf) {
+                Ok(_) => return Some(started.elapsed()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if s.write_all(b"a").is_err() {
+                        return Some(started.elapsed());
+                    }
+                }
+                Err(_) => return Some(started.elapsed()),
+            }
+        }
+        None
+    });
+    let mut flood = Vec::new();
+    for from in 10..20 {
+        for _ in 0..30 {
+            flood.push(connect_from(from, port));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut most_fds = 0;
+    for _ in 0..10 {
+        let asked = Instant::now();
+        let (code, body) = daemon
+            .request_within("GET", "/api/status", None, Duration::from_secs(2))
+            .expect("/api/status did not answer during the flood");
+        assert_eq!(code, 200, "{body}");
+        assert!(asked.elapsed() < Duration::from_secs(2));
+        most_fds = most_fds.max(open_fds(daemon.pid()));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The page's stream still delivers (the flooders gave way, not it).
+    let more = read_stream_until(&mut page, "event: status", Duration::from_secs(10));
+    assert!(
+        more.contains("event: status"),
+        "the page's stream stopped: {more}"
+    );
+    eprintln!(
+        "flood: {} connections opened, {} descriptors open in the daemon at most (limit 256)",
+        flood.len() + streams.len() + 1,
+        most_fds
+    );
+    assert!(
+        most_fds < 256 - 32,
+        "the daemon holds {most_fds} descriptors"
+    );
+
+    // Idle connections are closed: displaced, or after the header timeout.
+    for mut s in flood {
+        let left = Duration::from_secs(20).saturating_sub(opened.elapsed());
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("an idle connection stayed open: {other:?}"),
+        }
+    }
+    let slow = slowloris
+        .join()
+        .unwrap()
+        .expect("the slowloris was never closed");
+    assert!(
+        slow < Duration::from_secs(15),
+        "the slowloris held on for {slow:?}"
+    );
+
+    // The conversion was never disturbed.
+    daemon.wait_any_job("the job to finish", "done", Duration::from_secs(240));
+    let jobs = daemon.status()["jobs"].as_array().unwrap().clone();
+    assert!(
+        jobs.iter().all(|j| j["state"] == "done"),
+        "{}",
+        describe_jobs(&jobs)
+    );
+    let log = daemon.log();
+    assert!(
+        !log.contains("Too many open files") && !log.contains("cannot accept"),
+        "{log}"
+    );
+    drop(streams);
+    image.detach();
 }

@@ -31,12 +31,7 @@ fn load_or_make_token(config: &Config) -> Result<String, String> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| format!("cannot read /dev/urandom for a token: {e}"))?;
-    // Letters and digits without look-alikes, easy to copy from the OLED.
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let token: String = bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % 32] as char)
-        .collect();
+    let token = dtsflac::web::generated_token(&bytes);
     std::fs::create_dir_all(&config.state_dir)
         .and_then(|_| std::fs::write(&path, format!("{token}\n")))
         .map_err(|e| format!("cannot save the token in {}: {e}", path.display()))?;
@@ -79,6 +74,14 @@ pub fn run(config_path: Option<PathBuf>) -> u8 {
         );
         return 1;
     }
+    // Room for connections and conversions, as far as the system allows.
+    let fds = dtsflac::web::conns::raise_fd_limit();
+    let limits = dtsflac::web::conns::Limits::for_fd_limit(fds);
+    log(&format!(
+        "file descriptors: {fds}; web connections: at most {} ({} per address)",
+        limits.total, limits.per_address
+    ));
+    let hosts = dtsflac::web::hosts::Hosts::of_this_box(&config.web.hosts);
     let listen = config.web.listen;
     let panel_config = config.panel.clone();
     let mount_root = config.usb.mount_root.clone();
@@ -98,7 +101,11 @@ pub fn run(config_path: Option<PathBuf>) -> u8 {
         Ok(runtime) => runtime.block_on(serve(
             &mut daemon,
             &lifeline,
-            listen,
+            Web {
+                listen,
+                limits,
+                hosts,
+            },
             panel_config,
             &mount_root,
         )),
@@ -121,15 +128,23 @@ pub fn run(config_path: Option<PathBuf>) -> u8 {
     }
 }
 
+/// How the web server listens and whom it answers.
+struct Web {
+    listen: SocketAddr,
+    limits: dtsflac::web::conns::Limits,
+    hosts: dtsflac::web::hosts::Hosts,
+}
+
 /// Starts the panel and the uevent reader, then serves the page and the
 /// API until SIGTERM, Ctrl-C or a crashed thread.
 async fn serve(
     daemon: &mut Daemon,
     lifeline: &Arc<Lifeline>,
-    listen: SocketAddr,
+    web: Web,
     panel_config: PanelConfig,
     mount_root: &Path,
 ) -> (u8, Option<Panel>) {
+    let listen = web.listen;
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -160,35 +175,24 @@ async fn serve(
         "ready: API on http://{listen}/api/status; mounting drives under {}",
         mount_root.display()
     ));
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let stop = lifeline.clone();
-    let server = axum::serve(
+    let router = dtsflac::web::router(daemon.handle(), Some(panel.handle.clone()), web.hosts);
+    // Open event streams (pages left open) never end by themselves: after
+    // the stop, requests get two seconds, then the connections are dropped.
+    dtsflac::web::conns::serve(
         listener,
-        dtsflac::web::router(daemon.handle(), Some(panel.handle.clone()))
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        // SIGTERM, Ctrl-C, or a thread that crashed.
-        tokio::select! {
-            _ = stop_signal() => {}
-            _ = stop.stopped() => {}
-        }
-        let _ = stopping_tx.send(());
-    });
-    // Open event streams (pages left open) never end by themselves:
-    // give requests two seconds, then drop the connections.
-    let deadline = async move {
-        let _ = stopping_rx.await;
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    };
-    tokio::select! {
-        result = server => {
-            if let Err(e) = result {
-                eprintln!("dtsflac: web server: {e}");
+        router,
+        dtsflac::web::conns::Connections::new(web.limits),
+        async move {
+            // SIGTERM, Ctrl-C, or a thread that crashed.
+            tokio::select! {
+                _ = stop_signal() => {}
+                _ = stop.stopped() => {}
             }
-        }
-        _ = deadline => {}
-    }
+        },
+        std::time::Duration::from_secs(2),
+    )
+    .await;
     (0, Some(panel))
 }
 

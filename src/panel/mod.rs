@@ -111,16 +111,56 @@ impl PanelConfig {
     }
 }
 
-/// What the web side uses: the current frame and a way to press buttons.
+/// The frame on the OLED, and the same frame with the token hidden: the
+/// only one anonymous web clients get.
+#[derive(Default)]
+struct Frames {
+    shown: Frame,
+    public: Frame,
+}
+
+impl Frames {
+    /// Both frames of `model`: blank, or rendered and moved by `shift`.
+    fn render(model: PanelModel, blanked: bool, shift: Option<(i32, i32)>) -> Frames {
+        let draw = |model: &PanelModel| {
+            let mut frame = Frame::default();
+            if !blanked {
+                screens::render(model, &mut frame);
+                if let Some((dx, dy)) = shift {
+                    frame = frame.shifted(dx, dy);
+                }
+            }
+            frame
+        };
+        let shown = draw(&model);
+        let public = match model.token_revealed {
+            true => draw(&PanelModel {
+                token_revealed: false,
+                token: String::new(),
+                ..model
+            }),
+            false => shown.clone(),
+        };
+        Frames { shown, public }
+    }
+}
+
+/// What the web side uses: the current frames and a way to press buttons.
 #[derive(Clone)]
 pub struct PanelHandle {
-    frame: Arc<Mutex<Frame>>,
+    frames: Arc<Mutex<Frames>>,
     presses: mpsc::Sender<Press>,
 }
 
 impl PanelHandle {
-    pub fn png(&self) -> Vec<u8> {
-        self.frame.lock().unwrap().to_png()
+    /// The panel as a PNG: as the OLED shows it for a client that has the
+    /// token, else with a revealed token hidden again.
+    pub fn png(&self, authorized: bool) -> Vec<u8> {
+        let frames = self.frames.lock().unwrap();
+        match authorized {
+            true => frames.shown.to_png(),
+            false => frames.public.to_png(),
+        }
     }
 
     pub fn press(&self, press: Press) {
@@ -223,7 +263,7 @@ pub fn start(
     url: String,
     lifeline: &Arc<Lifeline>,
 ) -> Result<Panel, String> {
-    let frame = Arc::new(Mutex::new(Frame::default()));
+    let frames = Arc::new(Mutex::new(Frames::default()));
     let (press_tx, press_rx) = mpsc::channel();
     let (edge_tx, edge_rx) = mpsc::channel();
     let stop: buttons::Stop = {
@@ -256,7 +296,7 @@ pub fn start(
                 .map_err(spawn_err)?,
         );
     }
-    let shared = frame.clone();
+    let shared = frames.clone();
     let stopping = lifeline.clone();
     threads.push(
         lifeline
@@ -269,7 +309,7 @@ pub fn start(
     );
     Ok(Panel {
         handle: PanelHandle {
-            frame,
+            frames,
             presses: press_tx,
         },
         threads,
@@ -281,7 +321,7 @@ struct PanelLoop {
     cfg: PanelConfig,
     url: String,
     display: Box<dyn Display>,
-    shared: Arc<Mutex<Frame>>,
+    shared: Arc<Mutex<Frames>>,
     screen: Screen,
     token_revealed: bool,
     notice: Option<(String, Instant)>,
@@ -306,7 +346,7 @@ impl PanelLoop {
         cfg: PanelConfig,
         url: String,
         display: Box<dyn Display>,
-        shared: Arc<Mutex<Frame>>,
+        shared: Arc<Mutex<Frames>>,
     ) -> Self {
         PanelLoop {
             cfg,
@@ -430,22 +470,18 @@ impl PanelLoop {
 
         self.scroll = self.scroll.wrapping_add(4);
         model.scroll = self.scroll;
-        let mut frame = Frame::default();
-        screens::render(&model, &mut frame);
-        if idle_for >= Duration::from_secs(self.cfg.shift_after_s) {
+        let shift = (idle_for >= Duration::from_secs(self.cfg.shift_after_s)).then(|| {
             // Move the picture around a little, once a minute.
             let step = (idle_for.as_secs() / 60) as i32;
-            frame = frame.shifted(step % 5 - 2, (step / 5) % 3 - 1);
-        }
-        if self.blanked {
-            frame = Frame::default();
-        }
-        if self.shown.as_ref() != Some(&frame) {
-            if let Err(e) = self.display.show(&frame) {
+            (step % 5 - 2, (step / 5) % 3 - 1)
+        });
+        let frames = Frames::render(model, self.blanked, shift);
+        if self.shown.as_ref() != Some(&frames.shown) {
+            if let Err(e) = self.display.show(&frames.shown) {
                 log(&e);
             }
-            *self.shared.lock().unwrap() = frame.clone();
-            self.shown = Some(frame);
+            self.shown = Some(frames.shown.clone());
+            *self.shared.lock().unwrap() = frames;
         }
     }
 
@@ -509,5 +545,29 @@ pub fn local_address() -> Option<String> {
         }
         libc::freeifaddrs(addrs);
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_frame_never_shows_the_token() {
+        let hidden = screens::tests::model(Screen::Token, vec![], vec![]);
+        let mut revealed = hidden.clone();
+        revealed.token_revealed = true;
+        for shift in [None, Some((2, -1))] {
+            let f = Frames::render(revealed.clone(), false, shift);
+            let h = Frames::render(hidden.clone(), false, shift);
+            assert!(f.shown != h.shown, "the OLED shows the token");
+            assert!(f.public == h.shown, "the public frame is the hidden screen");
+        }
+        // Other screens are the same for everyone.
+        let status = screens::tests::model(Screen::Status, vec![], vec![]);
+        let f = Frames::render(status, false, None);
+        assert!(f.public == f.shown);
+        let f = Frames::render(revealed, true, None);
+        assert!(f.public == Frame::default() && f.shown == Frame::default());
     }
 }

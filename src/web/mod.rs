@@ -1,17 +1,23 @@
 //! The daemon's HTTP side (axum): the status page (embedded, vanilla
 //! HTML/JS/CSS), its live event stream, the JSON API, metrics and health.
 //! Reading is open on the LAN; every control needs the token, as a bearer
-//! header or the session cookie the page gets by logging in.
+//! header or the session cookie the page gets by logging in. Every request
+//! passes `gate` first: its `Host` must name the box (`hosts`, against DNS
+//! rebinding), and any token it presents is checked and counted (`auth`).
+//! The accept loop and its caps are in `conns`.
 
 mod auth;
+pub mod conns;
+pub mod hosts;
 mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,20 +25,26 @@ use axum::{Json, Router};
 
 use crate::daemon::{Command, CommandError, Handle};
 use crate::panel::PanelHandle;
-pub use auth::Guard;
+use auth::Access;
+pub use auth::{generated_token, token_weakness, Guard, MIN_TOKEN_LEN};
+use hosts::Hosts;
 
 #[derive(Clone)]
 pub struct WebState {
     pub daemon: Handle,
     pub panel: Option<PanelHandle>,
     pub guard: Arc<Guard>,
+    pub hosts: Arc<Hosts>,
+    pub streams: Arc<conns::EventStreams>,
 }
 
-pub fn router(daemon: Handle, panel: Option<PanelHandle>) -> Router {
+pub fn router(daemon: Handle, panel: Option<PanelHandle>, hosts: Hosts) -> Router {
     let state = WebState {
         guard: Arc::new(Guard::new(daemon.token.to_string())),
         daemon,
         panel,
+        hosts: Arc::new(hosts),
+        streams: Arc::new(conns::EventStreams::default()),
     };
     Router::new()
         .route("/", get(page))
@@ -53,7 +65,45 @@ pub fn router(daemon: Handle, panel: Option<PanelHandle>) -> Router {
         .route("/panel.png", get(panel_png))
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(healthz))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
         .with_state(state)
+}
+
+/// Before any handler: the `Host` must be the box's, and a presented token
+/// is checked (a wrong bearer is refused, a stale cookie is cleared). The
+/// handlers read the outcome as an `Access` extension.
+async fn gate(State(s): State<WebState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let local = req
+        .extensions()
+        .get::<conns::LocalAddr>()
+        .map_or(std::net::Ipv6Addr::LOCALHOST.into(), |l| l.0.ip());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or("\u{0}"));
+    if !s.hosts.allows(host, local) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "this box does not answer to that name: open it by its address or host name, or add the name to `web.hosts` in its config".into(),
+        );
+    }
+    let access = match s.guard.check(peer.ip(), req.headers()).await {
+        Ok(a) => a,
+        Err(refused) => return refused,
+    };
+    req.extensions_mut().insert(access);
+    let mut response = next.run(req).await;
+    if access == Access::StaleCookie {
+        if let Ok(v) = auth::clear_cookie().parse() {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
 }
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -96,25 +146,40 @@ async fn status(State(s): State<WebState>) -> Response {
 
 /// Server-sent events: the whole status on every change, at most four
 /// times a second while converting, nothing while nothing happens.
-async fn events(
-    State(s): State<WebState>,
-) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
-    let rx = s.daemon.watch();
-    let stream = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
-        if !first {
-            if rx.changed().await.is_err() {
-                return None;
-            }
-            // Coalesce bursts (progress of several jobs) into one update.
-            tokio::time::sleep(Duration::from_millis(250)).await;
+/// At most `conns::EVENTS_PER_ADDRESS` per address and
+/// `conns::EVENTS_TOTAL` overall: more are refused with 503.
+async fn events(State(s): State<WebState>, ConnectInfo(peer): Peer) -> Response {
+    let permit = match s.streams.acquire(peer.ip()) {
+        Ok(p) => p,
+        Err(why) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "30")],
+                Json(serde_json::json!({ "error": why })),
+            )
+                .into_response()
         }
-        let data = rx.borrow_and_update().json();
-        Some((
-            Ok(Event::default().event("status").data(&*data)),
-            (rx, false),
-        ))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    };
+    let rx = s.daemon.watch();
+    // The permit lives as long as the stream: until the client goes away.
+    let stream =
+        futures_util::stream::unfold((rx, true, permit), |(mut rx, first, permit)| async move {
+            if !first {
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+                // Coalesce bursts (progress of several jobs) into one update.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let data = rx.borrow_and_update().json();
+            Some((
+                Ok::<_, std::convert::Infallible>(Event::default().event("status").data(&*data)),
+                (rx, false, permit),
+            ))
+        });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -146,8 +211,9 @@ pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-async fn session(State(s): State<WebState>, headers: HeaderMap) -> Response {
-    Json(serde_json::json!({ "authorized": s.guard.presented_token_ok(&headers) })).into_response()
+/// Whether the request's token (checked and counted by `gate`) is right.
+async fn session(Extension(access): Extension<Access>) -> Response {
+    Json(serde_json::json!({ "authorized": access == Access::Authorized })).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -192,8 +258,8 @@ async fn logout() -> Response {
 }
 
 /// Sends a command to the supervisor and maps its answer to a status code.
-async fn command(s: WebState, peer: SocketAddr, headers: HeaderMap, command: Command) -> Response {
-    if let Err(r) = s.guard.authorize(peer.ip(), &headers).await {
+async fn command(s: WebState, access: Access, headers: HeaderMap, command: Command) -> Response {
+    if let Err(r) = s.guard.authorize(access, &headers) {
         return r;
     }
     match s.daemon.command(command).await {
@@ -218,50 +284,53 @@ async fn command(s: WebState, peer: SocketAddr, headers: HeaderMap, command: Com
 }
 
 type Peer = ConnectInfo<SocketAddr>;
+type Checked = Extension<Access>;
 
-async fn pause(State(s): State<WebState>, ConnectInfo(p): Peer, h: HeaderMap) -> Response {
-    command(s, p, h, Command::Pause).await
+async fn pause(State(s): State<WebState>, Extension(a): Checked, h: HeaderMap) -> Response {
+    command(s, a, h, Command::Pause).await
 }
 
-async fn resume(State(s): State<WebState>, ConnectInfo(p): Peer, h: HeaderMap) -> Response {
-    command(s, p, h, Command::Resume).await
+async fn resume(State(s): State<WebState>, Extension(a): Checked, h: HeaderMap) -> Response {
+    command(s, a, h, Command::Resume).await
 }
 
 async fn eject(
     State(s): State<WebState>,
-    ConnectInfo(p): Peer,
+    Extension(a): Checked,
     Path(id): Path<i64>,
     h: HeaderMap,
 ) -> Response {
-    command(s, p, h, Command::Eject(id)).await
+    command(s, a, h, Command::Eject(id)).await
 }
 
 async fn cancel(
     State(s): State<WebState>,
-    ConnectInfo(p): Peer,
+    Extension(a): Checked,
     Path(id): Path<i64>,
     h: HeaderMap,
 ) -> Response {
-    command(s, p, h, Command::Cancel(id)).await
+    command(s, a, h, Command::Cancel(id)).await
 }
 
 async fn retry(
     State(s): State<WebState>,
-    ConnectInfo(p): Peer,
+    Extension(a): Checked,
     Path(id): Path<i64>,
     h: HeaderMap,
 ) -> Response {
-    command(s, p, h, Command::Retry(id)).await
+    command(s, a, h, Command::Retry(id)).await
 }
 
-async fn panel_png(State(s): State<WebState>) -> Response {
+/// The panel as the OLED shows it, except that a revealed token is shown
+/// only to a client that presents the token itself (the logged-in page).
+async fn panel_png(State(s): State<WebState>, Extension(access): Checked) -> Response {
     match &s.panel {
         Some(panel) => (
             [
                 (header::CONTENT_TYPE, "image/png"),
                 (header::CACHE_CONTROL, "no-store"),
             ],
-            panel.png(),
+            panel.png(access == Access::Authorized),
         )
             .into_response(),
         None => error(
@@ -279,12 +348,12 @@ struct PressQuery {
 /// The virtual front-panel buttons: the same presses as the real ones.
 async fn button(
     State(s): State<WebState>,
-    ConnectInfo(peer): Peer,
+    Extension(access): Checked,
     Path(name): Path<String>,
     axum::extract::Query(q): axum::extract::Query<PressQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = s.guard.authorize(peer.ip(), &headers).await {
+    if let Err(r) = s.guard.authorize(access, &headers) {
         return r;
     }
     let Some(button) = crate::panel::buttons::Button::parse(&name) else {
