@@ -106,6 +106,9 @@ mod tests {
         quiet.join().unwrap();
         assert!(lifeline.stopping());
         let crashed = lifeline.panicked().unwrap();
-        assert!(crashed.starts_with("panel") && crashed.contains("frame out of range"), "{crashed}");
+        assert!(
+            crashed.starts_with("panel") && crashed.contains("frame out of range"),
+            "{crashed}"
+        );
     }
 }
