@@ -2723,3 +2723,101 @@ fn a_connection_flood_neither_starves_the_api_nor_fails_a_conversion() {
     drop(streams);
     image.detach();
 }
+
+#[test]
+fn special_files_on_a_drive_fail_only_their_track_and_the_box_keeps_working() {
+    use std::os::unix::fs::FileTypeExt;
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let master = sample("xll_51_24_48_768.dtshd");
+    let names = ["Good", "Film", "Zero", "Dev", "Sock", "Trap"];
+    let sources: Vec<String> = names.iter().map(|n| format!("{n}.dtshd")).collect();
+    let files: Vec<(&str, &[u8])> = sources.iter().map(|s| (s.as_str(), &master[..])).collect();
+    // mkfs.ext4 -d copies FIFOs, sockets, device nodes and symlinks as they are.
+    let tree = write_tree(dir, "SPECIAL", &files);
+    sh("mkfifo", &[tree.join("Film.flac").to_str().unwrap()]);
+    std::os::unix::fs::symlink("/dev/zero", tree.join("Zero.flac")).unwrap();
+    sh(
+        "mknod",
+        &[tree.join("Dev.flac").to_str().unwrap(), "c", "1", "5"],
+    );
+    let _socket = std::os::unix::net::UnixListener::bind(tree.join("Sock.flac")).unwrap();
+    sh(
+        "mkfifo",
+        &[tree.join(".Trap.flac.dtsflac.part").to_str().unwrap()],
+    );
+    sh("mkfifo", &[tree.join("Pipe.dts").to_str().unwrap()]);
+    let path = dir.join("SPECIAL.img");
+    fs::File::create(&path).unwrap().set_len(64 << 20).unwrap();
+    mkfs_ext4_from("SPECIAL", &tree, path.to_str().unwrap());
+    let mut image = Image {
+        path,
+        fs: Fs::Ext4,
+        loop_dev: None,
+        partition: None,
+    };
+
+    let mut daemon = Daemon::start(dir);
+    image.attach(false);
+    let drive = daemon.wait_drive_state("SPECIAL", "idle", Duration::from_secs(120));
+    let jobs = daemon.jobs_of(&drive["id"]);
+    assert_eq!(jobs.len(), names.len(), "{}", describe_jobs(&jobs));
+    let job = |source: &str| {
+        jobs.iter()
+            .find(|j| {
+                j["source"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("/{source}"))
+            })
+            .unwrap_or_else(|| panic!("no job for {source}: {}", describe_jobs(&jobs)))
+    };
+    assert_eq!(job("Good.dtshd")["state"], "done", "{}", job("Good.dtshd"));
+    for (source, named, says) in [
+        ("Film.dtshd", "Film.flac", "is a FIFO"),
+        ("Zero.dtshd", "Zero.flac", "is a symbolic link"),
+        ("Dev.dtshd", "Dev.flac", "is a device"),
+        ("Sock.dtshd", "Sock.flac", "is a socket"),
+        ("Trap.dtshd", ".Trap.flac.dtsflac.part", "is a FIFO"),
+    ] {
+        let j = job(source);
+        assert_eq!(j["state"], "failed", "{j}");
+        let error = j["error"].as_str().unwrap();
+        assert!(
+            error.contains(named) && error.contains(says) && !error.contains('\n'),
+            "{source}: {error}"
+        );
+    }
+    // The page, the panel and the API still answer; eject and shutdown work.
+    let (code, page) = daemon.get("/").unwrap();
+    assert_eq!(code, 200, "{page}");
+    let _ = panel(&daemon);
+    let ejected = daemon.eject(&drive["id"], "SPECIAL");
+    assert!(ejected["mount_point"].is_null(), "{ejected}");
+    let (status, took) = daemon
+        .terminate(Duration::from_secs(20))
+        .expect("the daemon did not stop");
+    assert!(status.success(), "{status} after {took:?}");
+    image.detach();
+
+    image.with_mounted(|root| {
+        assert_matches_reference(&root.join("Good.flac"), "xll_51_24_48_768");
+        let kind = |n: &str| fs::symlink_metadata(root.join(n)).unwrap().file_type();
+        assert!(kind("Film.flac").is_fifo());
+        assert!(kind("Dev.flac").is_char_device());
+        assert!(kind("Sock.flac").is_socket());
+        assert!(kind(".Trap.flac.dtsflac.part").is_fifo());
+        assert!(kind("Pipe.dts").is_fifo());
+        assert_eq!(
+            fs::read_link(root.join("Zero.flac")).unwrap(),
+            Path::new("/dev/zero")
+        );
+        let leftovers: Vec<String> = walk(root)
+            .into_iter()
+            .filter(|p| p.contains(".dtsflac.") && !p.ends_with(".Trap.flac.dtsflac.part"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    });
+}

@@ -690,3 +690,128 @@ fn a_long_track_decoded_in_lanes_is_identical_to_one_plain_ffmpeg_pass() {
         }
     }
 }
+
+/// Runs dtsflac, killing it and failing the test if it has not finished
+/// within `limit` (a blocked open would otherwise hang the test).
+fn dtsflac_within(args: &[&str], paths: &[&Path], limit: std::time::Duration) -> Run {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dtsflac"))
+        .args(args)
+        .args(paths)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run dtsflac");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "dtsflac {args:?} was still running after {limit:?} (blocked on a special file?):\n{}",
+                err.join().unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn mkfifo(path: &Path) {
+    run_tool("mkfifo", &[path]);
+}
+
+#[test]
+fn special_files_under_output_or_temp_names_fail_their_track_and_are_left_alone() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("drive");
+    fs::create_dir(&dir).unwrap();
+    let victim = work.path().join("victim.txt");
+    fs::write(&victim, b"not yours").unwrap();
+    let sample = samples().join("xll_51_24_48_768.dtshd");
+    for name in ["Good", "Film", "Zero", "Ptmx", "Sock", "Trap", "Link"] {
+        fs::copy(&sample, dir.join(format!("{name}.dtshd"))).unwrap();
+    }
+    mkfifo(&dir.join("Film.flac"));
+    std::os::unix::fs::symlink("/dev/zero", dir.join("Zero.flac")).unwrap();
+    std::os::unix::fs::symlink("/dev/ptmx", dir.join("Ptmx.flac")).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(dir.join("Sock.flac")).unwrap();
+    mkfifo(&dir.join(".Trap.flac.dtsflac.part"));
+    std::os::unix::fs::symlink(&victim, dir.join(".Link.flac.dtsflac.part")).unwrap();
+    // A FIFO named like a source is never listed, let alone opened.
+    mkfifo(&dir.join("Pipe.dts"));
+
+    let run = dtsflac_within(
+        &["convert", "--jobs", "2"],
+        &[&dir],
+        std::time::Duration::from_secs(120),
+    );
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stdout.contains("1 converted, 0 skipped, 6 failed"),
+        "{}",
+        run.all()
+    );
+    assert_matches_reference(&dir.join("Good.flac"), "xll_51_24_48_768");
+    for (source, named, says) in [
+        ("Film.dtshd", "Film.flac", "is a FIFO"),
+        ("Zero.dtshd", "Zero.flac", "is a symbolic link"),
+        ("Ptmx.dtshd", "Ptmx.flac", "is a symbolic link"),
+        ("Sock.dtshd", "Sock.flac", "is a socket"),
+        ("Trap.dtshd", ".Trap.flac.dtsflac.part", "is a FIFO"),
+        (
+            "Link.dtshd",
+            ".Link.flac.dtsflac.part",
+            "is a symbolic link",
+        ),
+    ] {
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("dtsflac: failed:") && l.contains(source))
+            .unwrap_or_else(|| panic!("no failure for {source}:\n{}", run.stderr));
+        assert!(
+            line.contains(named) && line.contains(says),
+            "{source}: {line}"
+        );
+    }
+    assert!(!run.all().contains("Pipe.dts"), "{}", run.all());
+    // Nothing was replaced, followed or removed.
+    let kind = |n: &str| fs::symlink_metadata(dir.join(n)).unwrap().file_type();
+    use std::os::unix::fs::FileTypeExt;
+    assert!(kind("Film.flac").is_fifo());
+    assert!(kind("Sock.flac").is_socket());
+    assert!(kind(".Trap.flac.dtsflac.part").is_fifo());
+    assert!(kind("Pipe.dts").is_fifo());
+    for (link, to) in [
+        ("Zero.flac", Path::new("/dev/zero")),
+        ("Ptmx.flac", Path::new("/dev/ptmx")),
+        (".Link.flac.dtsflac.part", victim.as_path()),
+    ] {
+        assert_eq!(fs::read_link(dir.join(link)).unwrap(), to);
+    }
+    assert_eq!(fs::read(&victim).unwrap(), b"not yours");
+    let regular: Vec<PathBuf> = flac_files(&dir)
+        .into_iter()
+        .filter(|p| fs::symlink_metadata(p).unwrap().is_file())
+        .collect();
+    assert_eq!(regular, vec![dir.join("Good.flac")]);
+}

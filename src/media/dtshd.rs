@@ -5,7 +5,6 @@
 //! original audio. We read it ourselves so the FLAC gets exactly the master's
 //! length, and so a file cut short is caught before any work starts.
 
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -59,7 +58,7 @@ pub fn stream_frames(dtshd: &[u8]) -> Option<&[u8]> {
 /// Reads the header chunks of a DTS-HD stream file. Returns `Ok(None)` when
 /// the file is not a DTS-HD stream file (raw `.dts`, containers).
 pub fn read_header(path: &Path) -> io::Result<Option<DtsHdHeader>> {
-    let mut file = File::open(path)?;
+    let mut file = super::safe_open::open_regular(path)?;
     let file_len = file.metadata()?.len();
     let mut magic = [0u8; 8];
     if file.read_exact(&mut magic).is_err() || &magic != FILE_MAGIC {

@@ -350,7 +350,7 @@ pub fn check_against_stream_info(path: &Path) -> Result<FramesChecked, FrameErro
 fn check_with_total(path: &Path) -> Result<(FramesChecked, u64), FrameError> {
     let meta = super::flacmeta::read(path)?;
     let info = meta.stream_info;
-    let mut reader = Window::new(File::open(path)?, meta.audio_offset)?;
+    let mut reader = Window::new(super::safe_open::open_regular(path)?, meta.audio_offset)?;
     let seek_every = u64::from(info.sample_rate) * SEEK_EVERY_SECONDS;
     let checked = check_frames(&mut reader, info.channels, info.bits_per_sample, seek_every)?;
     Ok((checked, info.total_samples))

@@ -4,7 +4,7 @@
 //! our own earlier output, without spawning a process per file.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -40,7 +40,7 @@ fn invalid(msg: &str) -> io::Error {
 }
 
 pub fn read(path: &Path) -> io::Result<FlacMeta> {
-    let mut r = BufReader::new(File::open(path)?);
+    let mut r = BufReader::new(super::safe_open::open_regular(path)?);
     let mut magic = [0u8; 4];
     r.read_exact(&mut magic)?;
     if &magic != b"fLaC" {
@@ -227,7 +227,7 @@ pub fn complete_stream_info(
     total_samples: u64,
     md5: [u8; 16],
 ) -> io::Result<()> {
-    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut f = super::safe_open::open_regular_rw(path)?;
     let mut head = [0u8; 42];
     f.read_exact(&mut head)?;
     if &head[..4] != b"fLaC" || head[4] & 0x7f != 0 {
@@ -281,7 +281,7 @@ pub fn write_tags(
     if comment.len() >= 1 << 24 {
         return Err(invalid("tags too large for a FLAC comment block"));
     }
-    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut f = super::safe_open::open_regular_rw(path)?;
     let blocks = block_list(&mut f)?;
     // In place: a run of adjacent replaceable blocks big enough for the comments.
     let mut i = 0;
@@ -346,7 +346,7 @@ fn rebuild_with(
 ) -> io::Result<()> {
     let tmp = path.with_extension("retag");
     let result = (|| {
-        let mut w = BufWriter::new(File::create(&tmp)?);
+        let mut w = BufWriter::new(super::safe_open::create_temp(&tmp)?);
         w.write_all(b"fLaC")?;
         let kept: Vec<&BlockAt> = blocks.iter().filter(|b| !replaceable(b.kind)).collect();
         for b in &kept {

@@ -7,6 +7,7 @@ pub mod flacframes;
 pub mod flacmeta;
 pub mod lanes;
 pub mod probe;
+pub mod safe_open;
 pub mod scan;
 pub mod sniff;
 pub mod tools;

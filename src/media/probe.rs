@@ -2,6 +2,7 @@
 //! streams, our own readers for what ffprobe cannot be trusted with (DTS-HD
 //! header lengths, DTS hidden in PCM).
 
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,6 +12,7 @@ use serde_json::Value;
 
 use super::dtshd::{self, DtsHdHeader};
 use super::flacmeta;
+use super::safe_open;
 use super::sniff::{self, PcmPacking};
 use super::tools::{ffmpeg_file_arg, Tools};
 
@@ -186,6 +188,9 @@ pub fn is_candidate(path: &Path) -> bool {
 pub fn probe_file(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> {
     let kind = kind_of(path).ok_or(ProbeError::NotDts)?;
     let io_err = |e: std::io::Error| ProbeError::Invalid(format!("cannot read the file: {e}"));
+    // FFmpeg is handed this very file, checked to be a regular one.
+    let file = safe_open::open_regular(path).map_err(io_err)?;
+    let source = Some((path, &file));
     match kind {
         FileKind::Stream => {
             let header = dtshd::read_header(path).map_err(io_err)?;
@@ -198,7 +203,7 @@ pub fn probe_file(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
                     )));
                 }
             }
-            let json = ffprobe(tools, path, &[], None)
+            let json = ffprobe(tools, source, &[], None)
                 .map_err(|e| ProbeError::Invalid(format!("not a readable DTS stream ({e})")))?;
             let source_bits = read_prefix(
                 path,
@@ -217,7 +222,7 @@ pub fn probe_file(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
             Ok(tracks)
         }
         FileKind::Container => {
-            let json = ffprobe(tools, path, &[], None)
+            let json = ffprobe(tools, source, &[], None)
                 .map_err(|e| ProbeError::Invalid(format!("cannot read the container ({e})")))?;
             let tracks = tracks_from_json(path, &json, InputSpec::Probed, None, None);
             if tracks.is_empty() {
@@ -232,7 +237,7 @@ pub fn probe_file(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
                     packing: found.packing,
                     offset: found.offset,
                 };
-                let json = ffprobe(tools, path, &input_args(&input), None).map_err(|e| {
+                let json = ffprobe(tools, source, &input_args(&input), None).map_err(|e| {
                     ProbeError::Invalid(format!("DTS found in the WAV but unreadable ({e})"))
                 })?;
                 let source_bits = read_prefix(path, found.offset, 64 << 10)
@@ -250,11 +255,11 @@ pub fn probe_file(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
             }
             None => {
                 // A WAV with the DTS format tag (0x2001) is read by FFmpeg directly.
-                let json = ffprobe(tools, path, &[], None).map_err(|_| ProbeError::NotDts)?;
+                let json = ffprobe(tools, source, &[], None).map_err(|_| ProbeError::NotDts)?;
                 non_empty(tracks_from_json(path, &json, InputSpec::Probed, None, None))
             }
         },
-        FileKind::Flac => probe_flac_rip(tools, path),
+        FileKind::Flac => probe_flac_rip(tools, path, &file),
     }
 }
 
@@ -268,14 +273,14 @@ fn non_empty(tracks: Vec<Track>) -> Result<Vec<Track>, ProbeError> {
 
 /// Seconds of sample data in a WAV, from its header.
 fn wav_duration(path: &Path) -> Option<f64> {
-    let mut f = std::fs::File::open(path).ok()?;
+    let mut f = safe_open::open_regular(path).ok()?;
     let w = sniff::read_wav_layout(&mut f).ok()??;
     let bytes_per_second = 44_100.0 * f64::from(w.channels) * f64::from(w.bits_per_sample / 8);
     Some(w.data_len as f64 / bytes_per_second)
 }
 
 /// A DTS-CD rip stored as FLAC: 2 channels of 16-bit "PCM" that is really DTS.
-fn probe_flac_rip(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> {
+fn probe_flac_rip(tools: &Tools, path: &Path, file: &File) -> Result<Vec<Track>, ProbeError> {
     let meta = flacmeta::read(path).map_err(|_| ProbeError::NotDts)?;
     // Our own output, or anything that is not CD-shaped, is not a DTS-CD rip.
     if meta.tags.contains_key(OWN_SOURCE_TAG)
@@ -284,8 +289,8 @@ fn probe_flac_rip(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
     {
         return Err(ProbeError::NotDts);
     }
-    let pcm =
-        decode_flac_prefix(tools, path, sniff::SNIFF_LIMIT).map_err(|_| ProbeError::NotDts)?;
+    let pcm = decode_flac_prefix(tools, path, file, sniff::SNIFF_LIMIT)
+        .map_err(|_| ProbeError::NotDts)?;
     let found = sniff::find_dts_in_pcm(&pcm).ok_or(ProbeError::NotDts)?;
     let input = InputSpec::PcmInFlac {
         packing: found.packing,
@@ -294,7 +299,7 @@ fn probe_flac_rip(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
     let probe_args = vec!["-f".into(), found.packing.ffmpeg_format().into()];
     let json = ffprobe(
         tools,
-        Path::new("pipe:0"),
+        None,
         &probe_args,
         Some(&pcm[found.offset as usize..]),
     )
@@ -313,11 +318,18 @@ fn probe_flac_rip(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
 pub const OWN_SOURCE_TAG: &str = "DTSFLAC_SOURCE";
 
 /// Decodes the first `limit` bytes of a FLAC file as raw 16-bit little-endian PCM.
-fn decode_flac_prefix(tools: &Tools, path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+fn decode_flac_prefix(
+    tools: &Tools,
+    path: &Path,
+    file: &File,
+    limit: u64,
+) -> std::io::Result<Vec<u8>> {
     let seconds = limit as f64 / (44_100.0 * 4.0);
-    let out = Command::new(&tools.ffmpeg)
+    let mut cmd = Command::new(&tools.ffmpeg);
+    let input = ffmpeg_file_arg(&safe_open::pass_to_child(&mut cmd, file, Some(path)));
+    let out = cmd
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i"])
-        .arg(ffmpeg_file_arg(path))
+        .arg(input)
         .args([
             "-t",
             &format!("{seconds:.3}"),
@@ -367,7 +379,7 @@ fn unpack_14bit_le(data: &[u8]) -> Vec<u8> {
 
 fn read_prefix(path: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path)?;
+    let mut f = safe_open::open_regular(path)?;
     f.seek(SeekFrom::Start(offset))?;
     let mut buf = Vec::new();
     f.take(len).read_to_end(&mut buf)?;
@@ -388,10 +400,11 @@ pub fn input_args(input: &InputSpec) -> Vec<String> {
     }
 }
 
-/// Runs ffprobe and returns its JSON. `stdin` feeds `pipe:0` sources.
+/// Runs ffprobe on `file` (opened with `safe_open`) and returns its JSON.
+/// Without a file, `stdin` feeds a `pipe:0` source.
 fn ffprobe(
     tools: &Tools,
-    path: &Path,
+    file: Option<(&Path, &File)>,
     pre_input: &[String],
     stdin: Option<&[u8]>,
 ) -> Result<Value, String> {
@@ -407,11 +420,11 @@ fn ffprobe(
     ]);
     cmd.args(pre_input);
     cmd.arg("-i");
-    if path == Path::new("pipe:0") {
-        cmd.arg("pipe:0");
-    } else {
-        cmd.arg(ffmpeg_file_arg(path));
-    }
+    let input = match file {
+        Some((path, f)) => ffmpeg_file_arg(&safe_open::pass_to_child(&mut cmd, f, Some(path))),
+        None => "pipe:0".into(),
+    };
+    cmd.arg(&input);
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -442,15 +455,14 @@ fn ffprobe(
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("unknown error");
-        return Err(strip_path_prefix(last, path));
+        return Err(strip_input_prefix(last, &input));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| format!("unreadable ffprobe output: {e}"))
 }
 
-/// ffprobe prefixes errors with the file name; the user already sees it.
-fn strip_path_prefix(line: &str, path: &Path) -> String {
-    let arg = ffmpeg_file_arg(path);
-    let arg = arg.to_string_lossy();
+/// ffprobe prefixes errors with its input's name; the user sees the file's.
+fn strip_input_prefix(line: &str, input: &std::ffi::OsStr) -> String {
+    let arg = input.to_string_lossy();
     line.strip_prefix(&*arg)
         .map(|s| s.trim_start_matches(':').trim())
         .unwrap_or(line)

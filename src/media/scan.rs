@@ -2,8 +2,11 @@
 //!
 //! The walk never leaves the device it started on (no wandering into other
 //! mounts), never follows a symlink out of the tree (a drive can carry a link
-//! to `/etc`), never recurses through symlinked folders (loops), and stops at
-//! a depth and a file count so a hostile or broken drive cannot hang the box.
+//! to `/etc`), never recurses through symlinked folders (loops), lists no
+//! FIFO, socket or device, and stops at a depth and a file count so a
+//! hostile or broken drive cannot hang the box. The probe then opens each
+//! file with `safe_open`, which refuses a symlink (one inside the tree is
+//! listed, then reported) and anything that is not a regular file.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -187,7 +190,19 @@ fn walk_dir(
 
 /// Walks the roots and probes every candidate, a few at a time.
 pub fn scan(tools: &Tools, roots: &[PathBuf], limits: ScanLimits) -> ScanReport {
-    let (files, mut problems) = walk(roots, &limits);
+    let (files, problems) = walk(roots, &limits);
+    probe_all(tools, &files, problems, &limits)
+}
+
+/// Probes the files a walk listed. Each is opened with `safe_open` (and
+/// only that descriptor reaches ffprobe): one that has become a FIFO, a
+/// device or a symlink since the walk is a problem named by its path.
+fn probe_all(
+    tools: &Tools,
+    files: &[(PathBuf, PathBuf)],
+    mut problems: Vec<Problem>,
+    limits: &ScanLimits,
+) -> ScanReport {
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 4);
@@ -195,7 +210,7 @@ pub fn scan(tools: &Tools, roots: &[PathBuf], limits: ScanLimits) -> ScanReport 
     let results: Vec<(usize, Result<Vec<Track>, ProbeError>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                let (next, files, limits) = (&next, &files, &limits);
+                let (next, files) = (&next, files);
                 s.spawn(move || {
                     let mut out = Vec::new();
                     loop {
@@ -283,5 +298,70 @@ mod tests {
         );
         assert!(files.is_empty());
         assert!(problems[0].reason.contains("deeper than 3"), "{problems:?}");
+    }
+
+    #[test]
+    fn files_that_turn_into_fifos_or_links_after_the_walk_are_reported_not_read() {
+        let tools = Tools::locate_capable().expect("ffmpeg and flac are installed");
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/samples/dcadec/xll_51_24_48_768.dtshd");
+        let sample =
+            std::fs::read(&sample).expect("../shared/samples/dcadec is beside the project");
+        let tree = tempfile::tempdir().unwrap();
+        let d = tree.path();
+        for name in [
+            "Good.dtshd",
+            "Fifo.dtshd",
+            "Zero.dts",
+            "Rip.wav",
+            "Cd.flac",
+            "Film.mkv",
+        ] {
+            std::fs::write(d.join(name), &sample).unwrap();
+        }
+        let (files, problems) = walk(&[d.to_path_buf()], &ScanLimits::default());
+        assert_eq!(files.len(), 6, "{files:?}");
+        // Swapped between the walk and the probe.
+        for name in ["Fifo.dtshd", "Rip.wav", "Cd.flac", "Film.mkv"] {
+            let p = d.join(name);
+            std::fs::remove_file(&p).unwrap();
+            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: a valid C string.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        }
+        std::fs::remove_file(d.join("Zero.dts")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", d.join("Zero.dts")).unwrap();
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let report = probe_all(&tools, &files, problems, &ScanLimits::default());
+            let _ = tx.send(report);
+        });
+        let report = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the probe blocked on a FIFO or read /dev/zero");
+        let found: Vec<_> = report.found.iter().map(|f| f.track.path.clone()).collect();
+        assert_eq!(found, vec![d.join("Good.dtshd")]);
+        let reasons: Vec<(String, String)> = report
+            .problems
+            .iter()
+            .map(|p| {
+                let name = p.path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, p.reason.clone())
+            })
+            .collect();
+        assert_eq!(reasons.len(), 5, "{reasons:?}");
+        for (name, reason) in &reasons {
+            let what = if name == "Zero.dts" {
+                "is a symbolic link"
+            } else {
+                "is a FIFO"
+            };
+            assert!(
+                reason.contains(&format!("{name} {what}")),
+                "{name}: {reason}"
+            );
+            assert!(!reason.contains('\n'), "{reason}");
+        }
     }
 }

@@ -155,7 +155,7 @@ pub fn read_wav_layout(file: &mut File) -> io::Result<Option<WavData>> {
 /// Looks for DTS inside a WAV file's PCM data. Returns the packing and the
 /// absolute file offset of the first sync word.
 pub fn find_dts_in_wav(path: &Path) -> io::Result<Option<PcmDts>> {
-    let mut file = File::open(path)?;
+    let mut file = super::safe_open::open_regular(path)?;
     let Some(wav) = read_wav_layout(&mut file)? else {
         return Ok(None);
     };

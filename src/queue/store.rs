@@ -281,7 +281,9 @@ impl Store {
         drive_id: Option<i64>,
         priority: u8,
     ) -> Result<JobId> {
-        let meta = std::fs::metadata(&track.path).ok();
+        let meta = crate::media::safe_open::open_regular(&track.path)
+            .and_then(|f| f.metadata())
+            .ok();
         let size = meta.as_ref().map_or(0, |m| m.len());
         let mtime = meta
             .as_ref()

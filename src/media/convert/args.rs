@@ -20,15 +20,16 @@ const LOG_ARGS: [&str; 6] = [
 
 /// The decoder's input: the DTS source, decoded with CRC checks on (so
 /// damaged lossless frames are logged, not passed silently), trimmed to the
-/// original length.
-pub(super) fn decode_input_args(track: &Track) -> (Vec<OsString>, String) {
+/// original length. `source` is the name the process opens the source by
+/// (`/proc/self/fd/N`, see `safe_open::pass_to_child`).
+pub(super) fn decode_input_args(track: &Track, source: &Path) -> (Vec<OsString>, String) {
     let mut a: Vec<OsString> = LOG_ARGS.iter().map(OsString::from).collect();
     a.extend(["-err_detect", "crccheck"].iter().map(OsString::from));
     a.extend(input_args(&track.input).into_iter().map(OsString::from));
     a.push("-i".into());
     match track.input {
         InputSpec::PcmInFlac { .. } => a.push("pipe:0".into()),
-        _ => a.push(ffmpeg_file_arg(&track.path)),
+        _ => a.push(ffmpeg_file_arg(source)),
     }
     let source = format!("[0:{}]", track.stream_index);
     let chain = match track.trim {
@@ -63,8 +64,8 @@ pub(super) fn quiet_file_input(path: &Path) -> Vec<OsString> {
 }
 
 /// Lanes' source: the DTS frames of the track, as they are, on stdout.
-pub(super) fn demuxer_args(track: &Track) -> Vec<OsString> {
-    let mut a = quiet_file_input(&track.path);
+pub(super) fn demuxer_args(track: &Track, source: &Path) -> Vec<OsString> {
+    let mut a = quiet_file_input(source);
     a.push("-map".into());
     a.push(format!("0:{}", track.stream_index).into());
     for s in ["-map_metadata", "-1", "-c:a", "copy", "-f", "dts", "pipe:1"] {
@@ -115,8 +116,8 @@ pub(super) fn raw_pcm_to_stdout(map: &str, bits: u8) -> Vec<OsString> {
 
 /// The decoder: the DTS to raw PCM on stdout; with `md5`, also the MD5 of
 /// that PCM as a line "MD5=…" on stderr (for a FLAC written as a stream).
-pub(super) fn decoder_args(track: &Track, md5: bool) -> Vec<OsString> {
-    let (mut a, chain) = decode_input_args(track);
+pub(super) fn decoder_args(track: &Track, source: &Path, md5: bool) -> Vec<OsString> {
+    let (mut a, chain) = decode_input_args(track, source);
     a.push("-filter_complex".into());
     a.push(if md5 {
         format!("{chain},asplit=2[pcm][md5]").into()
@@ -134,7 +135,9 @@ pub(super) fn decoder_args(track: &Track, md5: bool) -> Vec<OsString> {
 }
 
 /// The encoder: libFLAC reads the raw PCM from stdin (its shape given
-/// explicitly) and writes `temp`. `-V` makes it decode every frame it
+/// explicitly) and writes `temp` (the name it opens our temporary file by,
+/// `/proc/self/fd/N`: a symlink planted under the temporary name is never
+/// followed). `-V` makes it decode every frame it
 /// encodes and compare it with the input, sample for sample, before the
 /// frame is written; its STREAMINFO MD5 is that of the PCM it was given.
 /// Channel order is FFmpeg's, which is WAV's; a layout FLAC would not

@@ -35,7 +35,7 @@ pub use output::{
 pub use tags::{channel_mask_tag, layout_mask};
 
 use control::destination_error;
-use output::{check_free_space, TempFile, Writeback};
+use output::{check_free_space, foreign_output, TempFile, Writeback};
 use pipeline::{decode_lanes, run_conversion, Output, PassPlan};
 use tags::{tags, vendor};
 use verify::verify;
@@ -50,17 +50,15 @@ pub fn convert_track(
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<ConvertResult, ConvertError> {
     let started = Instant::now();
-    let identity = SourceIdentity::of(track).map_err(|e| {
+    // The one descriptor every FFmpeg of the job reads (see `safe_open`).
+    let (identity, source) = SourceIdentity::open(track).map_err(|e| {
         ConvertError::new(FailureKind::Input, format!("cannot read the source: {e}"))
     })?;
     match existing_output(&identity, output) {
         Existing::Foreign => {
             return Err(ConvertError::new(
                 FailureKind::Destination,
-                format!(
-                    "{} already exists and was not made from this source; move or rename it",
-                    output.display()
-                ),
+                foreign_output(output),
             ))
         }
         Existing::Nothing | Existing::Stale | Existing::UpToDate => {}
@@ -78,12 +76,14 @@ pub fn convert_track(
         Output::Direct => decode_lanes(track, identity.size, options),
         Output::Streamed => 1,
     };
-    let writeback = Writeback::start(&temp);
+    let writeback = Writeback::start(guard.file());
     let mut run = |lanes| {
         let plan = PassPlan {
             tools,
             track,
+            source: &source,
             temp: &temp,
+            temp_file: guard.file(),
             options,
             lanes,
             output: written,
@@ -132,7 +132,7 @@ pub fn convert_track(
     .map_err(|e| destination_error(dest_dir, &e))?;
 
     let output_bytes = guard
-        .finish(output)
+        .finish(output, &identity)
         .map_err(|e| destination_error(dest_dir, &e))?;
     let elapsed = started.elapsed().as_secs_f64();
     let duration_seconds = verified.total_samples as f64 / f64::from(verified.sample_rate.max(1));

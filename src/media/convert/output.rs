@@ -4,7 +4,7 @@
 //! free-space check, and the drive's writeback while the FLAC is encoded.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use crate::fmt;
 use crate::hw::fs::free_bytes;
 use crate::media::flacmeta;
 use crate::media::probe::{InputSpec, Track, OWN_SOURCE_TAG};
+use crate::media::safe_open;
 use crate::media::scan::Found;
 
 /// The name part of temporary files, so stale ones can be recognised and removed.
@@ -117,8 +118,15 @@ pub struct SourceIdentity {
 
 impl SourceIdentity {
     pub fn of(track: &Track) -> io::Result<SourceIdentity> {
-        let meta = fs::metadata(&track.path)?;
-        Ok(SourceIdentity {
+        Self::open(track).map(|(identity, _)| identity)
+    }
+
+    /// The source opened with `safe_open` (a regular file, no symlink), and
+    /// its identity as that descriptor says.
+    pub fn open(track: &Track) -> io::Result<(SourceIdentity, File)> {
+        let file = safe_open::open_regular(&track.path)?;
+        let meta = file.metadata()?;
+        let identity = SourceIdentity {
             name: track
                 .path
                 .file_name()
@@ -127,7 +135,8 @@ impl SourceIdentity {
             size: meta.len(),
             mtime: meta.mtime(),
             stream_index: track.stream_index,
-        })
+        };
+        Ok((identity, file))
     }
 }
 
@@ -143,6 +152,8 @@ pub enum Existing {
     Foreign,
 }
 
+/// A FIFO, a device or a symlink under the name is `Foreign`: it is never
+/// opened as data, nor replaced.
 pub fn existing_output(identity: &SourceIdentity, output: &Path) -> Existing {
     if fs::symlink_metadata(output).is_err() {
         return Existing::Nothing;
@@ -203,26 +214,47 @@ pub(super) fn check_free_space(track: &Track, dir: &Path) -> Result<(), ConvertE
 /// The temporary output: removed on drop unless renamed into place.
 pub(super) struct TempFile {
     path: PathBuf,
+    /// Created by us (`O_EXCL`): what the encoder writes into.
+    file: File,
     kept: bool,
 }
 
 impl TempFile {
+    /// A regular leftover from a crash is ours by its name and is replaced;
+    /// a FIFO, a device or a symlink under the name is refused.
     pub(super) fn create(path: &Path) -> io::Result<TempFile> {
-        // A leftover from a crash is ours by its name: replace it.
-        let _ = fs::remove_file(path);
-        OpenOptions::new().write(true).create_new(true).open(path)?;
         Ok(TempFile {
+            file: safe_open::create_temp(path)?,
             path: path.to_path_buf(),
             kept: false,
         })
     }
 
+    pub(super) fn file(&self) -> &File {
+        &self.file
+    }
+
     /// fsync, rename into place, fsync the folder; returns the file size.
-    pub(super) fn finish(mut self, output: &Path) -> io::Result<u64> {
-        let f = File::open(&self.path)?;
-        f.sync_all()?;
-        let size = f.metadata()?.len();
-        fs::rename(&self.path, output)?;
+    /// Only our FLAC of this source (or nothing) is replaced at `output`;
+    /// only our temporary file is renamed.
+    pub(super) fn finish(mut self, output: &Path, identity: &SourceIdentity) -> io::Result<u64> {
+        self.file.sync_all()?;
+        let size = self.file.metadata()?.len();
+        if !safe_open::still_names(&self.path, &self.file)? {
+            return Err(io::Error::other(format!(
+                "the temporary file {} was replaced while it was written",
+                self.path.display()
+            )));
+        }
+        match existing_output(identity, output) {
+            Existing::Nothing => safe_open::rename_no_replace(&self.path, output),
+            Existing::Stale | Existing::UpToDate => fs::rename(&self.path, output),
+            Existing::Foreign => Err(io::Error::from(io::ErrorKind::AlreadyExists)),
+        }
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => io::Error::other(foreign_output(output)),
+            _ => e,
+        })?;
         self.kept = true;
         if let Some(dir) = output.parent() {
             if let Ok(d) = File::open(dir) {
@@ -231,6 +263,20 @@ impl TempFile {
             }
         }
         Ok(size)
+    }
+}
+
+/// Why a name that is taken is not written: "… is a FIFO, not our FLAC".
+pub(super) fn foreign_output(output: &Path) -> String {
+    match safe_open::special_kind(output) {
+        Some(what) => format!(
+            "{} already exists and is {what}, not a FLAC made from this source; it is left alone",
+            output.display()
+        ),
+        None => format!(
+            "{} already exists and was not made from this source; move or rename it",
+            output.display()
+        ),
     }
 }
 
@@ -253,11 +299,11 @@ pub(super) struct Writeback {
 }
 
 impl Writeback {
-    pub(super) fn start(path: &Path) -> Writeback {
+    pub(super) fn start(temp: &File) -> Writeback {
         use std::os::fd::AsRawFd;
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flush = std::sync::Arc::new(AtomicBool::new(false));
-        let file = File::open(path).ok();
+        let file = temp.try_clone().ok();
         let (stopped, flush_now) = (stop.clone(), flush.clone());
         let thread = std::thread::spawn(move || {
             let Some(file) = file else { return };
@@ -304,7 +350,9 @@ impl Drop for Writeback {
     }
 }
 
-/// Removes temporary files a crash or a pulled drive left in `dir` (not recursive).
+/// Removes temporary files a crash or a pulled drive left in `dir` (not
+/// recursive). Only regular files: a FIFO or a link under such a name is
+/// not ours, and its track fails naming it.
 pub fn remove_stale_temp_files(dir: &Path) -> usize {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
@@ -316,6 +364,7 @@ pub fn remove_stale_temp_files(dir: &Path) -> usize {
             let n = n.to_string_lossy();
             n.starts_with('.') && (n.ends_with(TEMP_SUFFIX) || n.ends_with(".dtsflac.retag"))
         })
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter(|e| fs::remove_file(e.path()).is_ok())
         .count()
 }

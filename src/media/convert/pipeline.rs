@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
-use std::fs::OpenOptions;
+use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::Path;
 use std::process::{ChildStderr, Command, Stdio};
@@ -23,6 +23,7 @@ use super::control::{
 };
 use crate::hw::fs::{free_bytes, on_fuse};
 use crate::media::probe::{InputSpec, Track};
+use crate::media::safe_open;
 use crate::media::tools::Tools;
 
 /// What the conversion pass reported.
@@ -151,19 +152,35 @@ struct Stage {
     command: Command,
 }
 
-fn ffmpeg_stage(tools: &Tools, role: Role, args: Vec<OsString>) -> Stage {
-    let mut cmd = FfmpegCommand::new_with_path(&tools.ffmpeg);
-    cmd.args(args);
-    Stage {
-        role,
-        command: cmd.into(),
-    }
+/// An FFmpeg stage; with `source`, the process is handed the job's source
+/// descriptor and `args` gets the name it opens it by.
+fn ffmpeg_stage(
+    tools: &Tools,
+    role: Role,
+    source: Option<(&Path, &File)>,
+    args: impl FnOnce(&Path) -> Vec<OsString>,
+) -> Stage {
+    let mut command: Command = FfmpegCommand::new_with_path(&tools.ffmpeg).into();
+    let name = source.map_or_else(
+        || Path::new("pipe:0").to_path_buf(),
+        |(named_like, f)| safe_open::pass_to_child(&mut command, f, Some(named_like)),
+    );
+    command.args(args(&name));
+    Stage { role, command }
 }
 
-fn flac_stage(tools: &Tools, args: Vec<OsString>, output: Output) -> Stage {
+/// The encoder, handed our temporary file when it writes it itself.
+fn flac_stage(
+    tools: &Tools,
+    temp: Option<&File>,
+    args: impl FnOnce(Option<&Path>) -> Vec<OsString>,
+    output: Output,
+) -> Stage {
     let mut command = Command::new(&tools.flac);
+    // No extension: flac writes Ogg FLAC to a name ending in ".oga".
+    let name = temp.map(|f| safe_open::pass_to_child(&mut command, f, None));
     command
-        .args(args)
+        .args(args(name.as_deref()))
         .stdin(Stdio::piped())
         .stdout(match output {
             Output::Direct => Stdio::null(),
@@ -198,12 +215,13 @@ impl Output {
     }
 }
 
-/// Appends the encoder's stream to `temp`: splice(2) moves the pages from
-/// the pipe without copying them through us.
-fn stream_to_file(mut from: std::process::ChildStdout, temp: &Path) -> io::Result<u64> {
-    use std::io::{Read, Write};
+/// Writes the encoder's stream into our temporary file from its start:
+/// splice(2) moves the pages from the pipe without copying them through us.
+fn stream_to_file(mut from: std::process::ChildStdout, mut file: File) -> io::Result<u64> {
+    use std::io::{Read, Seek, Write};
     use std::os::fd::AsRawFd;
-    let mut file = OpenOptions::new().write(true).truncate(true).open(temp)?;
+    file.set_len(0)?;
+    file.rewind()?;
     let mut total = 0u64;
     let mut can_splice = true;
     let mut buf = Vec::new();
@@ -254,7 +272,11 @@ fn stream_to_file(mut from: std::process::ChildStdout, temp: &Path) -> io::Resul
 pub(super) struct PassPlan<'a> {
     pub(super) tools: &'a Tools,
     pub(super) track: &'a Track,
+    /// The source, opened with `safe_open`: what the FFmpeg stages read.
+    pub(super) source: &'a File,
     pub(super) temp: &'a Path,
+    /// The temporary file, created by us: what the FLAC is written into.
+    pub(super) temp_file: &'a File,
     pub(super) options: &'a ConvertOptions,
     /// Decoders sharing the track (1: one decoder piped into the encoder).
     pub(super) lanes: usize,
@@ -278,25 +300,38 @@ pub(super) fn run_conversion(
 fn pass_stages(plan: &PassPlan) -> Vec<Stage> {
     let (tools, track) = (plan.tools, plan.track);
     let mut stages: Vec<Stage> = Vec::new();
-    if let InputSpec::PcmInFlac { .. } = &track.input {
+    let source = Some((track.path.as_path(), plan.source));
+    let rip = matches!(track.input, InputSpec::PcmInFlac { .. });
+    if rip {
         // A DTS-CD rip in FLAC is decoded to its raw PCM bytes first.
-        let mut a = quiet_file_input(&track.path);
-        a.extend(raw_pcm_to_stdout("0:a:0", 16));
-        stages.push(ffmpeg_stage(tools, Role::Unpack, a));
+        stages.push(ffmpeg_stage(tools, Role::Unpack, source, |s| {
+            let mut a = quiet_file_input(s);
+            a.extend(raw_pcm_to_stdout("0:a:0", 16));
+            a
+        }));
     }
     if plan.lanes >= 2 {
-        stages.push(ffmpeg_stage(tools, Role::Unpack, demuxer_args(track)));
+        stages.push(ffmpeg_stage(tools, Role::Unpack, source, |s| {
+            demuxer_args(track, s)
+        }));
         for _ in 0..plan.lanes {
-            stages.push(ffmpeg_stage(tools, Role::Decode, lane_args(track)));
+            stages.push(ffmpeg_stage(tools, Role::Decode, None, |_| {
+                lane_args(track)
+            }));
         }
     } else {
         let md5 = plan.output == Output::Streamed;
-        stages.push(ffmpeg_stage(tools, Role::Decode, decoder_args(track, md5)));
+        // After an unpacker the decoder reads its stdin.
+        let from = if rip { None } else { source };
+        stages.push(ffmpeg_stage(tools, Role::Decode, from, |s| {
+            decoder_args(track, s, md5)
+        }));
     }
-    let to_file = (plan.output == Output::Direct).then_some(plan.temp);
+    let to_file = (plan.output == Output::Direct).then_some(plan.temp_file);
     stages.push(flac_stage(
         tools,
-        flac_encoder_args(track, to_file, plan.options),
+        to_file,
+        |temp| flac_encoder_args(track, temp, plan.options),
         plan.output,
     ));
     stages
@@ -328,6 +363,15 @@ fn start_stages(
     let mut encoder_stdin = None;
     let mut demuxed = None;
     let mut writer = None;
+    let mut streamed_into = match plan.output {
+        Output::Streamed => Some(plan.temp_file.try_clone().map_err(|e| {
+            ConvertError::new(
+                FailureKind::Transient,
+                format!("cannot write the temporary file: {e}"),
+            )
+        })?),
+        Output::Direct => None,
+    };
     let last = stages.len() - 1;
     for (i, Stage { role, mut command }) in stages.into_iter().enumerate() {
         own_process_group(&mut command, plan.options);
@@ -376,8 +420,8 @@ fn start_stages(
         if role == Role::Encode && plan.output == Output::Streamed {
             let stream = child.stdout.take().expect("stdout is piped");
             widen_pipe(&stream);
-            let temp = plan.temp.to_path_buf();
-            writer = Some(std::thread::spawn(move || stream_to_file(stream, &temp)));
+            let temp = streamed_into.take().expect("one encoder");
+            writer = Some(std::thread::spawn(move || stream_to_file(stream, temp)));
         }
         // The first stage reads nothing from us.
         if i == 0 {
