@@ -50,6 +50,11 @@ if command -v rustup >/dev/null; then
     || rustup component add rustfmt
 fi
 
+# cargo fuzz (scripts/fuzz.sh): the version it pins, built with this toolchain.
+if command -v cargo >/dev/null && ! cargo fuzz --version 2>/dev/null | grep -qF 0.13.2; then
+  cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+
 # The Yocto layer's linter (PyPI).
 if ! command -v oelint-adv >/dev/null; then
   python3 -m pip install --quiet oelint-adv 2>/dev/null \

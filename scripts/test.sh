@@ -17,6 +17,9 @@ fi
 cargo fmt --all -- --check
 cargo test --locked
 
+echo "==> fuzzing the parsers of drive data, 20 s per target"
+./scripts/fuzz.sh 20
+
 # qemu-user 7.2 (Debian 12) can deadlock when a multithreaded guest forks:
 # one CI run hung for its whole 90 minutes inside a unit test that only
 # starts mkntfs (the whole aarch64 unit run takes 35 s here). Whatever runs

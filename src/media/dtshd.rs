@@ -30,7 +30,8 @@ pub struct DtsHdHeader {
 impl DtsHdHeader {
     /// True when the file ends before the stream data the header announces.
     pub fn is_truncated(&self) -> bool {
-        self.file_len < self.stream_offset + self.stream_len
+        // The length comes from the file: an absurd one is a cut, not an overflow.
+        self.stream_len > self.file_len.saturating_sub(self.stream_offset)
     }
 
     /// Total samples per channel FFmpeg produces when decoding every frame.
@@ -60,6 +61,16 @@ pub fn stream_frames(dtshd: &[u8]) -> Option<&[u8]> {
 pub fn read_header(path: &Path) -> io::Result<Option<DtsHdHeader>> {
     let mut file = super::safe_open::open_regular(path)?;
     let file_len = file.metadata()?.len();
+    header_from(&mut file, file_len)
+}
+
+/// `read_header` on a whole file already in memory.
+pub fn parse_header(data: &[u8]) -> io::Result<Option<DtsHdHeader>> {
+    header_from(&mut io::Cursor::new(data), data.len() as u64)
+}
+
+/// The header chunks of the DTS-HD stream file in `file`, `file_len` bytes long.
+fn header_from(file: &mut (impl Read + Seek), file_len: u64) -> io::Result<Option<DtsHdHeader>> {
     let mut magic = [0u8; 8];
     if file.read_exact(&mut magic).is_err() || &magic != FILE_MAGIC {
         return Ok(None);
@@ -160,6 +171,32 @@ mod tests {
         let p = dir.path().join("cut.dtshd");
         std::fs::write(&p, sample_file(&[1, 2], 4000)).unwrap();
         assert!(read_header(&p).unwrap().unwrap().is_truncated());
+    }
+
+    #[test]
+    fn bytes_in_memory_read_as_the_file_does() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in [
+            ("whole", sample_file(&[1, 2, 3, 4], 4)),
+            ("cut", sample_file(&[1, 2], 4000)),
+            ("raw", vec![0x7f, 0xfe, 0x80, 0x01, 0, 0, 0, 0, 0]),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, &bytes).unwrap();
+            assert_eq!(
+                parse_header(&bytes).unwrap(),
+                read_header(&p).unwrap(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hostile_stream_length_is_truncated_not_an_overflow() {
+        // Found by the fuzz target dtshd_header: offset + length overflowed.
+        let bytes = sample_file(&[1, 2], u64::MAX - 8);
+        let h = parse_header(&bytes).unwrap().unwrap();
+        assert!(h.is_truncated());
     }
 
     #[test]

@@ -12,7 +12,6 @@
 //! a seek point every ten seconds, as `flac` places them: libFLAC fed from a
 //! pipe does not know the length and writes no SEEKTABLE.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -336,7 +335,13 @@ pub fn check(path: &Path) -> Result<FramesChecked, FrameError> {
 /// `check`, and the frames' samples must be what STREAMINFO says (where it
 /// says: 0 means "unknown" in FLAC).
 pub fn check_against_stream_info(path: &Path) -> Result<FramesChecked, FrameError> {
-    let (checked, total) = check_with_total(path)?;
+    agreeing_with_total(check_with_total(path)?)
+}
+
+/// The frames checked, if their samples are STREAMINFO's total (or it is 0).
+fn agreeing_with_total(
+    (checked, total): (FramesChecked, u64),
+) -> Result<FramesChecked, FrameError> {
     if total != 0 && total != checked.samples {
         return Err(damaged(format!(
             "its frames hold {} samples, STREAMINFO says {total}",
@@ -351,14 +356,30 @@ fn check_with_total(path: &Path) -> Result<(FramesChecked, u64), FrameError> {
     let meta = super::flacmeta::read(path)?;
     let info = meta.stream_info;
     let mut reader = Window::new(super::safe_open::open_regular(path)?, meta.audio_offset)?;
+    checked_with_total(&mut reader, &info)
+}
+
+/// `check_against_stream_info` on a whole FLAC file already in memory.
+pub fn check_bytes(data: &[u8]) -> Result<FramesChecked, FrameError> {
+    let meta = super::flacmeta::parse(data)?;
+    let info = meta.stream_info;
+    let mut reader = Window::new(io::Cursor::new(data), meta.audio_offset)?;
+    agreeing_with_total(checked_with_total(&mut reader, &info)?)
+}
+
+/// The frames from `reader` on checked against `info`, and its total.
+fn checked_with_total<R: Read>(
+    reader: &mut Window<R>,
+    info: &super::flacmeta::StreamInfo,
+) -> Result<(FramesChecked, u64), FrameError> {
     let seek_every = u64::from(info.sample_rate) * SEEK_EVERY_SECONDS;
-    let checked = check_frames(&mut reader, info.channels, info.bits_per_sample, seek_every)?;
+    let checked = check_frames(reader, info.channels, info.bits_per_sample, seek_every)?;
     Ok((checked, info.total_samples))
 }
 
 /// A sliding window over the audio frames, refilled in large reads.
-struct Window {
-    file: File,
+struct Window<R> {
+    file: R,
     buf: Vec<u8>,
     /// File offset of `buf[0]`.
     base: u64,
@@ -369,10 +390,12 @@ const WINDOW: usize = 1 << 20;
 /// The longest possible frame header: what a candidate needs to be judged.
 const HEADER_MAX: usize = 16;
 
-impl Window {
-    fn new(mut file: File, start: u64) -> io::Result<Window> {
-        use std::io::{Seek, SeekFrom};
-        file.seek(SeekFrom::Start(start))?;
+impl<R: Read> Window<R> {
+    fn new(mut file: R, start: u64) -> io::Result<Window<R>>
+    where
+        R: io::Seek,
+    {
+        file.seek(io::SeekFrom::Start(start))?;
         let mut w = Window {
             file,
             buf: Vec::with_capacity(WINDOW),
@@ -423,8 +446,8 @@ fn note_seek_point(
     *next = (first + len).div_ceil(every) * every;
 }
 
-fn check_frames(
-    w: &mut Window,
+fn check_frames<R: Read>(
+    w: &mut Window<R>,
     channels: u8,
     bits: u8,
     seek_every: u64,
@@ -730,6 +753,18 @@ mod tests {
         bytes.drain(len / 2..len / 2 + 5000);
         std::fs::write(&f, &bytes).unwrap();
         assert!(check(&f).is_err());
+    }
+
+    #[test]
+    fn bytes_in_memory_check_as_the_file_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = encoded(dir.path());
+        let bytes = std::fs::read(&f).unwrap();
+        assert_eq!(
+            check_bytes(&bytes).unwrap(),
+            check_against_stream_info(&f).unwrap()
+        );
+        assert!(check_bytes(&bytes[..bytes.len() / 2]).is_err());
     }
 
     #[test]

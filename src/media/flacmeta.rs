@@ -41,6 +41,16 @@ fn invalid(msg: &str) -> io::Error {
 
 pub fn read(path: &Path) -> io::Result<FlacMeta> {
     let mut r = BufReader::new(super::safe_open::open_regular(path)?);
+    meta_from(&mut r)
+}
+
+/// `read` on a FLAC file (or its first part, the metadata) already in memory.
+pub fn parse(data: &[u8]) -> io::Result<FlacMeta> {
+    meta_from(data)
+}
+
+/// The metadata blocks at the start of `r`, read up to the last one.
+fn meta_from(mut r: impl Read) -> io::Result<FlacMeta> {
     let mut magic = [0u8; 4];
     r.read_exact(&mut magic)?;
     if &magic != b"fLaC" {
@@ -115,21 +125,24 @@ fn parse_stream_info(b: &[u8]) -> io::Result<StreamInfo> {
 
 fn parse_comments(b: &[u8]) -> io::Result<BTreeMap<String, String>> {
     let mut pos = 0usize;
+    // Lengths are the file's: on a 32-bit board `pos + len` could overflow.
     let take_u32 = |pos: &mut usize| -> io::Result<usize> {
-        let s = b
-            .get(*pos..*pos + 4)
+        let s = pos
+            .checked_add(4)
+            .and_then(|end| b.get(*pos..end))
             .ok_or_else(|| invalid("comment block cut short"))?;
         *pos += 4;
         Ok(u32::from_le_bytes(s.try_into().unwrap()) as usize)
     };
     let vendor_len = take_u32(&mut pos)?;
-    pos += vendor_len;
+    pos = pos.saturating_add(vendor_len);
     let count = take_u32(&mut pos)?;
     let mut tags = BTreeMap::new();
     for _ in 0..count {
         let len = take_u32(&mut pos)?;
-        let entry = b
-            .get(pos..pos + len)
+        let entry = pos
+            .checked_add(len)
+            .and_then(|end| b.get(pos..end))
             .ok_or_else(|| invalid("comment cut short"))?;
         pos += len;
         let entry = String::from_utf8_lossy(entry);
@@ -409,6 +422,7 @@ mod tests {
         assert_eq!(m.stream_info.total_samples, 2048);
         assert_eq!(m.stream_info.md5_hex(), "ab".repeat(16));
         assert_eq!(m.tags.get("TITLE").map(String::as_str), Some("Été"));
+        assert_eq!(parse(&std::fs::read(&p).unwrap()).unwrap(), m);
     }
 
     fn tiny_flac(comment_and_padding: &[(u8, Vec<u8>)]) -> Vec<u8> {

@@ -318,6 +318,53 @@ fn split(
     }
 }
 
+/// One chunk as the splitter planned it, seen from outside (`split_only`).
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedChunk {
+    pub lane: usize,
+    pub preroll: usize,
+    pub frames: usize,
+    pub overlap: usize,
+}
+
+/// The splitter alone on `stream`, handing chunks to `lanes` lanes that
+/// never stop: the chunks in order, and the bytes each lane was given. No
+/// decoder runs: for tests and the fuzz targets.
+#[doc(hidden)]
+pub fn split_only(
+    stream: impl Read,
+    lanes: usize,
+) -> Result<(Vec<PlannedChunk>, Vec<u64>), String> {
+    let (to_lanes, from_splitter): (Vec<_>, Vec<_>) = (0..lanes.max(1))
+        .map(|_| mpsc::channel::<Vec<u8>>())
+        .unzip();
+    let (plan_tx, plan_rx) = mpsc::sync_channel::<(Chunk, CoreHeader)>(2 * lanes + 1);
+    let (result, plans) = std::thread::scope(|s| {
+        let planned = s.spawn(move || plan_rx.iter().map(|(c, _)| c).collect::<Vec<_>>());
+        let result = split(stream, to_lanes, plan_tx);
+        (
+            result,
+            planned.join().expect("the plan collector does not panic"),
+        )
+    });
+    result?;
+    let given = from_splitter
+        .iter()
+        .map(|rx| rx.try_iter().map(|b| b.len() as u64).sum())
+        .collect();
+    let chunks = plans
+        .into_iter()
+        .map(|c| PlannedChunk {
+            lane: c.lane,
+            preroll: c.preroll,
+            frames: c.frames,
+            overlap: c.overlap,
+        })
+        .collect();
+    Ok((chunks, given))
+}
+
 /// Bytes from one lane, in order.
 struct LaneReader {
     rx: Receiver<Vec<u8>>,
@@ -489,6 +536,34 @@ mod tests {
             frame_len(&four, false).unwrap(),
             Some(core + 4 * exss.len())
         );
+    }
+
+    #[test]
+    fn the_splitter_hands_every_frame_to_one_lane_in_turn() {
+        let s = sample_frames("xll_71_24_48_768_0.dtshd");
+        // Enough frames for a few chunks, read a few bytes at a time.
+        let stream: Vec<u8> = (0..300).flat_map(|_| s.iter().copied()).collect();
+        let (chunks, given) = split_only(SmallReads(&stream[..]), 2).unwrap();
+        let walked = 300 * 6;
+        assert_eq!(chunks.iter().map(|c| c.frames).sum::<usize>(), walked);
+        assert_eq!(chunks.len(), walked.div_ceil(CHUNK_FRAMES));
+        assert!(chunks.iter().enumerate().all(|(i, c)| c.lane == i % 2));
+        assert_eq!(chunks[0].preroll, 0);
+        assert!(chunks[1..].iter().all(|c| c.preroll == PREROLL_FRAMES));
+        assert!(given.iter().sum::<u64>() > stream.len() as u64);
+        assert_eq!(given.len(), 2);
+    }
+
+    /// A reader that returns at most 1000 bytes per read.
+    struct SmallReads<'a>(&'a [u8]);
+
+    impl Read for SmallReads<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(1000).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! silence probes as plain PCM. We search the sample data ourselves and tell
 //! FFmpeg what it is.
 
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -96,13 +95,14 @@ pub struct WavData {
 }
 
 /// Reads the RIFF/WAVE chunk list. `Ok(None)` when the file is not a WAV.
-pub fn read_wav_layout(file: &mut File) -> io::Result<Option<WavData>> {
+pub fn read_wav_layout(file: &mut (impl Read + Seek)) -> io::Result<Option<WavData>> {
     let mut riff = [0u8; 12];
     file.seek(SeekFrom::Start(0))?;
     if file.read_exact(&mut riff).is_err() || &riff[..4] != b"RIFF" || &riff[8..12] != b"WAVE" {
         return Ok(None);
     }
-    let len = file.metadata()?.len();
+    // The length (what `metadata().len()` says of a file): every read seeks first.
+    let len = file.seek(SeekFrom::End(0))?;
     let mut pos = 12u64;
     let mut fmt: Option<(u16, u16, u16)> = None;
     for _ in 0..256 {
@@ -156,7 +156,12 @@ pub fn read_wav_layout(file: &mut File) -> io::Result<Option<WavData>> {
 /// absolute file offset of the first sync word.
 pub fn find_dts_in_wav(path: &Path) -> io::Result<Option<PcmDts>> {
     let mut file = super::safe_open::open_regular(path)?;
-    let Some(wav) = read_wav_layout(&mut file)? else {
+    find_dts_in_wav_data(&mut file)
+}
+
+/// `find_dts_in_wav` on an opened WAV file, or one in memory (`io::Cursor`).
+pub fn find_dts_in_wav_data(file: &mut (impl Read + Seek)) -> io::Result<Option<PcmDts>> {
+    let Some(wav) = read_wav_layout(file)? else {
         return Ok(None);
     };
     // Only 16-bit integer PCM can carry a DTS-CD stream.
@@ -217,6 +222,52 @@ mod tests {
         let mut d = vec![0x11u8; 300_000];
         d[1000..1004].copy_from_slice(&[0xfe, 0x7f, 0x01, 0x80]);
         assert_eq!(find_dts_in_pcm(&d), None);
+    }
+
+    /// A 16-bit stereo WAV holding `data`, with a LIST chunk before it.
+    fn wav(data: &[u8]) -> Vec<u8> {
+        let mut v = b"RIFF\0\0\0\0WAVEfmt ".to_vec();
+        v.extend_from_slice(&16u32.to_le_bytes());
+        for field in [1u16, 2, 0x44ac, 0, 0xb110, 2, 4, 16] {
+            v.extend_from_slice(&field.to_le_bytes());
+        }
+        v.extend_from_slice(b"LIST\x03\0\0\0abc\0data");
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    #[test]
+    fn a_wav_in_memory_reads_as_the_file_does() {
+        let mut pcm = vec![0u8; 10_000];
+        for _ in 0..3 {
+            pcm.extend_from_slice(&[0xfe, 0x7f, 0x01, 0x80]);
+            pcm.extend(std::iter::repeat_n(0x22, 2044));
+        }
+        let bytes = wav(&pcm);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rip.wav");
+        std::fs::write(&p, &bytes).unwrap();
+        let layout = read_wav_layout(&mut io::Cursor::new(&bytes))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            Some(layout),
+            read_wav_layout(&mut std::fs::File::open(&p).unwrap()).unwrap()
+        );
+        assert_eq!(
+            (layout.data_offset, layout.data_len),
+            (56, pcm.len() as u64)
+        );
+        let found = find_dts_in_wav_data(&mut io::Cursor::new(&bytes)).unwrap();
+        assert_eq!(found, find_dts_in_wav(&p).unwrap());
+        assert_eq!(
+            found,
+            Some(PcmDts {
+                packing: PcmPacking::Dts16Le,
+                offset: 56 + 10_000
+            })
+        );
     }
 
     #[test]
