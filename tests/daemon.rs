@@ -893,19 +893,25 @@ fn walk(dir: &Path) -> Vec<String> {
     v
 }
 
+/// A drive holding a five-minute DTS track at `name` (its source also kept
+/// as `dir/source.dts`), plugged into a fresh daemon whose job is running.
+fn converting(dir: &Path, fs_type: Fs, label: &str, name: &str) -> (Image, Daemon) {
+    let long = long_dts(dir);
+    fs::write(dir.join("source.dts"), &long).unwrap();
+    let mut image = Image::new(dir, fs_type, label, 256, &[(name, &long)]);
+    let mut daemon = Daemon::start(dir);
+    image.attach(false);
+    daemon.wait_any_job("the job to run", "running", Duration::from_secs(60));
+    (image, daemon)
+}
+
 #[test]
 fn a_drive_pulled_mid_job_resumes_when_it_comes_back() {
     let _one = serial();
     require_root_tools();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let long = long_dts(dir);
-    fs::write(dir.join("source.dts"), &long).unwrap();
-    let mut image = Image::new(dir, Fs::Exfat, "PULLME", 256, &[("Film.dts", &long)]);
-
-    let mut daemon = Daemon::start(dir);
-    image.attach(false);
-    daemon.wait_any_job("the job to run", "running", Duration::from_secs(60));
+    let (mut image, mut daemon) = converting(dir, Fs::Exfat, "PULLME", "Film.dts");
     // Freeze it mid-way so the pull surely lands during the job.
     assert_eq!(daemon.post("/api/pause"), 202);
     let drive = Daemon::drive(&daemon.status(), "PULLME").unwrap().clone();
@@ -951,19 +957,7 @@ fn a_power_cut_mid_job_is_finished_after_restart_with_nothing_left_over() {
     require_root_tools();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let long = long_dts(dir);
-    fs::write(dir.join("source.dts"), &long).unwrap();
-    let mut image = Image::new(
-        dir,
-        Fs::Ext4,
-        "POWERCUT",
-        256,
-        &[("Music/Album.dts", &long)],
-    );
-
-    let mut daemon = Daemon::start(dir);
-    image.attach(false);
-    daemon.wait_any_job("the job to run", "running", Duration::from_secs(60));
+    let (mut image, mut daemon) = converting(dir, Fs::Ext4, "POWERCUT", "Music/Album.dts");
     let mount_point = Daemon::drive(&daemon.status(), "POWERCUT").unwrap()["mount_point"]
         .as_str()
         .unwrap()
@@ -1011,13 +1005,7 @@ fn a_dead_fuse_mount_left_by_a_crash_is_replaced_and_the_job_finishes() {
     require_root_tools();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let long = long_dts(dir);
-    fs::write(dir.join("source.dts"), &long).unwrap();
-    let mut image = Image::new(dir, Fs::Exfat, "DEADFUSE", 256, &[("Album.dts", &long)]);
-
-    let mut daemon = Daemon::start(dir);
-    image.attach(false);
-    daemon.wait_any_job("the job to run", "running", Duration::from_secs(60));
+    let (mut image, mut daemon) = converting(dir, Fs::Exfat, "DEADFUSE", "Album.dts");
     let drive = Daemon::drive(&daemon.status(), "DEADFUSE").unwrap().clone();
     let mount_point = drive["mount_point"].as_str().unwrap().to_string();
     let device = drive["device"].as_str().unwrap().to_string();

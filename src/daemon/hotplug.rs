@@ -8,15 +8,10 @@ use std::time::Duration;
 
 use super::supervisor::Msg;
 use super::threads::Lifeline;
-use super::work::OwnLoops;
 use crate::logging::log;
 use crate::usb::uevent::UeventSocket;
 
-pub fn start(
-    lifeline: &Arc<Lifeline>,
-    inbox: Sender<Msg>,
-    own_loops: OwnLoops,
-) -> Result<JoinHandle<()>, String> {
+pub fn start(lifeline: &Arc<Lifeline>, inbox: Sender<Msg>) -> Result<JoinHandle<()>, String> {
     let socket = UeventSocket::open().map_err(|e| {
         format!(
             "cannot listen to the kernel's device events (netlink): {e}; dtsflac must run as root"
@@ -29,7 +24,6 @@ pub fn start(
         .spawn("uevents", move || {
             while !stop.stopping() {
                 let msg = match socket.next(Duration::from_millis(500)) {
-                    Ok(Some(event)) if own_loops.contains(&event.devname) => continue,
                     Ok(Some(event)) => Msg::Block(event),
                     Ok(None) => continue,
                     Err(e) => {

@@ -31,7 +31,7 @@ use crate::media::convert::ConvertOptions;
 use crate::media::tools::Tools;
 use crate::queue::scheduler::{Scheduler, SchedulerConfig};
 use crate::queue::store::{JobId, JobState, Store, StoreError};
-use crate::view::{BoxInfo, JobView, Published, Snapshot};
+use crate::view::{JobView, Published, Snapshot};
 
 /// What the page, the API and the panel hold.
 #[derive(Clone)]
@@ -113,7 +113,6 @@ pub struct Daemon {
     scheduler: Arc<Scheduler>,
     supervisor: Option<JoinHandle<()>>,
     hotplug: Option<JoinHandle<()>>,
-    own_loops: OwnLoops,
 }
 
 impl Daemon {
@@ -145,31 +144,16 @@ impl Daemon {
         ));
         // No drive is plugged in yet as far as the scheduler knows.
         scheduler.set_drive_available(-1, false);
-        let own_loops = OwnLoops::default();
         let ctx = Arc::new(WorkContext {
             config,
             tools: tools.clone(),
             store: store.clone(),
             scheduler: scheduler.clone(),
-            own_loops: own_loops.clone(),
+            own_loops: OwnLoops::default(),
         });
-        let (publish, status) = watch::channel(Arc::new(Published::new(Snapshot::new(
-            false,
-            Vec::new(),
-            Vec::new(),
-            Default::default(),
-            plan.workers,
-            BoxInfo::unknown(tools.short_version()),
-        ))));
-        let mut supervisor = Supervisor::new(
-            ctx,
-            messages,
-            inbox.clone(),
-            publish,
-            plan.workers,
-            lifeline.clone(),
-        );
-        supervisor.publish_first();
+        let mut supervisor =
+            Supervisor::new(ctx, messages, inbox.clone(), plan.workers, lifeline.clone());
+        let status = supervisor.publish_first();
         let supervisor = lifeline
             .spawn("supervisor", move || supervisor.run())
             .map_err(|e| format!("cannot start: {e}"))?;
@@ -185,7 +169,6 @@ impl Daemon {
             scheduler,
             supervisor: Some(supervisor),
             hotplug: None,
-            own_loops,
         })
     }
 
@@ -196,11 +179,7 @@ impl Daemon {
     /// Listens to the kernel's uevents; drives already plugged in are
     /// picked up first.
     pub fn start_hotplug(&mut self) -> Result<(), String> {
-        let thread = hotplug::start(
-            &self.lifeline,
-            self.handle.inbox.clone(),
-            self.own_loops.clone(),
-        )?;
+        let thread = hotplug::start(&self.lifeline, self.handle.inbox.clone())?;
         self.hotplug = Some(thread);
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! threads that report back. After each batch of messages it publishes one
 //! snapshot, which is all the page, the API and the panel ever read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -107,12 +107,20 @@ impl Supervisor {
         ctx: Arc<WorkContext>,
         inbox: Receiver<Msg>,
         outbox: Sender<Msg>,
-        publish: watch::Sender<Arc<Published>>,
         slots: usize,
         lifeline: Arc<Lifeline>,
     ) -> Supervisor {
         let board_model = crate::hw::board::model();
         let box_info = board_readings(&board_model, &ctx);
+        // Replaced by `publish_first` before anyone reads it.
+        let (publish, _) = watch::channel(Arc::new(Published::new(Snapshot::new(
+            false,
+            Vec::new(),
+            Vec::new(),
+            StoreSummary::default(),
+            slots,
+            box_info.clone(),
+        ))));
         Supervisor {
             ctx,
             inbox,
@@ -138,9 +146,11 @@ impl Supervisor {
     }
 
     /// Publishes the first snapshot (the jobs in the store), so nobody
-    /// ever sees an empty box; call before `run`.
-    pub fn publish_first(&mut self) {
+    /// ever sees an empty box, and returns where the snapshots come; call
+    /// before `run`.
+    pub fn publish_first(&mut self) -> watch::Receiver<Arc<Published>> {
         self.publish_if_changed();
+        self.publish.subscribe()
     }
 
     pub fn run(mut self) {
@@ -492,16 +502,18 @@ impl Supervisor {
             // Jobs end as `interrupted` now: no drive is done.
             return;
         }
-        let jobs = self.jobs().to_vec();
+        let busy: HashSet<i64> = self
+            .jobs()
+            .iter()
+            .filter(|j| is_pending(j.state))
+            .filter_map(|j| j.drive_id)
+            .collect();
         let ids: Vec<(i64, DriveState)> = self.drives.views().map(|d| (d.id, d.state)).collect();
         for (id, state) in ids {
             if !matches!(state, DriveState::Converting | DriveState::Idle) {
                 continue;
             }
-            let pending = jobs
-                .iter()
-                .any(|j| j.drive_id == Some(id) && is_pending(j.state));
-            let next = if pending {
+            let next = if busy.contains(&id) {
                 DriveState::Converting
             } else {
                 DriveState::Idle
@@ -716,13 +728,12 @@ impl Supervisor {
 
 fn board_readings(model: &str, ctx: &WorkContext) -> BoxInfo {
     BoxInfo {
-        version: env!("CARGO_PKG_VERSION"),
         board: model.to_string(),
         cpu_temp_c: crate::hw::board::cpu_temperature(),
         throttled: crate::hw::board::throttled(),
         load: crate::hw::board::load_average(),
-        ffmpeg: ctx.tools.short_version().to_string(),
         uptime_seconds: crate::hw::board::uptime_seconds(),
+        ..BoxInfo::unknown(ctx.tools.short_version())
     }
 }
 
@@ -784,15 +795,7 @@ mod tests {
             own_loops: Default::default(),
         });
         let (tx, rx) = std::sync::mpsc::channel();
-        let (publish, _) = watch::channel(Arc::new(Published::new(Snapshot::new(
-            false,
-            Vec::new(),
-            Vec::new(),
-            Default::default(),
-            1,
-            BoxInfo::unknown("test"),
-        ))));
-        let mut sup = Supervisor::new(ctx, rx, tx, publish, 1, Lifeline::new());
+        let mut sup = Supervisor::new(ctx, rx, tx, 1, Lifeline::new());
         sup.recorded = Some(Vec::new());
         Box_ { sup, _dir: dir }
     }
