@@ -195,11 +195,6 @@ impl Scheduler {
             .collect()
     }
 
-    /// Tells idle workers to look for new jobs (call after adding some).
-    pub fn notify(&self) {
-        self.inner.wake.notify_all();
-    }
-
     pub fn pause(&self) -> Result<(), StoreError> {
         let mut g = self.inner.shared.lock().unwrap();
         g.paused = true;
