@@ -2809,3 +2809,279 @@ fn special_files_on_a_drive_fail_only_their_track_and_the_box_keeps_working() {
         assert!(leftovers.is_empty(), "{leftovers:?}");
     });
 }
+
+/// Edits an ext4 image in place with `debugfs -w`: no loop device, so it is
+/// safe while a daemon runs (it would take a loop device as a drive).
+fn debugfs(image: &Path, commands: &[String]) {
+    let script = image.with_extension("debugfs");
+    fs::write(&script, commands.join("\n") + "\n").unwrap();
+    sh(
+        "debugfs",
+        &[
+            "-w",
+            "-f",
+            script.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ],
+    );
+    let listing = sh("debugfs", &["-R", "ls -l /", image.to_str().unwrap()]);
+    eprintln!("after {commands:?}:\n{listing}");
+}
+
+#[test]
+fn between_visits_a_replaced_film_is_read_anew_and_a_deleted_flac_is_written_again() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let (first, second) = ("xll_51_24_48_768", "xll_71_24_48_768_0");
+    let mut image = Image::ext4(
+        dir,
+        "VISITS",
+        64,
+        &[
+            ("Film.dtshd", &sample(&format!("{first}.dtshd"))),
+            ("Extra.dtshd", &sample(&format!("{first}.dtshd"))),
+        ],
+    );
+    let mut daemon = Daemon::start(dir);
+    let visit = |daemon: &mut Daemon, image: &mut Image| -> Value {
+        image.attach(false);
+        daemon.wait_drive_leaves(
+            "VISITS",
+            &["detected", "mounting", "scanning"],
+            Duration::from_secs(120),
+        )
+    };
+
+    // Visit 1: both convert.
+    let drive = visit(&mut daemon, &mut image);
+    daemon.wait_for("both jobs to finish", Duration::from_secs(120), |d| {
+        let jobs = d.jobs_of(&drive["id"]);
+        jobs.len() == 2 && jobs.iter().all(|j| j["state"] == "done")
+    });
+    daemon.eject(&drive["id"], "VISITS");
+    image.detach();
+
+    // On a computer: the film is replaced by a different one (7.1, another
+    // length) and the extra's FLAC is deleted.
+    let img = image.path.clone();
+    let second_path = samples().join(format!("{second}.dtshd"));
+    debugfs(
+        &img,
+        &[
+            "rm /Film.dtshd".into(),
+            format!("write {} /Film.dtshd", second_path.display()),
+            "rm /Extra.flac".into(),
+        ],
+    );
+
+    // Visit 2, with the queue paused: both get new jobs, made from this
+    // visit's probe, and wait.
+    assert_eq!(daemon.post("/api/pause"), 202);
+    let log_before = daemon.log().len();
+    let drive2 = visit(&mut daemon, &mut image);
+    assert_eq!(drive2["id"], drive["id"]);
+    daemon.wait_for("two new jobs", Duration::from_secs(30), |d| {
+        d.jobs_of(&drive["id"])
+            .iter()
+            .filter(|j| j["state"] == "queued")
+            .count()
+            == 2
+    });
+    let log = daemon.log()[log_before..].to_string();
+    assert!(
+        log.contains("2 DTS track(s) found, 2 new job(s)"),
+        "the log says what is new: {log}"
+    );
+    assert!(log.contains("its FLAC was deleted"), "{log}");
+    assert!(
+        log.contains("the source changed since it was scanned"),
+        "{log}"
+    );
+    daemon.eject(&drive["id"], "VISITS");
+    image.detach();
+
+    // The extra's source becomes a link to a device while its job waits.
+    debugfs(
+        &img,
+        &[
+            "rm /Extra.dtshd".into(),
+            "symlink /Extra.dtshd /dev/zero".into(),
+        ],
+    );
+    assert_eq!(daemon.post("/api/resume"), 202);
+    visit(&mut daemon, &mut image);
+    daemon.wait_for(
+        "the film to be converted again",
+        Duration::from_secs(120),
+        |d| {
+            let jobs = d.jobs_of(&drive["id"]);
+            !jobs
+                .iter()
+                .any(|j| j["state"] == "queued" || j["state"] == "running")
+        },
+    );
+    let jobs = daemon.jobs_of(&drive["id"]);
+    let extra_failed: Vec<&Value> = jobs.iter().filter(|j| j["state"] == "failed").collect();
+    assert_eq!(extra_failed.len(), 1, "{}", describe_jobs(&jobs));
+    let reason = extra_failed[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("Extra.dtshd is no longer on the drive as a regular file"),
+        "{reason}"
+    );
+    daemon.eject(&drive["id"], "VISITS");
+    image.detach();
+    daemon.stop();
+
+    image.with_mounted(|root| {
+        // The new film, exactly: its own length and 7.1 layout, not the
+        // first film's probe.
+        assert_matches_reference(&root.join("Film.flac"), second);
+        assert!(
+            !root.join("Extra.flac").exists(),
+            "nothing was made from the link"
+        );
+        let mut names: Vec<String> = walk(root);
+        names.sort();
+        assert_eq!(names.len(), 3, "{names:?}");
+    });
+}
+
+/// An ext4 image with no UUID at all (`mkfs.ext4 -U clear`), made without a loop device.
+fn ext4_without_uuid(dir: &Path, name: &str, label: &str, files: &[(&str, &[u8])]) -> Image {
+    let path = dir.join(format!("{name}.img"));
+    let tree = write_tree(dir, name, files);
+    fs::File::create(&path).unwrap().set_len(32 << 20).unwrap();
+    sh(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-L",
+            label,
+            "-U",
+            "clear",
+            "-d",
+            tree.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ],
+    );
+    Image {
+        path,
+        fs: Fs::Ext4,
+        loop_dev: None,
+        partition: None,
+    }
+}
+
+#[test]
+fn drives_without_a_uuid_never_share_jobs_even_in_the_same_socket() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let (a, b) = ("xll_51_24_48_768", "xll_71_24_48_768_0");
+    let mut first = ext4_without_uuid(
+        dir,
+        "first",
+        "NOID",
+        &[("Film.dtshd", &sample(&format!("{a}.dtshd")))],
+    );
+    let mut second = ext4_without_uuid(
+        dir,
+        "second",
+        "NOID",
+        &[("Film.dtshd", &sample(&format!("{b}.dtshd")))],
+    );
+    assert_eq!(
+        sh(
+            "blkid",
+            &["-s", "UUID", "-o", "value", first.path.to_str().unwrap()]
+        ),
+        ""
+    );
+    let mut daemon = Daemon::start(dir);
+    let done_on = |d: &Daemon, id: &Value| {
+        let jobs = d.jobs_of(id);
+        jobs.len() == 1 && jobs[0]["state"] == "done"
+    };
+
+    // One after the other in the same socket (the same loop device).
+    let dev = first.attach(false);
+    let one = daemon.wait_drive_state("NOID", "idle", Duration::from_secs(120));
+    daemon.wait_for("the first drive's film", Duration::from_secs(60), |d| {
+        done_on(d, &one["id"])
+    });
+    daemon.eject(&one["id"], "NOID");
+    first.uevent("remove");
+    first.detach();
+    assert_eq!(second.attach(false), dev, "the same socket");
+    // The first one stays listed as ejected (safe to remove): the new one is
+    // another entry with the same label.
+    let mut two = Value::Null;
+    daemon.wait_for(
+        "the second drive to be idle",
+        Duration::from_secs(120),
+        |d| {
+            let status = d.status();
+            two = status["drives"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["state"] == "idle")
+                .cloned()
+                .unwrap_or(Value::Null);
+            !two.is_null()
+        },
+    );
+    assert_ne!(
+        two["id"], one["id"],
+        "a drive with no UUID is not the last one again"
+    );
+    daemon.wait_for(
+        "the second drive's own film",
+        Duration::from_secs(60),
+        |d| done_on(d, &two["id"]),
+    );
+
+    // Both at once: both are served.
+    first.attach(false);
+    daemon.wait_for(
+        "both drives to be listed idle",
+        Duration::from_secs(120),
+        |d| {
+            let status = d.status();
+            let drives = status["drives"].as_array().unwrap();
+            drives.iter().filter(|x| x["state"] == "idle").count() == 2
+        },
+    );
+    let status = daemon.status();
+    let idle: Vec<Value> = status["drives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["state"] == "idle")
+        .cloned()
+        .collect();
+    for drive in &idle {
+        assert_eq!(
+            daemon.post(&format!("/api/drives/{}/eject", drive["id"])),
+            202
+        );
+    }
+    daemon.wait_for("both to be ejected", Duration::from_secs(60), |d| {
+        d.status()["drives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["state"] == "ejected")
+    });
+    first.detach();
+    second.detach();
+    daemon.stop();
+    second.with_mounted(|root| assert_matches_reference(&root.join("Film.flac"), b));
+    first.with_mounted(|root| assert_matches_reference(&root.join("Film.flac"), a));
+}

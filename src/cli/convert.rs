@@ -114,7 +114,7 @@ pub fn run(args: ConvertArgs) -> u8 {
     for (p, added) in planned.iter().zip(add_planned(&mut store, &planned, None)) {
         match added {
             Added::Queued(id) => queued.push((id, p.track.clone())),
-            Added::UpToDate | Added::Known => {
+            Added::UpToDate | Added::Known | Added::Renewed { .. } => {
                 totals.skipped += 1;
                 println!(
                     "skipped (already converted): {} -> {}",

@@ -19,7 +19,7 @@ use super::drives::{Drives, Effect, Volume};
 use super::threads::Lifeline;
 use super::work::{self, Scanned, WorkContext};
 use crate::logging::log;
-use crate::queue::plan::{add_planned, Added};
+use crate::queue::plan::{add_planned, fail_missing, Added};
 use crate::queue::scheduler::Event;
 use crate::queue::store::{Job, JobId, JobState};
 use crate::usb::drives as devices;
@@ -389,18 +389,30 @@ impl Supervisor {
 
     // ----- jobs -----
 
+    /// A scanned drive's jobs: new tracks queued, earlier jobs of changed
+    /// sources or lost FLACs renewed, carried-over jobs whose source is gone
+    /// failed, and only then the interrupted ones requeued.
     fn add_jobs(&mut self, drive: i64, scanned: &Scanned) {
         let mut store = self.ctx.store.lock().unwrap();
-        if let Err(e) = store.requeue_interrupted(drive) {
-            log(&format!("job store: {e}"));
-        }
-        let mut added = 0;
+        let (mut added, mut renewed) = (0, 0);
         for outcome in add_planned(&mut store, &scanned.planned, Some(drive)) {
             match outcome {
                 Added::Queued(_) => added += 1,
+                Added::Renewed { old, new, why } => {
+                    renewed += 1;
+                    log(&format!("job {old}: {why}; job {new} converts it anew"));
+                }
                 Added::Failed(e) => log(&format!("job store: {e}")),
                 Added::UpToDate | Added::Known => {}
             }
+        }
+        if scanned.complete {
+            for id in fail_missing(&mut store, drive, &scanned.planned) {
+                log(&format!("job {id}: its source is no longer on the drive"));
+            }
+        }
+        if let Err(e) = store.requeue_interrupted(drive) {
+            log(&format!("job store: {e}"));
         }
         drop(store);
         self.jobs_stale = true;
@@ -410,9 +422,10 @@ impl Supervisor {
             .and_then(|d| d.mount_point.clone())
             .unwrap_or_default();
         log(&format!(
-            "{}: {} DTS track(s) found, {added} new job(s)",
+            "{}: {} DTS track(s) found, {} new job(s)",
             root.display(),
-            scanned.tracks_found
+            scanned.tracks_found,
+            added + renewed
         ));
     }
 
@@ -862,7 +875,7 @@ mod tests {
                     track: test_track(&format!("{ROOT}/{n}"), "5.1", 6),
                     output: format!("{ROOT}/{n}.flac").into(),
                     source: (1000, 1),
-                    up_to_date: false,
+                    existing: crate::media::convert::Existing::Nothing,
                 })
                 .collect();
             self.send(Msg::Scanned {
@@ -871,6 +884,7 @@ mod tests {
                 scanned: Scanned {
                     tracks_found: names.len(),
                     planned,
+                    complete: true,
                 },
             })
         }

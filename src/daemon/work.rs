@@ -123,7 +123,13 @@ fn volume(
     own_loop: Option<PathBuf>,
 ) -> Option<Volume> {
     let uuid = if info.uuid.is_empty() {
-        format!("dev-{devname}")
+        // Nothing tells two such drives apart, so none is taken for another:
+        // each plug-in is a drive of its own, and its jobs stay with it.
+        log(&format!(
+            "{}: the file system has no UUID, so work cut short is not resumed on a later visit (finished FLACs are still skipped)",
+            dev.display()
+        ));
+        one_visit_identity(devname)
     } else {
         info.uuid.clone()
     };
@@ -146,6 +152,14 @@ fn volume(
             None
         }
     }
+}
+
+/// `none-<device>-<time>`: unique to this plug-in of a drive without a UUID.
+fn one_visit_identity(devname: &str) -> String {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("none-{devname}-{}", since_epoch.as_nanos())
 }
 
 /// Mounts the volume at its own folder under `usb.mount_root`.
@@ -244,6 +258,8 @@ fn mount_dir_name(info: &FsInfo, uuid: &str) -> String {
 pub struct Scanned {
     pub tracks_found: usize,
     pub planned: Vec<PlannedJob>,
+    /// The scan saw the whole drive (see `ScanReport::complete`).
+    pub complete: bool,
 }
 
 /// Scans the mounted drive (stopping early when `cancel` is set), removes
@@ -269,6 +285,7 @@ pub fn scan_drive(ctx: &WorkContext, root: &Path, cancel: Arc<AtomicBool>) -> Sc
     Scanned {
         tracks_found: report.found.len(),
         planned,
+        complete: report.complete,
     }
 }
 

@@ -10,4 +10,5 @@ pub mod probe;
 pub mod safe_open;
 pub mod scan;
 pub mod sniff;
+pub mod stamp;
 pub mod tools;

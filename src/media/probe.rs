@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -14,6 +15,7 @@ use super::dtshd::{self, DtsHdHeader};
 use super::flacmeta;
 use super::safe_open;
 use super::sniff::{self, PcmPacking};
+use super::stamp::SourceStamp;
 use super::tools::{ffmpeg_file_arg, Tools};
 
 /// The DTS flavours a user can tell apart; the names are what people read on
@@ -119,6 +121,9 @@ pub struct Track {
     pub artist: Option<String>,
     pub input: InputSpec,
     pub trim: Option<Trim>,
+    /// The file this was probed from; a job converts only that very file.
+    #[serde(default)]
+    pub probed: Option<SourceStamp>,
 }
 
 impl Track {
@@ -184,8 +189,26 @@ pub fn is_candidate(path: &Path) -> bool {
     kind_of(path).is_some()
 }
 
-/// Lists the DTS tracks in one file.
+/// Lists the DTS tracks in one file, each stamped with the file it was read from.
 pub fn probe_file(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> {
+    let io_err = |e: std::io::Error| ProbeError::Invalid(format!("cannot read the file: {e}"));
+    let before = std::fs::symlink_metadata(path).map_err(io_err)?;
+    let mut tracks = probe_contents(tools, path)?;
+    // Stamped after the probe, so files that are not DTS cost no extra read;
+    // a file that changed meanwhile is not trusted.
+    let stamp = SourceStamp::of_path(path).map_err(io_err)?;
+    if (stamp.size, stamp.mtime) != (before.len(), before.mtime()) {
+        return Err(ProbeError::Invalid(
+            "the file changed while it was being read; plug the drive in again when nothing writes to it".into(),
+        ));
+    }
+    for t in &mut tracks {
+        t.probed = Some(stamp.clone());
+    }
+    Ok(tracks)
+}
+
+fn probe_contents(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> {
     let kind = kind_of(path).ok_or(ProbeError::NotDts)?;
     let io_err = |e: std::io::Error| ProbeError::Invalid(format!("cannot read the file: {e}"));
     // FFmpeg is handed this very file, checked to be a regular one.
@@ -316,6 +339,8 @@ fn probe_flac_rip(tools: &Tools, path: &Path, file: &File) -> Result<Vec<Track>,
 
 /// Tag our FLAC output carries to name its source (see `convert`).
 pub const OWN_SOURCE_TAG: &str = "DTSFLAC_SOURCE";
+/// The source's content fingerprint (see `stamp`), in our FLACs' tags.
+pub const FINGERPRINT_TAG: &str = "DTSFLAC_SOURCE_FINGERPRINT";
 
 /// Decodes the first `limit` bytes of a FLAC file as raw 16-bit little-endian PCM.
 fn decode_flac_prefix(
@@ -557,6 +582,7 @@ fn tracks_from_json(
                 artist: tag(&format, "artist").or_else(|| tag(&format, "album_artist")),
                 input: input.clone(),
                 trim,
+                probed: None,
             }
         })
         .collect()

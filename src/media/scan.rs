@@ -8,6 +8,7 @@
 //! file with `safe_open`, which refuses a symlink (one inside the tree is
 //! listed, then reported) and anything that is not a regular file.
 
+use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,136 +63,165 @@ pub struct Problem {
 pub struct ScanReport {
     pub found: Vec<Found>,
     pub problems: Vec<Problem>,
+    /// The whole tree was looked at: a carried-over job whose source was
+    /// not found is really gone.
+    pub complete: bool,
 }
 
 /// Folders whose contents are never music: operating-system litter on USB drives.
 const SKIPPED_DIRS: &[&str] = &["System Volume Information", "$RECYCLE.BIN", "lost+found"];
 
+/// What a walk listed: (root, file) pairs, the problems met, and whether
+/// it saw the whole tree (not stopped, capped or kept out of a folder).
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub files: Vec<(PathBuf, PathBuf)>,
+    pub problems: Vec<Problem>,
+    pub complete: bool,
+}
+
 /// Lists candidate files below each root, safely. Roots that are files are
 /// taken as they are, whatever their name.
-pub fn walk(roots: &[PathBuf], limits: &ScanLimits) -> (Vec<(PathBuf, PathBuf)>, Vec<Problem>) {
-    let mut files = Vec::new();
-    let mut problems = Vec::new();
+pub fn walk(roots: &[PathBuf], limits: &ScanLimits) -> Listing {
+    let mut walk = Walk {
+        limits,
+        seen: 0,
+        inodes: HashSet::new(),
+        same_file: 0,
+        out: Listing {
+            complete: true,
+            ..Listing::default()
+        },
+    };
     for root in roots {
         let root = match std::fs::canonicalize(root) {
             Ok(r) => r,
             Err(e) => {
-                problems.push(Problem {
-                    path: root.clone(),
-                    reason: format!("cannot open: {e}"),
-                });
+                walk.problem(root, format!("cannot open: {e}"));
                 continue;
             }
         };
         match std::fs::metadata(&root) {
-            Ok(m) if m.is_file() => {
-                files.push((root.parent().unwrap_or(&root).to_path_buf(), root.clone()))
-            }
-            Ok(m) if m.is_dir() => {
-                let mut seen = 0usize;
-                walk_dir(
-                    &root,
-                    &root,
-                    m.dev(),
-                    0,
-                    limits,
-                    &mut seen,
-                    &mut files,
-                    &mut problems,
-                );
-            }
-            Ok(_) => problems.push(Problem {
-                path: root.clone(),
-                reason: "not a file or folder".into(),
-            }),
-            Err(e) => problems.push(Problem {
-                path: root.clone(),
-                reason: format!("cannot open: {e}"),
-            }),
+            Ok(m) if m.is_file() => walk
+                .out
+                .files
+                .push((root.parent().unwrap_or(&root).to_path_buf(), root.clone())),
+            Ok(m) if m.is_dir() => walk.dir(&root, &root, m.dev(), 0),
+            Ok(_) => walk.problem(&root, "not a file or folder".into()),
+            Err(e) => walk.problem(&root, format!("cannot open: {e}")),
         }
     }
-    (files, problems)
+    if walk.same_file > 0 {
+        walk.out.problems.push(Problem {
+            path: roots.first().cloned().unwrap_or_default(),
+            reason: format!(
+                "{} hard link(s) to files listed already were skipped (one FLAC per file)",
+                walk.same_file
+            ),
+        });
+    }
+    if limits.stopped() {
+        walk.out.complete = false;
+    }
+    walk.out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn walk_dir(
-    root: &Path,
-    dir: &Path,
-    dev: u64,
-    depth: usize,
-    limits: &ScanLimits,
-    seen: &mut usize,
-    files: &mut Vec<(PathBuf, PathBuf)>,
-    problems: &mut Vec<Problem>,
-) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            problems.push(Problem {
-                path: dir.to_path_buf(),
-                reason: format!("cannot list the folder: {e}"),
-            });
-            return;
-        }
-    };
-    let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        if limits.stopped() {
-            return;
-        }
-        *seen += 1;
-        if *seen > limits.max_entries {
-            if *seen == limits.max_entries + 1 {
-                problems.push(Problem {
-                    path: root.to_path_buf(),
-                    reason: format!(
-                        "stopped after {} entries; the rest was not scanned",
-                        limits.max_entries
-                    ),
-                });
-            }
-            return;
-        }
-        let path = entry.path();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        // macOS resource forks ("._Film.dts") look like media but are not.
-        if name.starts_with("._") {
-            continue;
-        }
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
+struct Walk<'a> {
+    limits: &'a ScanLimits,
+    seen: usize,
+    /// (device, inode) of the files with several names: one job per file,
+    /// however many hard links a drive holds to it.
+    inodes: HashSet<(u64, u64)>,
+    same_file: usize,
+    out: Listing,
+}
+
+impl Walk<'_> {
+    fn problem(&mut self, path: &Path, reason: String) {
+        self.out.problems.push(Problem {
+            path: path.to_path_buf(),
+            reason,
+        });
+    }
+
+    /// A part of the tree that was not looked at.
+    fn left_out(&mut self, path: &Path, reason: String) {
+        self.out.complete = false;
+        self.problem(path, reason);
+    }
+
+    fn dir(&mut self, root: &Path, dir: &Path, dev: u64, depth: usize) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => return self.left_out(dir, format!("cannot list the folder: {e}")),
         };
-        if meta.file_type().is_symlink() {
-            // Follow a link only to a regular file inside the same tree.
-            if let Ok(target) = std::fs::canonicalize(&path) {
-                if target.starts_with(root) && target.is_file() && probe::is_candidate(&path) {
-                    files.push((root.to_path_buf(), path));
+        // Never more names in memory than the cap leaves: a folder of a
+        // million entries is not read whole before the cap applies.
+        let budget = (self.limits.max_entries + 1).saturating_sub(self.seen);
+        let mut names: Vec<std::ffi::OsString> = entries
+            .filter_map(Result::ok)
+            .take(budget)
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            if self.limits.stopped() {
+                return;
+            }
+            self.seen += 1;
+            if self.seen > self.limits.max_entries {
+                let cap = self.limits.max_entries;
+                return self.left_out(
+                    root,
+                    format!("stopped after {cap} entries; the rest was not scanned"),
+                );
+            }
+            let path = dir.join(&name);
+            let name = name.to_string_lossy();
+            // macOS resource forks ("._Film.dts") look like media but are not.
+            if name.starts_with("._") {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                // Follow a link only to a regular file inside the same tree.
+                if let Ok(target) = std::fs::canonicalize(&path) {
+                    if target.starts_with(root) && target.is_file() && probe::is_candidate(&path) {
+                        self.out.files.push((root.to_path_buf(), path));
+                    }
                 }
+            } else if meta.is_dir() {
+                if name.starts_with('.')
+                    || SKIPPED_DIRS.contains(&name.as_ref())
+                    || meta.dev() != dev
+                {
+                    continue;
+                }
+                if depth + 1 >= self.limits.max_depth {
+                    let max = self.limits.max_depth;
+                    self.left_out(&path, format!("deeper than {max} folders; not scanned"));
+                    continue;
+                }
+                self.dir(root, &path, dev, depth + 1);
+            } else if meta.is_file() && probe::is_candidate(&path) {
+                if meta.nlink() > 1 && !self.inodes.insert((meta.dev(), meta.ino())) {
+                    self.same_file += 1;
+                    continue;
+                }
+                self.out.files.push((root.to_path_buf(), path));
             }
-        } else if meta.is_dir() {
-            if name.starts_with('.') || SKIPPED_DIRS.contains(&name.as_ref()) || meta.dev() != dev {
-                continue;
-            }
-            if depth + 1 >= limits.max_depth {
-                problems.push(Problem {
-                    path,
-                    reason: format!("deeper than {} folders; not scanned", limits.max_depth),
-                });
-                continue;
-            }
-            walk_dir(root, &path, dev, depth + 1, limits, seen, files, problems);
-        } else if meta.is_file() && probe::is_candidate(&path) {
-            files.push((root.to_path_buf(), path));
         }
     }
 }
 
 /// Walks the roots and probes every candidate, a few at a time.
 pub fn scan(tools: &Tools, roots: &[PathBuf], limits: ScanLimits) -> ScanReport {
-    let (files, problems) = walk(roots, &limits);
-    probe_all(tools, &files, problems, &limits)
+    let listing = walk(roots, &limits);
+    let mut report = probe_all(tools, &listing.files, listing.problems, &limits);
+    report.complete = listing.complete && !limits.stopped();
+    report
 }
 
 /// Probes the files a walk listed. Each is opened with `safe_open` (and
@@ -247,7 +277,11 @@ fn probe_all(
             }),
         }
     }
-    ScanReport { found, problems }
+    ScanReport {
+        found,
+        problems,
+        complete: false,
+    }
 }
 
 #[cfg(test)]
@@ -271,8 +305,10 @@ mod tests {
             tree.path().join("alias.dts"),
         )
         .unwrap();
-        let (files, _) = walk(&[tree.path().to_path_buf()], &ScanLimits::default());
-        let names: Vec<String> = files
+        let listing = walk(&[tree.path().to_path_buf()], &ScanLimits::default());
+        assert!(listing.complete);
+        let names: Vec<String> = listing
+            .files
             .iter()
             .map(|(_, p)| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
@@ -288,7 +324,7 @@ mod tests {
         }
         std::fs::create_dir_all(&deep).unwrap();
         std::fs::write(deep.join("far.dts"), b"x").unwrap();
-        let (files, problems) = walk(
+        let listing = walk(
             &[tree.path().to_path_buf()],
             &ScanLimits {
                 max_depth: 3,
@@ -296,8 +332,48 @@ mod tests {
                 stop: None,
             },
         );
-        assert!(files.is_empty());
+        assert!(listing.files.is_empty());
+        assert!(!listing.complete);
+        let problems = &listing.problems;
         assert!(problems[0].reason.contains("deeper than 3"), "{problems:?}");
+    }
+
+    #[test]
+    fn hard_links_give_one_file_and_a_capped_walk_says_it_is_incomplete() {
+        let tree = tempfile::tempdir().unwrap();
+        let d = tree.path();
+        std::fs::write(d.join("a.dts"), b"x").unwrap();
+        for i in 0..50 {
+            std::fs::hard_link(d.join("a.dts"), d.join(format!("link{i:02}.dts"))).unwrap();
+        }
+        std::fs::write(d.join("z.dts"), b"y").unwrap();
+        let listing = walk(&[d.to_path_buf()], &ScanLimits::default());
+        let names: Vec<_> = listing
+            .files
+            .iter()
+            .map(|(_, p)| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.dts", "z.dts"]);
+        assert!(listing.complete);
+        assert!(
+            listing.problems[0].reason.starts_with("50 hard link(s)"),
+            "{:?}",
+            listing.problems
+        );
+
+        let capped = walk(
+            &[d.to_path_buf()],
+            &ScanLimits {
+                max_entries: 10,
+                ..ScanLimits::default()
+            },
+        );
+        assert!(!capped.complete);
+        assert_eq!(capped.files.len(), 1);
+        assert!(capped
+            .problems
+            .iter()
+            .any(|p| p.reason == "stopped after 10 entries; the rest was not scanned"));
     }
 
     #[test]
@@ -319,7 +395,9 @@ mod tests {
         ] {
             std::fs::write(d.join(name), &sample).unwrap();
         }
-        let (files, problems) = walk(&[d.to_path_buf()], &ScanLimits::default());
+        let Listing {
+            files, problems, ..
+        } = walk(&[d.to_path_buf()], &ScanLimits::default());
         assert_eq!(files.len(), 6, "{files:?}");
         // Swapped between the walk and the probe.
         for name in ["Fifo.dtshd", "Rip.wav", "Cd.flac", "Film.mkv"] {

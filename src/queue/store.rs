@@ -98,6 +98,8 @@ pub struct Job {
     pub drive_id: Option<i64>,
     pub track: Track,
     pub output: PathBuf,
+    /// (size, mtime) of the source when the job was made.
+    pub source: (u64, i64),
     pub state: JobState,
     pub priority: u8,
     pub attempts: u32,
@@ -351,6 +353,10 @@ impl Store {
                 )
             })?,
             output: PathBuf::from(r.get::<_, String>("output_path")?),
+            source: (
+                r.get::<_, i64>("source_size")?.max(0) as u64,
+                r.get("source_mtime")?,
+            ),
             state: JobState::parse(&state).unwrap_or(JobState::Failed),
             priority: r.get::<_, i64>("priority")? as u8,
             attempts: r.get::<_, i64>("attempts")? as u32,
@@ -446,27 +452,25 @@ impl Store {
     /// With `drives`, only jobs without a drive or on one of those drives
     /// (the ones plugged in) are considered.
     pub fn claim_next(&mut self, drives: Option<&HashSet<i64>>) -> Result<Option<Job>> {
-        let mut stmt = self
+        // Only the first job that may run is read: a drive with tens of
+        // thousands of queued jobs must not make every claim read them all.
+        let allowed = drives.map(|d| {
+            let ids: Vec<String> = d.iter().map(i64::to_string).collect();
+            ids.join(",")
+        });
+        let sql = match &allowed {
+            None => "SELECT id FROM jobs WHERE state = 'queued' ORDER BY priority, id LIMIT 1"
+                .to_string(),
+            Some(ids) => format!(
+                "SELECT id FROM jobs WHERE state = 'queued' AND (drive_id IS NULL OR drive_id IN ({ids}))
+                 ORDER BY priority, id LIMIT 1"
+            ),
+        };
+        let next: Option<JobId> = self
             .conn
-            .prepare_cached(
-                "SELECT id, drive_id FROM jobs WHERE state = 'queued' ORDER BY priority, id",
-            )
+            .query_row(&sql, [], |r| r.get(0))
+            .optional()
             .map_err(|e| self.err(e))?;
-        let candidates = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, JobId>(0)?, r.get::<_, Option<i64>>(1)?))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
-        drop(stmt);
-        let next = candidates
-            .into_iter()
-            .find(|(_, drive)| match (drives, drive) {
-                (Some(allowed), Some(d)) => allowed.contains(d),
-                _ => true,
-            })
-            .map(|(id, _)| id);
         let Some(id) = next else { return Ok(None) };
         self.transition(id, &[JobState::Queued], JobState::Running, None)?;
         self.job(id).map(Some)
@@ -479,12 +483,35 @@ impl Store {
         kind: FailureKind,
         message: &str,
     ) -> Result<()> {
-        self.transition(
+        self.end_with_error(
             id,
             &[JobState::Running, JobState::Paused],
             to,
-            Some(message),
-        )?;
+            kind,
+            message,
+        )
+    }
+
+    /// A job that never started fails (a source gone between visits, say).
+    pub fn fail_waiting(
+        &mut self,
+        id: JobId,
+        from: &[JobState],
+        kind: FailureKind,
+        message: &str,
+    ) -> Result<()> {
+        self.end_with_error(id, from, JobState::Failed, kind, message)
+    }
+
+    fn end_with_error(
+        &mut self,
+        id: JobId,
+        from: &[JobState],
+        to: JobState,
+        kind: FailureKind,
+        message: &str,
+    ) -> Result<()> {
+        self.transition(id, from, to, Some(message))?;
         let kind = serde_json::to_value(kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string));
@@ -698,30 +725,42 @@ impl Store {
 
     /// Every job of a drive, oldest first.
     pub fn jobs_of_drive(&self, drive_id: i64) -> Result<Vec<Job>> {
+        self.jobs_where("drive_id = ?1", params![drive_id])
+    }
+
+    /// The jobs of a drive in one of `states`, oldest first.
+    pub fn jobs_of_drive_in(&self, drive_id: i64, states: &[JobState]) -> Result<Vec<Job>> {
+        let mut jobs = Vec::new();
+        for state in states {
+            jobs.extend(self.jobs_where(
+                "drive_id = ?1 AND state = ?2",
+                params![drive_id, state.as_str()],
+            )?);
+        }
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    fn jobs_where(&self, condition: &str, args: impl rusqlite::Params) -> Result<Vec<Job>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT * FROM jobs WHERE drive_id = ?1 ORDER BY id")
+            .prepare_cached(&format!("SELECT * FROM jobs WHERE {condition} ORDER BY id"))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([drive_id], |r| Self::row_to_job(r).map(|(j, _)| j))
+            .query_map(args, |r| Self::row_to_job(r).map(|(j, _)| j))
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))
     }
 
-    /// The job already made for this track of this drive, if any.
-    pub fn find_job(
-        &self,
-        drive_id: i64,
-        source: &Path,
-        stream_index: u32,
-    ) -> Result<Option<JobId>> {
+    /// The latest job made for this track of this drive, if any.
+    pub fn find_job(&self, drive_id: i64, source: &Path, stream_index: u32) -> Result<Option<Job>> {
         self.conn
             .query_row(
-                "SELECT id FROM jobs WHERE drive_id = ?1 AND source_path = ?2 AND stream_index = ?3
+                "SELECT * FROM jobs WHERE drive_id = ?1 AND source_path = ?2 AND stream_index = ?3
                  ORDER BY id DESC LIMIT 1",
                 params![drive_id, source.to_string_lossy(), stream_index],
-                |r| r.get(0),
+                |r| Self::row_to_job(r).map(|(j, _)| j),
             )
             .optional()
             .map_err(|e| self.err(e))
@@ -730,9 +769,8 @@ impl Store {
     /// A drive came back: its interrupted jobs go back in the queue.
     pub fn requeue_interrupted(&mut self, drive_id: i64) -> Result<Vec<JobId>> {
         let ids: Vec<JobId> = self
-            .jobs_of_drive(drive_id)?
+            .jobs_of_drive_in(drive_id, &[JobState::Interrupted])?
             .into_iter()
-            .filter(|j| j.state == JobState::Interrupted)
             .map(|j| j.id)
             .collect();
         for id in &ids {
@@ -775,7 +813,7 @@ mod tests {
         let path = dir.join("a.dts");
         std::fs::write(&path, b"x").unwrap();
         Track {
-            path,
+            path: path.clone(),
             stream_index: 0,
             track_number: 1,
             tracks_in_file: 1,
@@ -792,6 +830,7 @@ mod tests {
             artist: None,
             input: InputSpec::Probed,
             trim: None,
+            probed: crate::media::stamp::SourceStamp::of_path(&path).ok(),
         }
     }
 

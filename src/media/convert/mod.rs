@@ -54,6 +54,19 @@ pub fn convert_track(
     let (identity, source) = SourceIdentity::open(track).map_err(|e| {
         ConvertError::new(FailureKind::Input, format!("cannot read the source: {e}"))
     })?;
+    // The probe's length, trim and layout are of the file as it was then.
+    if let Some(change) = track
+        .probed
+        .as_ref()
+        .and_then(|probed| identity.stamp.change_since(probed))
+    {
+        return Err(ConvertError::new(
+            FailureKind::Input,
+            format!(
+                "the source changed since it was scanned ({change}); it is read anew the next time the drive is plugged in"
+            ),
+        ));
+    }
     match existing_output(&identity, output) {
         Existing::Foreign => {
             return Err(ConvertError::new(
@@ -73,7 +86,7 @@ pub fn convert_track(
     let written = Output::for_folder(dest_dir);
     // Streamed output takes its MD5 from the one decoder.
     let lanes = match written {
-        Output::Direct => decode_lanes(track, identity.size, options),
+        Output::Direct => decode_lanes(track, identity.stamp.size, options),
         Output::Streamed => 1,
     };
     let writeback = Writeback::start(guard.file());
@@ -139,7 +152,7 @@ pub fn convert_track(
     Ok(ConvertResult {
         output: output.to_path_buf(),
         output_bytes,
-        input_bytes: identity.size,
+        input_bytes: identity.stamp.size,
         samples: verified.total_samples,
         duration_seconds,
         md5: verified.md5_hex(),
@@ -179,5 +192,6 @@ pub(crate) fn test_track(path: &str, layout: &str, channels: u32) -> Track {
             start: 1024,
             samples: 2048,
         }),
+        probed: None,
     }
 }

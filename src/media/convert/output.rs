@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -16,9 +15,10 @@ use super::control::{ConvertError, FailureKind};
 use crate::fmt;
 use crate::hw::fs::free_bytes;
 use crate::media::flacmeta;
-use crate::media::probe::{InputSpec, Track, OWN_SOURCE_TAG};
+use crate::media::probe::{InputSpec, Track, FINGERPRINT_TAG, OWN_SOURCE_TAG};
 use crate::media::safe_open;
 use crate::media::scan::Found;
+use crate::media::stamp::SourceStamp;
 
 /// The name part of temporary files, so stale ones can be recognised and removed.
 pub const TEMP_SUFFIX: &str = ".dtsflac.part";
@@ -111,8 +111,7 @@ pub fn plan_outputs(found: &[Found], output_dir: Option<&Path>) -> Vec<PathBuf> 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceIdentity {
     pub name: String,
-    pub size: u64,
-    pub mtime: i64,
+    pub stamp: SourceStamp,
     pub stream_index: u32,
 }
 
@@ -125,15 +124,13 @@ impl SourceIdentity {
     /// its identity as that descriptor says.
     pub fn open(track: &Track) -> io::Result<(SourceIdentity, File)> {
         let file = safe_open::open_regular(&track.path)?;
-        let meta = file.metadata()?;
         let identity = SourceIdentity {
             name: track
                 .path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            size: meta.len(),
-            mtime: meta.mtime(),
+            stamp: SourceStamp::read(&file)?,
             stream_index: track.stream_index,
         };
         Ok((identity, file))
@@ -167,8 +164,12 @@ pub fn existing_output(identity: &SourceIdentity, output: &Path) -> Existing {
     {
         return Existing::Foreign;
     }
-    if t("DTSFLAC_SOURCE_SIZE") == identity.size.to_string()
-        && t("DTSFLAC_SOURCE_MTIME") == identity.mtime.to_string()
+    let stamp = &identity.stamp;
+    // FLACs written before the fingerprint tag existed match on size and time.
+    let fingerprint = meta.tags.get(FINGERPRINT_TAG);
+    if t("DTSFLAC_SOURCE_SIZE") == stamp.size.to_string()
+        && t("DTSFLAC_SOURCE_MTIME") == stamp.mtime.to_string()
+        && fingerprint.is_none_or(|f| *f == stamp.fingerprint)
     {
         Existing::UpToDate
     } else {

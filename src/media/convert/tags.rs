@@ -3,7 +3,7 @@
 //! the speaker mask where FLAC's default channel order would be wrong.
 
 use super::output::SourceIdentity;
-use crate::media::probe::{Track, OWN_SOURCE_TAG};
+use crate::media::probe::{Track, FINGERPRINT_TAG, OWN_SOURCE_TAG};
 use crate::media::tools::Tools;
 
 /// The speaker mask libFLAC assumes for each channel count (RFC 9639 §9.1.3).
@@ -107,8 +107,15 @@ pub(super) fn tags(
         ("SOURCE".into(), format!("{file_name} ({})", track.profile)),
         ("ENCODER".into(), vendor(tools)),
         (OWN_SOURCE_TAG.into(), file_name),
-        ("DTSFLAC_SOURCE_SIZE".into(), identity.size.to_string()),
-        ("DTSFLAC_SOURCE_MTIME".into(), identity.mtime.to_string()),
+        (
+            "DTSFLAC_SOURCE_SIZE".into(),
+            identity.stamp.size.to_string(),
+        ),
+        (
+            "DTSFLAC_SOURCE_MTIME".into(),
+            identity.stamp.mtime.to_string(),
+        ),
+        (FINGERPRINT_TAG.into(), identity.stamp.fingerprint.clone()),
         ("DTSFLAC_STREAM".into(), track.stream_index.to_string()),
         ("DTSFLAC_PROFILE".into(), track.profile.to_string()),
         (
