@@ -253,6 +253,9 @@ fn mount_dir_name(info: &FsInfo, uuid: &str) -> String {
     }
 }
 
+/// Problems of one scan written to the log, one line each.
+const LOGGED_PROBLEMS: usize = 50;
+
 /// What a scan found, planned as jobs (the supervisor adds them).
 #[derive(Debug, Default)]
 pub struct Scanned {
@@ -270,8 +273,17 @@ pub fn scan_drive(ctx: &WorkContext, root: &Path, cancel: Arc<AtomicBool>) -> Sc
         ..ScanLimits::default()
     };
     let report = scan(&ctx.tools, &[root.to_path_buf()], limits);
-    for p in &report.problems {
+    // A hostile drive can hold a problem per file: the log (on the SD card)
+    // gets the first few and a count.
+    for p in report.problems.iter().take(LOGGED_PROBLEMS) {
         log(&format!("{}: {}", p.path.display(), p.reason));
+    }
+    if report.problems.len() > LOGGED_PROBLEMS {
+        log(&format!(
+            "{}: {} more file(s) could not be used; `dtsflac scan` on a computer lists them all",
+            root.display(),
+            report.problems.len() - LOGGED_PROBLEMS
+        ));
     }
     let planned = plan_jobs(&report.found, None);
     let folders: HashSet<&Path> = planned.iter().filter_map(|p| p.output.parent()).collect();

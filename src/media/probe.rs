@@ -226,15 +226,21 @@ fn probe_contents(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
                     )));
                 }
             }
-            let json = ffprobe(tools, source, &[], None)
-                .map_err(|e| ProbeError::Invalid(format!("not a readable DTS stream ({e})")))?;
-            let source_bits = read_prefix(
+            let prefix = read_prefix(
                 path,
                 header.as_ref().map_or(0, |h| h.stream_offset),
                 64 << 10,
             )
-            .ok()
-            .and_then(|b| sniff::core_source_bits(&b));
+            .map_err(io_err)?;
+            // A drive of 200,000 junk `.dts` files must not cost 200,000 FFmpegs.
+            if !sniff::has_dts_sync(&prefix) {
+                return Err(ProbeError::Invalid(
+                    "no DTS sync word in its first 64 KiB: it is not a DTS stream".into(),
+                ));
+            }
+            let json = ffprobe(tools, source, &[], None)
+                .map_err(|e| ProbeError::Invalid(format!("not a readable DTS stream ({e})")))?;
+            let source_bits = sniff::core_source_bits(&prefix);
             let tracks =
                 tracks_from_json(path, &json, InputSpec::Probed, header.as_ref(), source_bits);
             if tracks.is_empty() {

@@ -178,6 +178,21 @@ pub fn find_dts_in_wav_data(file: &mut (impl Read + Seek)) -> io::Result<Option<
     }))
 }
 
+/// Sync words a DTS stream starts its frames with: the core in 16-bit
+/// big/little-endian and 14-bit packings, and the DTS-HD substream.
+const STREAM_SYNCS: [[u8; 4]; 5] = [
+    [0x7f, 0xfe, 0x80, 0x01],
+    [0xfe, 0x7f, 0x01, 0x80],
+    [0x1f, 0xff, 0xe8, 0x00],
+    [0xff, 0x1f, 0x00, 0xe8],
+    [0x64, 0x58, 0x20, 0x25],
+];
+
+/// Whether `data` holds a DTS frame sync word anywhere.
+pub fn has_dts_sync(data: &[u8]) -> bool {
+    data.windows(4).any(|w| STREAM_SYNCS.iter().any(|s| w == s))
+}
+
 /// The source PCM resolution recorded in a DTS core frame header (16, 20 or
 /// 24 bits), found at the first big-endian 16-bit core sync word in `data`.
 pub fn core_source_bits(data: &[u8]) -> Option<u8> {
@@ -204,6 +219,29 @@ pub fn core_source_bits(data: &[u8]) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_shared_sample_shows_a_sync_word_and_junk_does_not() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples/dcadec");
+        let mut seen = 0;
+        for entry in
+            std::fs::read_dir(&dir).expect("../shared/samples/dcadec is beside the project")
+        {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "dtshd") {
+                let data = std::fs::read(&path).unwrap();
+                let frames = crate::media::dtshd::stream_frames(&data).unwrap();
+                assert!(
+                    has_dts_sync(&frames[..frames.len().min(64 << 10)]),
+                    "{path:?}"
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 10);
+        assert!(!has_dts_sync(b"not a film at all, just text"));
+        assert!(!has_dts_sync(&[0u8; 65536]));
+    }
 
     #[test]
     fn finds_14_bit_dts_after_silence() {
