@@ -236,6 +236,9 @@ pub struct Snapshot {
     pub totals: Totals,
     #[serde(rename = "box")]
     pub box_info: BoxInfo,
+    /// Why the state directory (the SD card) cannot record job changes now,
+    /// and what to do; set by the supervisor.
+    pub state_dir_problem: Option<String>,
 }
 
 impl Snapshot {
@@ -263,6 +266,7 @@ impl Snapshot {
             finished_jobs,
             summary,
             box_info,
+            state_dir_problem: None,
         }
     }
 

@@ -1214,6 +1214,233 @@ fn read_only_and_full_drives_give_a_clear_error_for_each_job() {
     });
 }
 
+/// The box's state directory on a card of its own: a small ext4 image
+/// mounted (before any daemon starts, so it is never taken for a drive:
+/// it is mounted outside the mount root) with `errors=remount-ro`, as an
+/// SD card whose kernel makes it read-only when it fails.
+struct StateCard {
+    image: PathBuf,
+    at: PathBuf,
+}
+
+impl StateCard {
+    fn mount(dir: &Path, size_mb: u64) -> StateCard {
+        let image = dir.join("state-card.img");
+        fs::File::create(&image)
+            .unwrap()
+            .set_len(size_mb << 20)
+            .unwrap();
+        sh(
+            "mkfs.ext4",
+            &[
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-L",
+                "STATECARD",
+                image.to_str().unwrap(),
+            ],
+        );
+        let card = StateCard {
+            image,
+            at: dir.join("state"),
+        };
+        fs::create_dir_all(&card.at).unwrap();
+        card.attach();
+        card
+    }
+
+    fn attach(&self) {
+        let (image, at) = (self.image.to_str().unwrap(), self.at.to_str().unwrap());
+        sh("mount", &["-o", "loop,errors=remount-ro", image, at]);
+    }
+
+    /// Writes a filler file until the card has no room left.
+    fn fill(&self) -> PathBuf {
+        let filler = self.at.join("filler.bin");
+        let mut f = fs::File::create(&filler).unwrap();
+        for size in [64 << 10, 4 << 10, 512] {
+            let block = vec![0x5au8; size];
+            while f.write_all(&block).is_ok() {}
+        }
+        let _ = f.sync_all();
+        filler
+    }
+
+    /// What a failing card does: the kernel meets an error and, as the
+    /// card is mounted `errors=remount-ro`, makes it read-only under the
+    /// daemon. (`mount -o remount,ro` is refused while SQLite holds its
+    /// files open for writing.)
+    fn fail(&self) {
+        let dev = sh("findmnt", &["-no", "SOURCE", self.at.to_str().unwrap()]);
+        let name = Path::new(&dev).file_name().unwrap().to_str().unwrap();
+        fs::write(
+            format!("/sys/fs/ext4/{name}/trigger_fs_error"),
+            "the state card failed (a test)",
+        )
+        .unwrap();
+        assert!(
+            fs::write(self.at.join("probe"), b"x").is_err(),
+            "still writable"
+        );
+    }
+
+    /// A new card, or the old one checked on a computer: unmounted,
+    /// repaired by e2fsck, mounted again.
+    fn repair(&self) {
+        sh("umount", &[self.at.to_str().unwrap()]);
+        let status = Command::new("e2fsck")
+            .args(["-fy", self.image.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        // 0: clean, 1: errors corrected.
+        assert!(status.code().is_some_and(|c| c <= 1), "e2fsck: {status}");
+        self.attach();
+    }
+}
+
+impl Drop for StateCard {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+/// Four tracks on a drive: the drive is offered while the box is paused,
+/// so its jobs are queued (recorded) and run only after the card failed.
+fn queue_paused(daemon: &mut Daemon, image: &mut Image, label: &str) -> Value {
+    assert_eq!(daemon.post("/api/pause"), 202);
+    image.attach(false);
+    daemon.wait_for(
+        &format!("{label}'s 4 jobs to be queued"),
+        Duration::from_secs(60),
+        |d| {
+            Daemon::drive(&d.status(), label).is_some_and(|drive| {
+                let jobs = d.jobs_of(&drive["id"]);
+                jobs.len() == 4 && jobs.iter().all(|j| j["state"] == "queued")
+            })
+        },
+    );
+    Daemon::drive(&daemon.status(), label).unwrap().clone()
+}
+
+/// Resumes, and waits until `/healthz` says what is wrong with the card;
+/// the status says the same.
+fn resume_and_see_the_problem(daemon: &mut Daemon, says: &str) {
+    assert_eq!(daemon.post("/api/resume"), 202);
+    let mut seen = String::new();
+    daemon.wait_for(
+        &format!("/healthz to say {says:?}"),
+        Duration::from_secs(60),
+        |d| {
+            let (code, body) = d.get("/healthz").unwrap();
+            seen = body.clone();
+            code == 503 && body.contains(says)
+        },
+    );
+    assert!(seen.contains("the state directory"), "{seen}");
+    let problem = daemon.status()["state_dir_problem"].clone();
+    assert!(
+        problem.as_str().is_some_and(|p| p.contains(says)),
+        "{problem}"
+    );
+}
+
+/// Every job of the drive ended `done` (none `failed` for the card) and
+/// its FLAC is on the drive, bit-exact; returns when each was written.
+fn all_done_and_exact(daemon: &mut Daemon, label: &str) -> Vec<std::time::SystemTime> {
+    let drive = daemon.wait_drive_state(label, "idle", Duration::from_secs(180));
+    let jobs = daemon.jobs_of(&drive["id"]);
+    assert_eq!(jobs.len(), 4, "{jobs:?}");
+    for job in &jobs {
+        assert_eq!(job["state"], "done", "{job}");
+    }
+    flacs_exact(&drive)
+}
+
+fn flacs_exact(drive: &Value) -> Vec<std::time::SystemTime> {
+    let root = PathBuf::from(drive["mount_point"].as_str().unwrap());
+    (1..=4)
+        .map(|n| {
+            let flac = root.join(format!("Track {n}.flac"));
+            assert_matches_reference(&flac, "xll_71_24_48_768_0");
+            fs::metadata(&flac).unwrap().modified().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_or_read_only_state_card_fails_no_job_and_the_states_are_recorded_when_it_can() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let master = sample("xll_71_24_48_768_0.dtshd");
+    let names: Vec<String> = (1..=4).map(|n| format!("Track {n}.dtshd")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &master[..])).collect();
+    let mut full_case = Image::ext4(dir, "FULLCARD", 64, &files);
+    let mut failing_case = Image::ext4(dir, "FAILCARD", 64, &files);
+    let card = StateCard::mount(dir, 16);
+
+    // The card fills up while the box converts.
+    let mut daemon = Daemon::start(dir);
+    queue_paused(&mut daemon, &mut full_case, "FULLCARD");
+    let filler = card.fill();
+    resume_and_see_the_problem(&mut daemon, "is full: free space on the SD card");
+    let written = all_done_and_exact(&mut daemon, "FULLCARD");
+    // SQLite itself was refused, not only the free space looked at.
+    assert!(daemon.log().contains("held in memory"), "{}", daemon.log());
+    let drives: Vec<Value> = daemon.status()["drives"].as_array().unwrap().clone();
+    assert_eq!(drives.len(), 1, "the state card is no drive: {drives:?}");
+    // Room again: the held states are written within the retry period.
+    fs::remove_file(&filler).unwrap();
+    daemon.wait_for("/healthz to be fine", Duration::from_secs(30), |d| {
+        d.get("/healthz").is_ok_and(|(code, _)| code == 200)
+    });
+    assert!(daemon.status()["state_dir_problem"].is_null());
+    daemon.stop();
+    // The database says so: a new daemon finds every job done and does
+    // not convert any of them again.
+    let mut daemon = Daemon::start(dir);
+    assert_eq!(
+        all_done_and_exact(&mut daemon, "FULLCARD"),
+        written,
+        "converted again"
+    );
+    assert!(daemon.status()["state_dir_problem"].is_null());
+
+    // The card turns read-only while the box converts.
+    queue_paused(&mut daemon, &mut failing_case, "FAILCARD");
+    card.fail();
+    resume_and_see_the_problem(&mut daemon, "is read-only");
+    let failing_written = all_done_and_exact(&mut daemon, "FAILCARD");
+    let held = daemon.log().matches("held in memory").count();
+    assert_eq!(held, 1, "{}", daemon.log());
+    let (status, _) = daemon
+        .terminate(Duration::from_secs(60))
+        .expect("the daemon stops on a read-only card");
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    // A card the kernel made read-only keeps nothing written after the
+    // error. Checked and mounted again, it may not know those jobs; their
+    // FLACs, ours and up to date, are kept and not converted again.
+    card.repair();
+    let mut daemon = Daemon::start(dir);
+    let drive = daemon.wait_drive_state("FAILCARD", "idle", Duration::from_secs(180));
+    let jobs = daemon.jobs_of(&drive["id"]);
+    assert!(jobs.iter().all(|j| j["state"] == "done"), "{jobs:?}");
+    assert_eq!(flacs_exact(&drive), failing_written, "converted again");
+    assert_eq!(
+        all_done_and_exact(&mut daemon, "FULLCARD"),
+        written,
+        "converted again"
+    );
+    daemon.stop();
+    full_case.detach();
+    failing_case.detach();
+}
+
 #[test]
 fn a_bad_config_names_the_key() {
     let work = tempfile::tempdir().unwrap();

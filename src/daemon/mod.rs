@@ -88,6 +88,9 @@ impl Handle {
 
     /// Why the box cannot work right now, if it cannot.
     pub fn health_problem(&self) -> Option<String> {
+        if let Some(problem) = self.status().snapshot.state_dir_problem.clone() {
+            return Some(problem);
+        }
         if let Err(e) = self.store.lock().unwrap().count_in_state(JobState::Queued) {
             return Some(format!("job store unusable: {e}"));
         }

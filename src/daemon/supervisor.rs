@@ -19,6 +19,7 @@ use super::drives::{Drives, Effect, Volume};
 use super::threads::Lifeline;
 use super::work::{self, Scanned, WorkContext};
 use crate::logging::log;
+use crate::queue::pending::StateDirFault;
 use crate::queue::plan::{add_planned, fail_missing, Added};
 use crate::queue::scheduler::Event;
 use crate::queue::store::{Job, JobId, JobState};
@@ -73,6 +74,12 @@ const TICK: Duration = Duration::from_millis(250);
 /// How often the board's readings and the drives' free space are refreshed.
 const BOARD_EVERY: Duration = Duration::from_secs(10);
 const SPACE_EVERY: Duration = Duration::from_secs(15);
+/// How often job changes held in memory are written again, and the state
+/// directory's free space is looked at.
+const STATE_DIR_EVERY: Duration = Duration::from_secs(10);
+/// Less free space than this in the state directory is reported as full
+/// before SQLite fails on it.
+const STATE_DIR_LOW_BYTES: u64 = 1 << 20;
 /// Shutdown waits this long for the drives' work (the unit allows 120 s).
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -94,6 +101,11 @@ pub struct Supervisor {
     box_info: BoxInfo,
     board_read: Instant,
     space_read: Instant,
+    state_dir_checked: Instant,
+    /// The state directory's free space was low at the last check.
+    state_dir_low: Option<String>,
+    /// What the snapshot says about the state directory.
+    state_dir_problem: Option<String>,
     stopping: Option<Instant>,
     /// Something happened since the last snapshot.
     dirty: bool,
@@ -138,6 +150,9 @@ impl Supervisor {
             box_info,
             board_read: Instant::now(),
             space_read: Instant::now(),
+            state_dir_checked: Instant::now(),
+            state_dir_low: None,
+            state_dir_problem: None,
             stopping: None,
             dirty: true,
             #[cfg(test)]
@@ -666,6 +681,7 @@ impl Supervisor {
             self.box_info = board_readings(&self.board_model, &self.ctx);
             self.dirty = true;
         }
+        self.check_state_dir();
         if self.space_read.elapsed() >= SPACE_EVERY {
             self.space_read = Instant::now();
             let ids: Vec<i64> = self.drives.views().map(|d| d.id).collect();
@@ -673,6 +689,35 @@ impl Supervisor {
                 let effects = self.drives.measure(id);
                 self.run_effects(effects.into_iter().collect());
             }
+        }
+    }
+
+    /// Every tick: whether the store holds job changes (a transition may
+    /// have written them meanwhile); every `STATE_DIR_EVERY`: writes them
+    /// again and looks at the free space.
+    fn check_state_dir(&mut self) {
+        let due = self.state_dir_checked.elapsed() >= STATE_DIR_EVERY;
+        let held = {
+            let mut store = self.ctx.store.lock().unwrap();
+            if due {
+                store.write_held();
+            }
+            store.state_dir_problem()
+        };
+        if due {
+            self.state_dir_checked = Instant::now();
+            let dir = &self.ctx.config.state_dir;
+            self.state_dir_low = crate::hw::fs::free_bytes(dir)
+                .is_some_and(|free| free < STATE_DIR_LOW_BYTES)
+                .then(|| StateDirFault::Full.problem(dir));
+        }
+        let problem = held.or_else(|| self.state_dir_low.clone());
+        if problem != self.state_dir_problem {
+            log(problem
+                .as_deref()
+                .unwrap_or("the state directory takes job changes again"));
+            self.state_dir_problem = problem;
+            self.dirty = true;
         }
     }
 
@@ -686,7 +731,7 @@ impl Supervisor {
             .iter()
             .map(|j| JobView::of(j, self.running.get(&j.id).copied()))
             .collect();
-        let snapshot = Snapshot::new(
+        let mut snapshot = Snapshot::new(
             self.ctx.scheduler.is_paused(),
             self.drives.views().cloned().collect(),
             jobs,
@@ -694,6 +739,7 @@ impl Supervisor {
             self.slots,
             self.box_info.clone(),
         );
+        snapshot.state_dir_problem = self.state_dir_problem.clone();
         if self.publish.borrow().snapshot != snapshot {
             self.publish
                 .send_replace(Arc::new(Published::new(snapshot)));

@@ -156,12 +156,27 @@ pub fn render<D: DrawTarget<Color = BinaryColor>>(m: &PanelModel, d: &mut D) {
     }
     if let Some(n) = &m.notice {
         // Acknowledge a press on the bottom line, over whatever is there.
-        let _ = Rectangle::new(Point::new(0, 55), Size::new(W as u32, 9))
-            .into_styled(PrimitiveStyle::with_fill(BinaryColor::On))
-            .draw(d);
-        let mut inverted = Inverted(d);
-        centered(&mut inverted, n, 56, Font::Small);
+        bottom_bar(d);
+        centered(&mut Inverted(d), n, 56, Font::Small);
+    } else if let Some(p) = &m.snapshot.state_dir_problem {
+        // Whatever the screen, the box says it cannot record its work.
+        bottom_bar(d);
+        text::draw_scrolling(
+            &mut Inverted(d),
+            p,
+            Point::new(0, 56),
+            Font::Small,
+            W,
+            m.scroll,
+        );
     }
+}
+
+/// The bottom line in inverse video, for what must be seen over any screen.
+fn bottom_bar<D: DrawTarget<Color = BinaryColor>>(d: &mut D) {
+    let _ = Rectangle::new(Point::new(0, 55), Size::new(W as u32, 9))
+        .into_styled(PrimitiveStyle::with_fill(BinaryColor::On))
+        .draw(d);
 }
 
 fn status<D: DrawTarget<Color = BinaryColor>>(m: &PanelModel, d: &mut D) {
@@ -457,6 +472,7 @@ pub mod tests {
                     ffmpeg: "test".into(),
                     uptime_seconds: 0.0,
                 },
+                state_dir_problem: None,
             },
             address: Some("192.168.1.50".into()),
             url: "http://192.168.1.50:8080/".into(),
@@ -521,6 +537,32 @@ pub mod tests {
         // In the inverse header the position is drawn dark on lit.
         let dark_in_header = 15 * 9 - f.lit_in(113, 0, 15, 9);
         assert_eq!(dark_in_header, pos.lit_in(113, 0, 15, 9));
+    }
+
+    /// Every screen ends with the state directory's problem, drawn dark on
+    /// a lit bottom line; a button's notice goes over it.
+    #[test]
+    fn a_state_directory_problem_is_on_the_bottom_line_of_every_screen() {
+        let problem = "the state directory /var/lib/dtsflac is full: free space on the SD card";
+        for screen in [Screen::Status, Screen::Queue, Screen::Network] {
+            let mut m = model(screen, vec![], vec![]);
+            let plain = frame(&m);
+            m.snapshot.state_dir_problem = Some(problem.into());
+            let warned = frame(&m);
+            let mut expect = Frame::default();
+            text::draw_scrolling(&mut expect, problem, Point::new(0, 56), Font::Small, W, 0);
+            let dark_in_bar = 128 * 9 - warned.lit_in(0, 55, 128, 9);
+            assert_eq!(dark_in_bar, expect.lit_in(0, 55, 128, 9), "{screen:?}");
+            assert_ne!(plain.lit_in(0, 55, 128, 9), warned.lit_in(0, 55, 128, 9));
+            m.notice = Some("paused".into());
+            let noticed = frame(&m);
+            let mut notice = Frame::default();
+            centered(&mut notice, "paused", 56, Font::Small);
+            assert_eq!(
+                128 * 9 - noticed.lit_in(0, 55, 128, 9),
+                notice.lit_in(0, 55, 128, 9)
+            );
+        }
     }
 
     fn golden_dir() -> PathBuf {

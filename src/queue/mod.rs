@@ -1,3 +1,4 @@
+pub mod pending;
 pub mod plan;
 pub mod scheduler;
 pub mod store;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+use super::pending::{self, StateDirFault};
 use serde::{Deserialize, Serialize};
 
 use crate::media::convert::{ConvertResult, FailureKind};
@@ -195,6 +197,8 @@ const CRASH_NOTE: &str = "the process stopped while this job ran";
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Set while job changes are held in memory (see `pending`), and why.
+    held: Option<StateDirFault>,
 }
 
 pub fn now() -> i64 {
@@ -222,9 +226,13 @@ impl Store {
             .map_err(wrap)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(wrap)?;
+        // Held job changes live in the temp schema: never on the card.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(wrap)?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            held: None,
         };
         store.migrate()?;
         Ok(store)
@@ -235,6 +243,62 @@ impl Store {
             path: self.path.display().to_string(),
             source,
         }
+    }
+
+    fn state_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Runs a write. One that fails because the state directory cannot take
+    /// it starts holding job changes in memory (`pending`) and runs again
+    /// there, so no job fails for it. Held rows go first whenever a write
+    /// comes, so the file gets every change in order.
+    fn write<T>(&mut self, f: impl Fn(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.write_held();
+        match f(&mut self.conn) {
+            Err(e) if self.held.is_none() => {
+                let Some(fault) = pending::fault_of(&e, self.state_dir()) else {
+                    return Err(self.err(e));
+                };
+                pending::hold(&self.conn).map_err(|e| self.err(e))?;
+                crate::logging::log(&format!(
+                    "{}; job changes are held in memory until then",
+                    fault.problem(self.state_dir())
+                ));
+                self.held = Some(fault);
+                f(&mut self.conn).map_err(|e| self.err(e))
+            }
+            result => result.map_err(|e| self.err(e)),
+        }
+    }
+
+    /// Writes the held job changes if the state directory takes them now.
+    /// Returns whether none are held any more.
+    pub fn write_held(&mut self) -> bool {
+        if self.held.is_none() {
+            return true;
+        }
+        match pending::write_held(&mut self.conn) {
+            Ok(()) => {
+                crate::logging::log(
+                    "the state directory can be written again: the held job changes are recorded",
+                );
+                self.held = None;
+                true
+            }
+            Err(e) => {
+                // The card may have gone from full to read-only meanwhile.
+                if let Some(fault) = pending::fault_of(&e, self.state_dir()) {
+                    self.held = Some(fault);
+                }
+                false
+            }
+        }
+    }
+
+    /// Why job changes are held in memory, with what the user can do.
+    pub fn state_dir_problem(&self) -> Option<String> {
+        self.held.as_ref().map(|f| f.problem(self.state_dir()))
     }
 
     pub fn schema_version(&self) -> Result<usize> {
@@ -306,35 +370,29 @@ impl Store {
         let size = i64::try_from(size).unwrap_or(i64::MAX);
         let json = serde_json::to_string(track).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let t = now();
-        let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
-            path: String::new(),
-            source: e,
-        })?;
-        tx.execute(
-            "INSERT INTO jobs (drive_id, source_path, source_size, source_mtime, stream_index, track_json,
-                               output_path, state, priority, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?9)",
-            params![
-                drive_id,
-                track.path.to_string_lossy(),
-                size,
-                mtime,
-                track.stream_index,
-                json,
-                output.to_string_lossy(),
-                priority.clamp(1, 10),
-                t
-            ],
-        )
-        .map_err(|e| StoreError::Sqlite { path: String::new(), source: e })?;
-        let id = tx.last_insert_rowid();
-        tx.execute("INSERT INTO history (job_id, at, from_state, to_state) VALUES (?1, ?2, NULL, 'queued')", params![id, t])
-            .map_err(|e| StoreError::Sqlite { path: String::new(), source: e })?;
-        tx.commit().map_err(|e| StoreError::Sqlite {
-            path: String::new(),
-            source: e,
-        })?;
-        Ok(id)
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO jobs (drive_id, source_path, source_size, source_mtime, stream_index, track_json,
+                                   output_path, state, priority, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?9)",
+                params![
+                    drive_id,
+                    track.path.to_string_lossy(),
+                    size,
+                    mtime,
+                    track.stream_index,
+                    json,
+                    output.to_string_lossy(),
+                    priority.clamp(1, 10),
+                    t
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute("INSERT INTO history (job_id, at, from_state, to_state) VALUES (?1, ?2, NULL, 'queued')", params![id, t])?;
+            tx.commit()?;
+            Ok(id)
+        })
     }
 
     fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Job, String)> {
@@ -422,11 +480,8 @@ impl Store {
             });
         }
         let t = now();
-        let map = |e| StoreError::Sqlite {
-            path: String::new(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(map)?;
+        self.write(|conn| {
+        let tx = conn.transaction()?;
         tx.execute(
             "UPDATE jobs SET state = ?2, updated_at = ?3,
                  started_at = CASE WHEN ?2 = 'running' AND ?4 = 'queued' THEN ?3 ELSE started_at END,
@@ -436,14 +491,13 @@ impl Store {
                  attempts = CASE WHEN ?2 = 'running' AND ?4 = 'queued' THEN attempts + 1 ELSE attempts END
              WHERE id = ?1",
             params![id, to.as_str(), t, current.as_str()],
-        )
-        .map_err(map)?;
+        )?;
         tx.execute(
             "INSERT INTO history (job_id, at, from_state, to_state, note) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, t, current.as_str(), to.as_str(), note],
-        )
-        .map_err(map)?;
-        tx.commit().map_err(map)?;
+        )?;
+        tx.commit()
+        })?;
         Ok(current)
     }
 
@@ -452,6 +506,9 @@ impl Store {
     /// With `drives`, only jobs without a drive or on one of those drives
     /// (the ones plugged in) are considered.
     pub fn claim_next(&mut self, drives: Option<&HashSet<i64>>) -> Result<Option<Job>> {
+        if self.holds_too_much() {
+            return Ok(None);
+        }
         // Only the first job that may run is read: a drive with tens of
         // thousands of queued jobs must not make every claim read them all.
         let allowed = drives.map(|d| {
@@ -474,6 +531,12 @@ impl Store {
         let Some(id) = next else { return Ok(None) };
         self.transition(id, &[JobState::Queued], JobState::Running, None)?;
         self.job(id).map(Some)
+    }
+
+    /// While changes are held, no job starts once `pending::MOST_HELD` are.
+    fn holds_too_much(&self) -> bool {
+        self.held.is_some()
+            && pending::held_rows(&self.conn).map_or(true, |n| n >= pending::MOST_HELD)
     }
 
     pub fn record_failure(
@@ -515,12 +578,12 @@ impl Store {
         let kind = serde_json::to_value(kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string));
-        self.conn
-            .execute(
+        self.write(|conn| {
+            conn.execute(
                 "UPDATE jobs SET error = ?2, error_kind = ?3 WHERE id = ?1",
                 params![id, message, kind],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(())
     }
 
@@ -537,8 +600,8 @@ impl Store {
             note,
         )?;
         let json = serde_json::to_string(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn
-            .execute(
+        self.write(|conn| {
+            conn.execute(
                 "UPDATE jobs SET duration_seconds = ?2, input_bytes = ?3, output_bytes = ?4, md5 = ?5,
                                  speed = ?6, lossless = ?7, result_json = ?8 WHERE id = ?1",
                 params![
@@ -552,7 +615,7 @@ impl Store {
                     json
                 ],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(())
     }
 
@@ -613,12 +676,12 @@ impl Store {
                 JobState::Failed,
                 Some(&reason),
             )?;
-            self.conn
-                .execute(
+            self.write(|conn| {
+                conn.execute(
                     "UPDATE jobs SET error = ?2 WHERE id = ?1",
                     params![id, reason],
                 )
-                .map_err(|e| self.err(e))?;
+            })?;
             failed.push(id);
         }
         Ok(failed)
@@ -787,20 +850,32 @@ impl Store {
     /// Records a drive by filesystem identity and returns its id.
     pub fn upsert_drive(&mut self, fs_uuid: &str, label: &str, fs_type: &str) -> Result<i64> {
         let t = now();
-        self.conn
-            .execute(
+        let written = self.write(|conn| {
+            conn.execute(
                 "INSERT INTO drives (fs_uuid, label, fs_type, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4)
                  ON CONFLICT (fs_uuid, label) DO UPDATE SET last_seen = ?4, fs_type = ?3",
                 params![fs_uuid, label, fs_type, t],
             )
-            .map_err(|e| self.err(e))?;
-        self.conn
+        });
+        let known = self
+            .conn
             .query_row(
                 "SELECT id FROM drives WHERE fs_uuid = ?1 AND label = ?2",
                 params![fs_uuid, label],
                 |r| r.get(0),
             )
-            .map_err(|e| self.err(e))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match (written, known) {
+            // While the state directory cannot be written, a drive seen
+            // before is still served (its `last_seen` is not updated).
+            (Ok(_), Some(id)) => Ok(id),
+            (Err(_), Some(id)) if self.held.is_some() => Ok(id),
+            (Err(e), _) => Err(e),
+            (Ok(_), None) => Err(StoreError::Corrupt(format!(
+                "drive {fs_uuid} \"{label}\" is not in the store after it was added"
+            ))),
+        }
     }
 }
 
@@ -905,5 +980,88 @@ mod tests {
                 assert!(job.error.unwrap().contains("stopped 3 times"));
             }
         }
+    }
+
+    /// SQLite's own page limit makes the file full, as a full SD card does:
+    /// job changes go on in memory, reads show them, nothing fails, and
+    /// once there is room they are in the file.
+    #[test]
+    fn changes_are_held_while_the_store_is_full_and_written_when_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("jobs.db");
+        let mut s = Store::open(&db).unwrap();
+        let t = track(dir.path());
+        let ids: Vec<JobId> = (0..3)
+            .map(|i| {
+                s.add_job(&t, Path::new(&format!("/x/{i}.flac")), None, 5)
+                    .unwrap()
+            })
+            .collect();
+        let pages: i64 = s
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        s.conn.pragma_update(None, "max_page_count", pages).unwrap();
+        // Pausing and resuming adds history rows until a page is needed.
+        let running = s.claim_next(None).unwrap().unwrap().id;
+        for _ in 0..500 {
+            if s.state_dir_problem().is_some() {
+                break;
+            }
+            s.transition(running, &[JobState::Running], JobState::Paused, None)
+                .unwrap();
+            s.transition(running, &[JobState::Paused], JobState::Running, None)
+                .unwrap();
+        }
+        let problem = s.state_dir_problem().expect("the store filled up");
+        assert!(problem.contains("is full: free space"), "{problem}");
+        let result = ConvertResult {
+            output: "/x/0.flac".into(),
+            output_bytes: 1,
+            input_bytes: 1,
+            samples: 48000,
+            duration_seconds: 1.0,
+            md5: "0".repeat(32),
+            lossless: false,
+            warnings: Vec::new(),
+            elapsed_seconds: 1.0,
+            speed: 1.0,
+            decode_lanes: 1,
+        };
+        s.record_done(running, &result, None).unwrap();
+        let next = s.claim_next(None).unwrap().unwrap().id;
+        assert_ne!(next, running, "a held change counts for the next claim");
+        s.record_failure(next, JobState::Failed, FailureKind::Input, "bad stream")
+            .unwrap();
+        assert_eq!(s.job(running).unwrap().state, JobState::Done);
+        assert_eq!(s.count_in_state(JobState::Done).unwrap(), 1);
+        assert_eq!(s.summary().unwrap().count(JobState::Queued), 1);
+        assert_eq!(
+            s.history(next).unwrap().last().map(|h| h.2.clone()),
+            Some("failed".into())
+        );
+        let refused = s.add_job(&t, Path::new("/x/new.flac"), None, 5);
+        assert!(
+            refused.is_err_and(|e| e.to_string().contains("state directory")),
+            "a new job needs the file"
+        );
+        // Room again: the next write (or the supervisor's timer) writes them.
+        s.conn
+            .pragma_update(None, "max_page_count", 1 << 30)
+            .unwrap();
+        assert!(s.write_held());
+        assert_eq!(s.state_dir_problem(), None);
+        drop(s);
+        let s = Store::open(&db).unwrap();
+        let states: Vec<JobState> = ids.iter().map(|id| s.job(*id).unwrap().state).collect();
+        assert_eq!(states, [JobState::Done, JobState::Failed, JobState::Queued]);
+        let last: Vec<String> = s
+            .history(running)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.2)
+            .collect();
+        assert_eq!(last.last().map(String::as_str), Some("done"));
+        assert_eq!(s.job(next).unwrap().error.as_deref(), Some("bad stream"));
     }
 }

@@ -86,6 +86,7 @@
   const ui = {
     connection: $('connection'),
     message: $('message'),
+    stateDirProblem: $('state-dir-problem'),
     pauseResume: $('pause-resume'),
     pausedNote: $('paused-note'),
     overallProgress: $('overall-progress'),
@@ -173,6 +174,9 @@
     renderQueue(jobs.filter((j) => j && j.state !== 'done'));
     renderHistory(jobs.filter((j) => j && j.state === 'done'));
     renderBox(s.box || {});
+    // The SD card cannot record the box's work: said above everything.
+    setText(ui.stateDirProblem, s.state_dir_problem || '');
+    ui.stateDirProblem.hidden = !s.state_dir_problem;
     restoreFocus();
   }
 
