@@ -3312,3 +3312,175 @@ fn drives_without_a_uuid_never_share_jobs_even_in_the_same_socket() {
     second.with_mounted(|root| assert_matches_reference(&root.join("Film.flac"), b));
     first.with_mounted(|root| assert_matches_reference(&root.join("Film.flac"), a));
 }
+
+/// 50,000 hard links to one DTS file and 140,000 tiny junk `.dts` files in
+/// 140 folders, on ext4 with inline data. mkfs takes a minute and a half, so
+/// the image is kept in /var/cache/dtsflac-tests and made again when missing.
+fn hostile_many_files_image(dir: &Path) -> Image {
+    const VERSION: &str = "many-files-v1";
+    let cache = Path::new("/var/cache/dtsflac-tests");
+    let cached = cache.join(format!("{VERSION}.img"));
+    if !cached.exists() {
+        fs::create_dir_all(cache).unwrap();
+        let tree = dir.join("many-tree");
+        fs::create_dir_all(tree.join("Links")).unwrap();
+        fs::write(
+            tree.join("Links/Film.dtshd"),
+            sample("xll_51_24_48_768.dtshd"),
+        )
+        .unwrap();
+        for i in 0..50_000 {
+            fs::hard_link(
+                tree.join("Links/Film.dtshd"),
+                tree.join(format!("Links/copy{i:05}.dtshd")),
+            )
+            .unwrap();
+        }
+        for d in 0..140 {
+            let folder = tree.join(format!("Junk/{d:03}"));
+            fs::create_dir_all(&folder).unwrap();
+            for i in 0..1000 {
+                fs::write(folder.join(format!("t{i:04}.dts")), b"tiny").unwrap();
+            }
+        }
+        let partial = cache.join(format!("{VERSION}.img.part"));
+        fs::File::create(&partial)
+            .unwrap()
+            .set_len(400 << 20)
+            .unwrap();
+        sh(
+            "mkfs.ext4",
+            &[
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-L",
+                "MANY",
+                "-N",
+                "200000",
+                "-I",
+                "256",
+                "-O",
+                "inline_data",
+                "-d",
+                tree.to_str().unwrap(),
+                partial.to_str().unwrap(),
+            ],
+        );
+        fs::rename(&partial, &cached).unwrap();
+        fs::remove_dir_all(&tree).unwrap();
+    }
+    let path = dir.join("MANY.img");
+    sh(
+        "cp",
+        &[
+            "--sparse=always",
+            cached.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ],
+    );
+    Image {
+        path,
+        fs: Fs::Ext4,
+        loop_dev: None,
+        partition: None,
+    }
+}
+
+fn proc_status_kb(pid: i32, field: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
+}
+
+#[test]
+fn a_drive_of_hard_links_and_junk_files_is_scanned_in_bounded_memory_while_the_box_serves() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let mut many = hostile_many_files_image(dir);
+    let mut film = Image::ext4(
+        dir,
+        "FILM",
+        32,
+        &[("Film.dtshd", &sample("xll_71_24_48_768_0.dtshd"))],
+    );
+    let mut daemon = Daemon::start(dir);
+    many.attach(false);
+    daemon.wait_drive_state("MANY", "scanning", Duration::from_secs(60));
+    // Another drive plugged in meanwhile is served as usual.
+    film.attach(false);
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut film_done_while_scanning = false;
+    loop {
+        let asked = Instant::now();
+        let status = daemon.status();
+        slowest = slowest.max(asked.elapsed());
+        let many_state = state_of(&status, "MANY");
+        let film_drive = Daemon::drive(&status, "FILM").cloned();
+        if let Some(f) = &film_drive {
+            let jobs = daemon.jobs_of(&f["id"]);
+            if many_state == "scanning" && jobs.iter().any(|j| j["state"] == "done") {
+                film_done_while_scanning = true;
+            }
+        }
+        if many_state != "scanning" && many_state != "mounting" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the scan of the many-files drive never ended"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let scan_took = started.elapsed();
+    let peak_kb = proc_status_kb(daemon.pid(), "VmHWM:");
+    eprintln!(
+        "many-files drive: scanned in {scan_took:?}; slowest /api/status {slowest:?}; daemon peak RSS {peak_kb} kB; film converted during the scan: {film_done_while_scanning}"
+    );
+    assert!(
+        slowest < Duration::from_secs(2),
+        "/api/status took {slowest:?} during the scan"
+    );
+    let many_drive = daemon.wait_drive_state("MANY", "idle", Duration::from_secs(120));
+    let jobs = daemon.jobs_of(&many_drive["id"]);
+    assert_eq!(
+        jobs.len(),
+        1,
+        "one job for 50,001 names of one file: {}",
+        describe_jobs(&jobs)
+    );
+    daemon.wait_for("the linked film to convert", Duration::from_secs(60), |d| {
+        d.jobs_of(&many_drive["id"])[0]["state"] == "done"
+    });
+    let film_drive = daemon.wait_drive_state("FILM", "idle", Duration::from_secs(60));
+    assert_eq!(daemon.jobs_of(&film_drive["id"])[0]["state"], "done");
+    let log = daemon.log();
+    assert!(
+        log.contains("50000 hard link(s) to files listed already were skipped"),
+        "{}",
+        &log[log.len().saturating_sub(3000)..]
+    );
+    let junk_lines = log.matches("no DTS sync word").count();
+    assert!(junk_lines <= 50, "{junk_lines} log lines for junk files");
+    assert!(log.contains("more file(s) could not be used"));
+    assert!(
+        peak_kb < 150 * 1024,
+        "the daemon's peak RSS was {peak_kb} kB for a drive of 190,000 files"
+    );
+    daemon.eject(&many_drive["id"], "MANY");
+    daemon.eject(&film_drive["id"], "FILM");
+    many.detach();
+    film.detach();
+    daemon.stop();
+    many.with_mounted(|root| {
+        assert_matches_reference(&root.join("Links/Film.flac"), "xll_51_24_48_768");
+        assert!(!root.join("Links/copy00000.flac").exists());
+    });
+}
