@@ -1394,12 +1394,36 @@ fn a_full_or_read_only_state_card_fails_no_job_and_the_states_are_recorded_when_
     assert!(daemon.log().contains("held in memory"), "{}", daemon.log());
     let drives: Vec<Value> = daemon.status()["drives"].as_array().unwrap().clone();
     assert_eq!(drives.len(), 1, "the state card is no drive: {drives:?}");
+    // A drive plugged in while the card is full: its jobs cannot be
+    // recorded yet, so they wait for room instead of being dropped.
+    let mut late = Image::ext4(dir, "LATECARD", 32, &files[..1]);
+    late.attach(false);
+    let refused = daemon.wait_drive_state("LATECARD", "error", Duration::from_secs(60));
+    let reason = refused["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("is full") && reason.contains("read as soon as there is room"),
+        "the page and panel say why: {refused}"
+    );
     // Room again: the held states are written within the retry period.
     fs::remove_file(&filler).unwrap();
     daemon.wait_for("/healthz to be fine", Duration::from_secs(30), |d| {
         d.get("/healthz").is_ok_and(|(code, _)| code == 200)
     });
     assert!(daemon.status()["state_dir_problem"].is_null());
+    let mut late_drive = Value::Null;
+    daemon.wait_for(
+        "the late drive to be read and its job done",
+        Duration::from_secs(60),
+        |d| {
+            late_drive = Daemon::drive(&d.status(), "LATECARD")
+                .cloned()
+                .unwrap_or_default();
+            let jobs = d.jobs_of(&late_drive["id"]);
+            jobs.len() == 1 && jobs[0]["state"] == "done"
+        },
+    );
+    daemon.eject(&late_drive["id"], "LATECARD");
+    late.detach();
     daemon.stop();
     // The database says so: a new daemon finds every job done and does
     // not convert any of them again.

@@ -32,6 +32,9 @@ pub struct Volume {
     pub info: FsInfo,
     pub uuid: String,
     pub own_loop: Option<PathBuf>,
+    /// Why the box cannot take this drive now (the state directory cannot
+    /// record it): it is listed with the reason and read again when it can.
+    pub unrecorded: Option<String>,
 }
 
 /// Work for a worker thread, or a word to the scheduler.
@@ -98,6 +101,8 @@ struct Slot {
     measuring: bool,
     /// A copy of a drive in the box, listed only to say why it is not used.
     refused: bool,
+    /// Refused only until the state directory can record the drive.
+    refused_until_recorded: bool,
 }
 
 impl Slot {
@@ -238,6 +243,23 @@ impl Drives {
         })
     }
 
+    /// The state directory records drives again: the ones refused for it
+    /// are read again.
+    pub fn recorded_again(&mut self) -> Vec<Effect> {
+        let waiting: Vec<(i64, String)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.refused_until_recorded)
+            .map(|(id, s)| (*id, s.devname.clone()))
+            .collect();
+        let mut effects = Vec::new();
+        for (id, devname) in waiting {
+            self.slots.remove(&id);
+            effects.extend(self.appeared(&devname));
+        }
+        effects
+    }
+
     /// A device was read: each file system on it starts a visit.
     pub fn probed(&mut self, devname: &str, gen: u64, volumes: Vec<Volume>) -> Vec<Effect> {
         let current = self.probing.get(devname) == Some(&gen);
@@ -250,6 +272,13 @@ impl Drives {
                 .slots
                 .get(&volume.drive)
                 .is_some_and(|s| !s.view.state.is_gone());
+            if let Some(reason) = volume.unrecorded.clone() {
+                if current && !self.stopping {
+                    self.refuse(&volume, reason, true);
+                }
+                effects.extend(volume.own_loop.map(|device| Effect::DetachLoop { device }));
+                continue;
+            }
             if !current || self.stopping || in_use {
                 // Pulled while it was read, the box is stopping, or the same
                 // file system is in use already (a copy of a drive).
@@ -286,6 +315,7 @@ impl Drives {
                 cancel: None,
                 measuring: false,
                 refused: false,
+                refused_until_recorded: false,
             });
             slot.view = view;
             slot.devname = volume.devname.clone();
@@ -299,13 +329,23 @@ impl Drives {
     /// same UUID and label) shares nothing with it: it is listed with the
     /// reason and left alone until it is pulled.
     fn refuse_copy(&mut self, volume: &Volume) {
-        self.last_refused -= 1;
-        let id = self.last_refused;
         let original = self
             .slots
             .get(&volume.drive)
             .map(|s| s.view.label.clone())
             .unwrap_or_default();
+        let reason = format!(
+            "the same file system (UUID {}) as {original}, which is in the box: \
+             a copy? Eject that one first, then plug this one in again",
+            volume.uuid
+        );
+        self.refuse(volume, reason, false);
+    }
+
+    /// Lists the volume with the reason it is left alone.
+    fn refuse(&mut self, volume: &Volume, reason: String, until_recorded: bool) {
+        self.last_refused -= 1;
+        let id = self.last_refused;
         let view = DriveView {
             id,
             device: volume.device.display().to_string(),
@@ -314,11 +354,7 @@ impl Drives {
             uuid: volume.uuid.clone(),
             state: DriveState::Error,
             mount_point: None,
-            error: Some(format!(
-                "the same file system (UUID {}) as {original}, which is in the box: \
-                 a copy? Eject that one first, then plug this one in again",
-                volume.uuid
-            )),
+            error: Some(reason),
             tracks_found: 0,
             free_bytes: None,
             total_bytes: None,
@@ -335,6 +371,7 @@ impl Drives {
             cancel: None,
             measuring: false,
             refused: true,
+            refused_until_recorded: until_recorded,
         };
         self.slots.insert(id, slot);
     }
@@ -572,6 +609,7 @@ pub(crate) mod tests {
             },
             uuid: "1234-ABCD".into(),
             own_loop: None,
+            unrecorded: None,
         }
     }
 

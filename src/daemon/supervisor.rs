@@ -104,6 +104,9 @@ pub struct Supervisor {
     state_dir_checked: Instant,
     /// The state directory's free space was low at the last check.
     state_dir_low: Option<String>,
+    /// Scans whose new jobs the state directory could not take: added when
+    /// it can, if the drive is still in.
+    unadded: HashMap<i64, Scanned>,
     /// What the snapshot says about the state directory.
     state_dir_problem: Option<String>,
     stopping: Option<Instant>,
@@ -152,6 +155,7 @@ impl Supervisor {
             space_read: Instant::now(),
             state_dir_checked: Instant::now(),
             state_dir_low: None,
+            unadded: HashMap::new(),
             state_dir_problem: None,
             stopping: None,
             dirty: true,
@@ -409,7 +413,7 @@ impl Supervisor {
     /// failed, and only then the interrupted ones requeued.
     fn add_jobs(&mut self, drive: i64, scanned: &Scanned) {
         let mut store = self.ctx.store.lock().unwrap();
-        let (mut added, mut renewed) = (0, 0);
+        let (mut added, mut renewed, mut unadded) = (0, 0, false);
         for outcome in add_planned(&mut store, &scanned.planned, Some(drive)) {
             match outcome {
                 Added::Queued(_) => added += 1,
@@ -417,9 +421,15 @@ impl Supervisor {
                     renewed += 1;
                     log(&format!("job {old}: {why}; job {new} converts it anew"));
                 }
-                Added::Failed(e) => log(&format!("job store: {e}")),
+                Added::Failed(e) => {
+                    log(&format!("job store: {e}"));
+                    unadded = true;
+                }
                 Added::UpToDate | Added::Known => {}
             }
+        }
+        if unadded && store.state_dir_problem().is_some() {
+            self.unadded.insert(drive, scanned.clone());
         }
         if scanned.complete {
             for id in fail_missing(&mut store, drive, &scanned.planned) {
@@ -711,6 +721,7 @@ impl Supervisor {
                 .is_some_and(|free| free < STATE_DIR_LOW_BYTES)
                 .then(|| StateDirFault::Full.problem(dir));
         }
+        let writable = held.is_none();
         let problem = held.or_else(|| self.state_dir_low.clone());
         if problem != self.state_dir_problem {
             log(problem
@@ -718,6 +729,23 @@ impl Supervisor {
                 .unwrap_or("the state directory takes job changes again"));
             self.state_dir_problem = problem;
             self.dirty = true;
+        }
+        if writable && self.state_dir_problem.is_none() {
+            let effects = self.drives.recorded_again();
+            self.run_effects(effects);
+        }
+        if writable && !self.unadded.is_empty() {
+            for (drive, scanned) in std::mem::take(&mut self.unadded) {
+                let mounted = self
+                    .drives
+                    .view(drive)
+                    .is_some_and(|d| d.mount_point.is_some());
+                if mounted {
+                    self.add_jobs(drive, &scanned);
+                    self.ctx.scheduler.set_drive_available(drive, true);
+                    self.refresh_drive_states();
+                }
+            }
         }
     }
 

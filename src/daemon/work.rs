@@ -133,25 +133,35 @@ fn volume(
     } else {
         info.uuid.clone()
     };
-    let drive = ctx
-        .store
-        .lock()
-        .unwrap()
-        .upsert_drive(&uuid, &info.label, info.fs.name());
-    match drive {
-        Ok(drive) => Some(Volume {
-            drive,
-            devname: devname.to_string(),
-            device: dev.to_path_buf(),
-            info,
-            uuid,
-            own_loop,
-        }),
-        Err(e) => {
+    let (drive, state_dir_problem) = {
+        let mut store = ctx.store.lock().unwrap();
+        let drive = store.upsert_drive(&uuid, &info.label, info.fs.name());
+        (drive, store.state_dir_problem())
+    };
+    let (drive, unrecorded) = match (drive, state_dir_problem) {
+        (Ok(drive), _) => (drive, None),
+        // A drive new to the box cannot be recorded: it is listed with the
+        // reason and read again as soon as the state directory can take it.
+        (Err(_), Some(problem)) => (
+            0,
+            Some(format!(
+                "{problem}; this drive is read as soon as there is room again"
+            )),
+        ),
+        (Err(e), None) => {
             log(&format!("job store: {e}"));
-            None
+            return None;
         }
-    }
+    };
+    Some(Volume {
+        drive,
+        devname: devname.to_string(),
+        device: dev.to_path_buf(),
+        info,
+        uuid,
+        own_loop,
+        unrecorded,
+    })
 }
 
 /// `none-<device>-<time>`: unique to this plug-in of a drive without a UUID.
@@ -257,7 +267,7 @@ fn mount_dir_name(info: &FsInfo, uuid: &str) -> String {
 const LOGGED_PROBLEMS: usize = 50;
 
 /// What a scan found, planned as jobs (the supervisor adds them).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Scanned {
     pub tracks_found: usize,
     pub planned: Vec<PlannedJob>,
