@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod dtshd;
+pub mod flacdecode;
 pub mod flacframes;
 pub mod flacmeta;
 pub mod lanes;

@@ -160,18 +160,26 @@ fn walk_dir(
         if name.starts_with("._") {
             continue;
         }
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        // The listing's own file type: no stat for the files (covers and
+        // MP3s are never looked at; the probe checks what it opens).
+        let Ok(kind) = entry.file_type() else {
             continue;
         };
-        if meta.file_type().is_symlink() {
+        if kind.is_symlink() {
             // Follow a link only to a regular file inside the same tree.
             if let Ok(target) = std::fs::canonicalize(&path) {
                 if target.starts_with(root) && target.is_file() && probe::is_candidate(&path) {
                     files.push((root.to_path_buf(), path));
                 }
             }
-        } else if meta.is_dir() {
-            if name.starts_with('.') || SKIPPED_DIRS.contains(&name.as_ref()) || meta.dev() != dev {
+        } else if kind.is_dir() {
+            if name.starts_with('.') || SKIPPED_DIRS.contains(&name.as_ref()) {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.is_dir() || meta.dev() != dev {
                 continue;
             }
             if depth + 1 >= limits.max_depth {
@@ -182,7 +190,7 @@ fn walk_dir(
                 continue;
             }
             walk_dir(root, &path, dev, depth + 1, limits, seen, files, problems);
-        } else if meta.is_file() && probe::is_candidate(&path) {
+        } else if kind.is_file() && probe::is_candidate(&path) {
             files.push((root.to_path_buf(), path));
         }
     }
