@@ -238,29 +238,6 @@ fn a_film_with_two_dts_tracks_gives_two_flacs_named_by_track_and_language() {
     assert!(tags["TITLE"].contains("Test Film"), "{:?}", tags);
 }
 
-/// Packs a big-endian 16-bit DTS bitstream 14 bits per little-endian word,
-/// as DTS music CDs do.
-fn pack_14bit_le(stream: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u64, 0u32);
-    for &byte in stream {
-        acc = (acc << 8) | u64::from(byte);
-        bits += 8;
-        while bits >= 14 {
-            bits -= 14;
-            let word = ((acc >> bits) & 0x3fff) as u16;
-            // Sign-extend the 14-bit value into the 16-bit sample.
-            let sample = ((word << 2) as i16) >> 2;
-            out.extend_from_slice(&sample.to_le_bytes());
-        }
-    }
-    if bits > 0 {
-        let word = ((acc << (14 - bits)) & 0x3fff) as u16;
-        out.extend_from_slice(&((((word << 2) as i16) >> 2).to_le_bytes()));
-    }
-    out
-}
-
 fn wav_bytes(pcm: &[u8]) -> Vec<u8> {
     let mut w = Vec::new();
     w.extend_from_slice(b"RIFF");
@@ -313,7 +290,9 @@ fn dts_cd_rips_are_found_by_content_even_after_a_second_of_silence() {
     fs::create_dir(&album).unwrap();
     // One second of digital silence, then the DTS words: beyond FFmpeg's probe window.
     let mut pcm = vec![0u8; 44_100 * 4];
-    pcm.extend(pack_14bit_le(&fs::read(&raw).unwrap()));
+    pcm.extend(dtsflac::media::sniff::pack_14bit_le(
+        &fs::read(&raw).unwrap(),
+    ));
     pcm.resize(pcm.len().div_ceil(4) * 4, 0);
     let wav = album.join("01 - Hotel California.wav");
     fs::write(&wav, wav_bytes(&pcm)).unwrap();
@@ -478,7 +457,7 @@ fn a_music_library_is_ruled_out_without_ffmpeg_and_rips_in_every_packing_are_fou
         .flat_map(|w| w.iter().rev().copied())
         .collect();
     let packings = [
-        ("14bit", pack_14bit_le(&stream)),
+        ("14bit", dtsflac::media::sniff::pack_14bit_le(&stream)),
         ("iec61937", fs::read(&iec).unwrap()),
         ("16bit", byte_swapped),
     ];

@@ -261,6 +261,27 @@ pub fn look_for_dts(
     }))
 }
 
+/// Packs a big-endian DTS bitstream 14 bits per little-endian word, as DTS
+/// music CDs do (each word sign-extended into the 16-bit sample): for the
+/// tools and tests that build rips.
+pub fn pack_14bit_le(stream: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u64, 0u32);
+    let mut push = |word: u16| out.extend_from_slice(&((((word << 2) as i16) >> 2).to_le_bytes()));
+    for &byte in stream {
+        acc = (acc << 8) | u64::from(byte);
+        bits += 8;
+        while bits >= 14 {
+            bits -= 14;
+            push(((acc >> bits) & 0x3fff) as u16);
+        }
+    }
+    if bits > 0 {
+        push(((acc << (14 - bits)) & 0x3fff) as u16);
+    }
+    out
+}
+
 /// The source PCM resolution recorded in a DTS core frame header (16, 20 or
 /// 24 bits), found at the first big-endian 16-bit core sync word in `data`.
 pub fn core_source_bits(data: &[u8]) -> Option<u8> {
