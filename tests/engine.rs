@@ -799,6 +799,69 @@ fn long_dtshd(sample: &Path, seconds: u64) -> Vec<u8> {
     out
 }
 
+/// Samples per channel FFmpeg decodes from a stream.
+fn decoded_samples(stream: &Path) -> u64 {
+    let mut args: Vec<&std::ffi::OsStr> = ["-nostdin", "-v", "error", "-i"]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .collect();
+    args.push(stream.as_os_str());
+    args.extend(
+        ["-map", "0:a:0", "-ac", "1", "-f", "s32le", "-"]
+            .iter()
+            .map(std::ffi::OsStr::new),
+    );
+    run_tool("ffmpeg", &args).len() as u64 / 4
+}
+
+#[test]
+fn raw_dts_hd_streams_without_a_header_have_a_duration_from_their_frames() {
+    let work = tempfile::tempdir().unwrap();
+    let sample = samples().join("xll_71_24_96_768.dtshd");
+    let header = dtsflac::media::dtshd::read_header(&sample)
+        .unwrap()
+        .unwrap();
+    let frames = stream_frames(&sample);
+    // Twice over: FFmpeg's probe wants more than the sample's six frames.
+    let short = work.path().join("Short.dtsma");
+    fs::write(&short, frames.repeat(2)).unwrap();
+    // 62 s: past the length counted frame by frame, so scaled from windows.
+    let long = work.path().join("Film.dts");
+    let copies = (62 * 96_000 / header.decoded_samples() + 1) as usize;
+    fs::write(&long, frames.repeat(copies)).unwrap();
+
+    let scan = dtsflac(&["scan", "--json"], &[work.path()]);
+    assert_eq!(scan.code, 0, "{}", scan.all());
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&scan.stdout).unwrap();
+    let duration = |name: &str| {
+        let t = tracks
+            .iter()
+            .find(|t| t["path"].as_str().unwrap().ends_with(name))
+            .unwrap();
+        t["duration_seconds"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no duration: {t}"))
+    };
+    let frame = f64::from(header.samples_per_frame) / 96_000.0;
+    // The stream plays what FFmpeg decodes: the master and the codec delay
+    // (the header that said to trim them is gone).
+    let master =
+        read_wav(&samples().join("reference/xll_71_24_96_768_L.wav")).samples[0].len() as u64;
+    let decoded = decoded_samples(&short);
+    assert_eq!(decoded, 2 * (master + u64::from(header.codec_delay)));
+    let seconds = duration("Short.dtsma");
+    assert!(
+        (seconds - decoded as f64 / 96_000.0).abs() < frame,
+        "{seconds} s"
+    );
+    let seconds = duration("Film.dts");
+    let truth = (copies as u64 * header.decoded_samples()) as f64 / 96_000.0;
+    assert!(
+        (seconds - truth).abs() < truth * 0.005,
+        "{seconds} s, not {truth} s"
+    );
+}
+
 #[test]
 fn a_long_track_decoded_in_lanes_is_identical_to_one_plain_ffmpeg_pass() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

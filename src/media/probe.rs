@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::dtshd::{self, DtsHdHeader};
+use super::dtslength;
 use super::flacdecode;
 use super::flacmeta;
 use super::safe_open;
@@ -213,8 +214,16 @@ pub fn probe_file(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
             )
             .ok()
             .and_then(|b| sniff::core_source_bits(&b));
-            let tracks =
+            let mut tracks =
                 tracks_from_json(path, &json, InputSpec::Probed, header.as_ref(), source_bits);
+            if header.is_none() && tracks.iter().any(|t| t.duration_seconds.is_none()) {
+                // A raw stream: FFmpeg knows no length for DTS-HD; its frames tell it.
+                let len = file.metadata().map_err(io_err)?.len();
+                let length = dtslength::raw_stream_length(&mut &file, len).map_err(io_err)?;
+                for t in &mut tracks {
+                    t.duration_seconds = t.duration_seconds.or(length.map(|l| l.seconds));
+                }
+            }
             if tracks.is_empty() {
                 return Err(ProbeError::Invalid(
                     "no decodable DTS audio in it: the file is damaged or is not DTS".into(),
