@@ -213,6 +213,18 @@ fn a_film_with_two_dts_tracks_gives_two_flacs_named_by_track_and_language() {
     assert_eq!(tracks[1]["language"], "ger");
     assert_eq!(tracks[0]["stream_index"], 1);
     assert_eq!(tracks[1]["stream_index"], 2);
+    // The table tells the two apart as the output names will.
+    let table = dtsflac(&["scan"], &[&film]);
+    assert!(
+        table.stdout.contains("Film.mkv [1.eng, stream 1]"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains("Film.mkv [2.ger, stream 2]"),
+        "{}",
+        table.stdout
+    );
 
     let run = dtsflac(&["convert"], &[work.path()]);
     assert_eq!(run.code, 0, "{}", run.all());

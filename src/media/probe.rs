@@ -129,6 +129,27 @@ impl Track {
         self.trim.map(|t| t.samples)
     }
 
+    /// What tells this track from the others of its file, as its FLAC's
+    /// name says it: "2.eng" (number, language); `None` for a file's only track.
+    pub fn part_name(&self) -> Option<String> {
+        if self.tracks_in_file <= 1 {
+            return None;
+        }
+        let mut part = self.track_number.to_string();
+        if let Some(lang) = &self.language {
+            let clean: String = lang
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(8)
+                .collect();
+            if !clean.is_empty() {
+                part.push('.');
+                part.push_str(&clean);
+            }
+        }
+        Some(part)
+    }
+
     /// "DTS-HD MA 7.1 24-bit 48 kHz"
     pub fn describe(&self) -> String {
         format!(
