@@ -37,7 +37,7 @@ type FrameResult<T> = Result<T, FrameError>;
 /// headers: 1 MiB holds any frame this decoder accepts (2 channels).
 const MAX_FRAME_BYTES: usize = 1 << 20;
 /// Bytes read from the file at a time.
-const READ_BYTES: usize = 64 << 10;
+const READ_BYTES: usize = 16 << 10;
 
 /// Bits of a frame, most significant first, through a 64-bit cache.
 struct Bits<'a> {

@@ -366,8 +366,8 @@ fn look_into_flac(
     file: &File,
     meta: &flacmeta::FlacMeta,
 ) -> Result<Option<(sniff::PcmDts, Vec<u8>)>, flacdecode::DecodeError> {
-    use std::io::{BufReader, Seek, SeekFrom};
-    let mut audio = BufReader::with_capacity(64 << 10, file);
+    use std::io::{Seek, SeekFrom};
+    let mut audio = file;
     audio.seek(SeekFrom::Start(meta.audio_offset))?;
     let mut frames = flacdecode::StereoPcm::new(audio, &meta.stream_info)?;
     let mut failed = None;

@@ -205,7 +205,7 @@ pub fn find_dts_in_wav_samples(
     file.seek(SeekFrom::Start(wav.data_offset))?;
     let mut data = file.take(wav.data_len);
     let found = look_for_dts(|pcm| {
-        let got = (&mut data).take(64 << 10).read_to_end(pcm)?;
+        let got = (&mut data).take(16 << 10).read_to_end(pcm)?;
         Ok(got > 0)
     })?;
     Ok(found.map(|(found, _)| PcmDts {
