@@ -140,14 +140,7 @@ pub fn raw_stream_length(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample_frames(name: &str) -> Vec<u8> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/samples/dcadec")
-            .join(name);
-        let d = std::fs::read(&path).expect("../shared/samples/dcadec is beside the project");
-        crate::media::dtshd::stream_frames(&d).unwrap().to_vec()
-    }
+    use crate::media::lanes::tests::sample_frames;
 
     fn length(stream: &[u8]) -> Option<StreamLength> {
         raw_stream_length(&mut io::Cursor::new(stream), stream.len() as u64).unwrap()

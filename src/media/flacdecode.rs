@@ -378,25 +378,30 @@ impl<R: Read> StereoPcm<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
+    use crate::media::flacframes::tests::libflac;
 
-    /// PCM that exercises every subframe kind the encoder picks: silence
-    /// (CONSTANT), a tone (LPC, FIXED), noise (VERBATIM), and channels
-    /// alike (mid/side, left/side).
+    /// PCM that exercises every subframe kind and stereo coding the
+    /// encoder picks: silence (CONSTANT), a tone (LPC, FIXED), noise
+    /// (VERBATIM), wasted bits, and channels alike (left/side, right/side;
+    /// mid/side for two loud noises as sum and difference).
     fn test_pcm() -> Vec<u8> {
         let mut pcm = Vec::new();
         let mut seed = 12345u32;
-        for i in 0..60_000u32 {
+        let mut noise = || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) as i16
+        };
+        for i in 0..70_000u32 {
             let t = f64::from(i) / 44_100.0;
             let tone = (t * 440.0 * std::f64::consts::TAU).sin();
-            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            let noise = (seed >> 16) as i16;
+            let (a, b) = (noise(), noise());
             let (l, r) = match i / 10_000 {
                 0 => (0, 0),
                 1 => ((tone * 20_000.0) as i16, (tone * 19_000.0) as i16),
-                2 => (noise, noise.wrapping_add(3)),
-                3 => (noise, (tone * 30_000.0) as i16),
+                2 => (a, a.wrapping_add(3)),
+                3 => (a, (tone * 30_000.0) as i16),
                 4 => ((tone * 32_767.0) as i16, i16::MIN),
+                5 => ((a >> 2) + (b >> 2), (a >> 2) - (b >> 2)),
                 _ => ((tone * 8.0) as i16 * 4, -((tone * 300.0) as i16)),
             };
             pcm.extend_from_slice(&l.to_le_bytes());
@@ -408,25 +413,13 @@ mod tests {
     fn encode(pcm: &[u8], args: &[&str]) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let raw = dir.path().join("in.raw");
-        let out = dir.path().join("out.flac");
         std::fs::write(&raw, pcm).unwrap();
-        let status = Command::new("flac")
-            .args([
-                "-s",
-                "-f",
-                "--force-raw-format",
-                "--endian=little",
-                "--sign=signed",
-            ])
-            .args(["--channels=2", "--bps=16", "--sample-rate=44100"])
-            .args(args)
-            .arg("-o")
-            .arg(&out)
-            .arg(&raw)
-            .status()
-            .expect("flac is installed");
-        assert!(status.success());
-        std::fs::read(&out).unwrap()
+        let args: Vec<&str> = ["--channels=2", "--bps=16"]
+            .iter()
+            .chain(args)
+            .copied()
+            .collect();
+        std::fs::read(libflac(&raw, &dir.path().join("out.flac"), &args)).unwrap()
     }
 
     fn decode_all(flac: &[u8]) -> Result<Vec<u8>, DecodeError> {

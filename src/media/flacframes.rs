@@ -548,7 +548,7 @@ fn check_frames<R: Read>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::process::Command;
 
@@ -616,7 +616,7 @@ mod tests {
     }
 
     /// `raw` (48 kHz, little-endian) encoded by libFLAC into `out`.
-    fn libflac(raw: &Path, out: &Path, args: &[&str]) -> std::path::PathBuf {
+    pub(crate) fn libflac(raw: &Path, out: &Path, args: &[&str]) -> std::path::PathBuf {
         let status = Command::new("flac")
             .args([
                 "-s",
