@@ -108,6 +108,9 @@ pub struct JobView {
     pub source: PathBuf,
     /// The source's file name, for display.
     pub name: String,
+    /// Which of the source's tracks, as the output's name says it ("2.eng");
+    /// `None` for a source's only track.
+    pub track: Option<String>,
     pub output: PathBuf,
     pub state: JobState,
     pub progress: f64,
@@ -166,6 +169,7 @@ impl JobView {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            track: j.track.part_name(),
             source: j.track.path.clone(),
             output: j.output.clone(),
             state: j.state,

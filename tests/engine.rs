@@ -213,6 +213,18 @@ fn a_film_with_two_dts_tracks_gives_two_flacs_named_by_track_and_language() {
     assert_eq!(tracks[1]["language"], "ger");
     assert_eq!(tracks[0]["stream_index"], 1);
     assert_eq!(tracks[1]["stream_index"], 2);
+    // The table tells the two apart as the output names will.
+    let table = dtsflac(&["scan"], &[&film]);
+    assert!(
+        table.stdout.contains("Film.mkv [1.eng, stream 1]"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains("Film.mkv [2.ger, stream 2]"),
+        "{}",
+        table.stdout
+    );
 
     let run = dtsflac(&["convert"], &[work.path()]);
     assert_eq!(run.code, 0, "{}", run.all());
@@ -238,29 +250,6 @@ fn a_film_with_two_dts_tracks_gives_two_flacs_named_by_track_and_language() {
     assert!(tags["TITLE"].contains("Test Film"), "{:?}", tags);
 }
 
-/// Packs a big-endian 16-bit DTS bitstream 14 bits per little-endian word,
-/// as DTS music CDs do.
-fn pack_14bit_le(stream: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u64, 0u32);
-    for &byte in stream {
-        acc = (acc << 8) | u64::from(byte);
-        bits += 8;
-        while bits >= 14 {
-            bits -= 14;
-            let word = ((acc >> bits) & 0x3fff) as u16;
-            // Sign-extend the 14-bit value into the 16-bit sample.
-            let sample = ((word << 2) as i16) >> 2;
-            out.extend_from_slice(&sample.to_le_bytes());
-        }
-    }
-    if bits > 0 {
-        let word = ((acc << (14 - bits)) & 0x3fff) as u16;
-        out.extend_from_slice(&((((word << 2) as i16) >> 2).to_le_bytes()));
-    }
-    out
-}
-
 fn wav_bytes(pcm: &[u8]) -> Vec<u8> {
     let mut w = Vec::new();
     w.extend_from_slice(b"RIFF");
@@ -279,10 +268,8 @@ fn wav_bytes(pcm: &[u8]) -> Vec<u8> {
     w
 }
 
-#[test]
-fn dts_cd_rips_are_found_by_content_even_after_a_second_of_silence() {
-    let work = tempfile::tempdir().unwrap();
-    let raw = work.path().join("encoded.dts");
+/// A DTS stream as a DTS music CD holds it: 3 s of 5.1 at 44.1 kHz.
+fn dts_cd_stream(raw: &Path) {
     ffmpeg(
         &[
             "-f",
@@ -301,14 +288,23 @@ fn dts_cd_rips_are_found_by_content_even_after_a_second_of_silence() {
             "-f",
             "dts",
         ],
-        &raw,
+        raw,
     );
+}
+
+#[test]
+fn dts_cd_rips_are_found_by_content_even_after_a_second_of_silence() {
+    let work = tempfile::tempdir().unwrap();
+    let raw = work.path().join("encoded.dts");
+    dts_cd_stream(&raw);
 
     let album = work.path().join("album");
     fs::create_dir(&album).unwrap();
     // One second of digital silence, then the DTS words: beyond FFmpeg's probe window.
     let mut pcm = vec![0u8; 44_100 * 4];
-    pcm.extend(pack_14bit_le(&fs::read(&raw).unwrap()));
+    pcm.extend(dtsflac::media::sniff::pack_14bit_le(
+        &fs::read(&raw).unwrap(),
+    ));
     pcm.resize(pcm.len().div_ceil(4) * 4, 0);
     let wav = album.join("01 - Hotel California.wav");
     fs::write(&wav, wav_bytes(&pcm)).unwrap();
@@ -370,6 +366,236 @@ fn dts_cd_rips_are_found_by_content_even_after_a_second_of_silence() {
         );
     }
     assert!(!album.join("plain.flac").exists());
+}
+
+/// Stores 16-bit stereo PCM as a FLAC with libFLAC.
+fn flac_of_pcm(pcm: &[u8], flac: &Path, extra: &[&str]) {
+    let raw = flac.with_extension("raw");
+    fs::write(&raw, pcm).unwrap();
+    let mut args: Vec<&std::ffi::OsStr> = [
+        "-s",
+        "-f",
+        "--force-raw-format",
+        "--endian=little",
+        "--sign=signed",
+        "--channels=2",
+        "--bps=16",
+        "--sample-rate=44100",
+    ]
+    .iter()
+    .chain(extra)
+    .map(std::ffi::OsStr::new)
+    .collect();
+    args.extend(["-o".as_ref(), flac.as_os_str(), raw.as_os_str()]);
+    run_tool("flac", &args);
+    fs::remove_file(&raw).unwrap();
+}
+
+/// An ffmpeg or ffprobe that notes each run (its arguments, one line) in
+/// `$DTSFLAC_TEST_CALLS`, then runs the real one named by `$DTSFLAC_TEST_REAL_<NAME>`.
+fn recording_tool(dir: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join(name);
+    let real_var = format!("DTSFLAC_TEST_REAL_{}", name.to_uppercase());
+    fs::write(
+        &script,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> \"$DTSFLAC_TEST_CALLS\"\nexec \"${real_var}\" \"$@\"\n"),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+fn on_path(tool: &str) -> String {
+    let path = std::env::var_os("PATH").unwrap();
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{tool} is not on PATH: apt-get install ffmpeg"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `dtsflac scan --json` with FFmpeg and ffprobe recorded: the tracks, and
+/// the runs that were given an input (`-i`), not asked their version.
+fn scan_recording_ffmpeg(dir: &Path, tools: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
+    let calls = tools.join("calls.log");
+    let _ = fs::remove_file(&calls);
+    let (ffmpeg, ffprobe) = (
+        recording_tool(tools, "ffmpeg"),
+        recording_tool(tools, "ffprobe"),
+    );
+    let (real_ffmpeg, real_ffprobe) = (on_path("ffmpeg"), on_path("ffprobe"));
+    let run = dtsflac_env(
+        &["scan", "--json"],
+        &[dir],
+        &[
+            ("DTSFLAC_FFMPEG", ffmpeg.to_str().unwrap()),
+            ("DTSFLAC_FFPROBE", ffprobe.to_str().unwrap()),
+            ("DTSFLAC_TEST_REAL_FFMPEG", &real_ffmpeg),
+            ("DTSFLAC_TEST_REAL_FFPROBE", &real_ffprobe),
+            ("DTSFLAC_TEST_CALLS", calls.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    let runs = fs::read_to_string(&calls)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').any(|a| a == "-i"))
+        .map(str::to_string)
+        .collect();
+    (serde_json::from_str(&run.stdout).unwrap(), runs)
+}
+
+#[test]
+fn a_music_library_is_ruled_out_without_ffmpeg_and_rips_in_every_packing_are_found() {
+    let work = tempfile::tempdir().unwrap();
+    let tools = work.path().join("tools");
+    let music = work.path().join("music");
+    let rips = work.path().join("rips");
+    for d in [&tools, &music, &rips] {
+        fs::create_dir(d).unwrap();
+    }
+    let raw = work.path().join("encoded.dts");
+    dts_cd_stream(&raw);
+    let stream = fs::read(&raw).unwrap();
+    let iec = work.path().join("encoded.spdif");
+    ffmpeg(
+        &["-i", raw.to_str().unwrap(), "-c", "copy", "-f", "spdif"],
+        &iec,
+    );
+    let byte_swapped: Vec<u8> = stream
+        .chunks(2)
+        .flat_map(|w| w.iter().rev().copied())
+        .collect();
+    let packings = [
+        ("14bit", dtsflac::media::sniff::pack_14bit_le(&stream)),
+        ("iec61937", fs::read(&iec).unwrap()),
+        ("16bit", byte_swapped),
+    ];
+    // Each packing with and without a second and a half of leading silence, as WAV and as FLAC.
+    let mut expected = Vec::new();
+    for (name, packed) in &packings {
+        for silence in [0, 66_150 * 4] {
+            let mut pcm = vec![0u8; silence];
+            pcm.extend_from_slice(packed);
+            pcm.resize(pcm.len().div_ceil(4) * 4, 0);
+            let stem = format!("{name}-{}s", silence / (44_100 * 4));
+            fs::write(rips.join(format!("{stem}.wav")), wav_bytes(&pcm)).unwrap();
+            flac_of_pcm(&pcm, &rips.join(format!("{stem}.flac")), &["-8"]);
+            expected.extend([format!("{stem}.wav"), format!("{stem}.flac")]);
+        }
+    }
+
+    // Music: a tone with noise, quiet dither, a late start; CD-shaped or not;
+    // a cover picture in the FLAC; MP3s and images beside them.
+    ffmpeg(
+        &["-f", "lavfi", "-i", "color=c=red:s=64x64", "-frames:v", "1"],
+        &music.join("cover.jpg"),
+    );
+    let songs = [
+        (
+            "song.wav",
+            "0.4*sin(440*2*PI*t)+0.05*random(0)|0.3*sin(660*2*PI*t)",
+            44_100,
+        ),
+        (
+            "late.wav",
+            "(1+sgn(t-2))*0.2*sin(440*2*PI*t)|(1+sgn(t-2))*0.1*sin(550*2*PI*t)",
+            44_100,
+        ),
+        (
+            "dither.wav",
+            "(random(0)-0.5)/16384|(random(1)-0.5)/16384",
+            44_100,
+        ),
+        (
+            "hires.wav",
+            "0.4*sin(440*2*PI*t)|0.4*sin(440*2*PI*t)",
+            96_000,
+        ),
+    ];
+    for (name, expr, rate) in songs {
+        let source = format!("aevalsrc={expr}:s={rate}:d=4");
+        ffmpeg(
+            &["-f", "lavfi", "-i", &source, "-c:a", "pcm_s16le"],
+            &music.join(name),
+        );
+        let flac = music.join(name).with_extension("flac");
+        let cover = format!("--picture={}", music.join("cover.jpg").display());
+        run_tool(
+            "flac",
+            &[
+                "-s",
+                "-8",
+                &cover,
+                "-o",
+                flac.to_str().unwrap(),
+                music.join(name).to_str().unwrap(),
+            ],
+        );
+    }
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=2:r=44100",
+            "-sample_fmt",
+            "s32",
+            "-c:a",
+            "flac",
+        ],
+        &music.join("24bit.flac"),
+    );
+    ffmpeg(
+        &["-f", "lavfi", "-i", "sine=d=2:r=44100", "-ac", "2"],
+        &music.join("song.mp3"),
+    );
+    fs::write(music.join("not-really.flac"), b"ID3 and then nothing").unwrap();
+    fs::write(music.join("not-really.wav"), b"RIFF\0\0\0\0AVI ").unwrap();
+
+    let (tracks, runs) = scan_recording_ffmpeg(&music, &tools);
+    assert!(tracks.is_empty(), "{tracks:?}");
+    assert_eq!(runs, Vec::<String>::new(), "FFmpeg or ffprobe ran on music");
+
+    let (tracks, runs) = scan_recording_ffmpeg(&rips, &tools);
+    let mut found: Vec<String> = tracks
+        .iter()
+        .map(|t| {
+            assert_eq!(t["channels"], 6, "{t}");
+            assert_eq!(t["profile"], "DTS", "{t}");
+            let duration = t["duration_seconds"].as_f64().unwrap();
+            // The rip's length: 3 s of DTS (2.6 s byte-swapped) after the silence.
+            assert!((2.6..4.6).contains(&duration), "{t}");
+            let path = Path::new(t["path"].as_str().unwrap());
+            path.file_name().unwrap().to_string_lossy().into_owned()
+        })
+        .collect();
+    found.sort();
+    expected.sort();
+    assert_eq!(found, expected);
+    // The recording works: ffprobe read each rip's DTS, and FFmpeg never had to
+    // decode a FLAC rip to find it.
+    assert_eq!(runs.len(), expected.len(), "{runs:#?}");
+
+    // The IEC 61937 rips convert to what FFmpeg decodes from the stream itself.
+    let converted = work.path().join("converted");
+    for (rip, output) in [
+        ("iec61937-1s.wav", "iec61937-1s.flac"),
+        ("iec61937-1s.flac", "iec61937-1s.dts.flac"),
+    ] {
+        let dir = converted.join(rip);
+        fs::create_dir_all(&dir).unwrap();
+        fs::rename(rips.join(rip), dir.join(rip)).unwrap();
+        let run = dtsflac(&["convert"], &[&dir]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        assert_eq!(
+            ffmpeg_md5(&dir.join(output), &["-c:a", "pcm_s16le"]),
+            ffmpeg_md5(&raw, &["-c:a", "pcm_s16le"]),
+            "{rip}"
+        );
+    }
 }
 
 #[test]
@@ -583,6 +809,69 @@ fn long_dtshd(sample: &Path, seconds: u64) -> Vec<u8> {
         pos += 16 + size;
     }
     out
+}
+
+/// Samples per channel FFmpeg decodes from a stream.
+fn decoded_samples(stream: &Path) -> u64 {
+    let mut args: Vec<&std::ffi::OsStr> = ["-nostdin", "-v", "error", "-i"]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .collect();
+    args.push(stream.as_os_str());
+    args.extend(
+        ["-map", "0:a:0", "-ac", "1", "-f", "s32le", "-"]
+            .iter()
+            .map(std::ffi::OsStr::new),
+    );
+    run_tool("ffmpeg", &args).len() as u64 / 4
+}
+
+#[test]
+fn raw_dts_hd_streams_without_a_header_have_a_duration_from_their_frames() {
+    let work = tempfile::tempdir().unwrap();
+    let sample = samples().join("xll_71_24_96_768.dtshd");
+    let header = dtsflac::media::dtshd::read_header(&sample)
+        .unwrap()
+        .unwrap();
+    let frames = stream_frames(&sample);
+    // Twice over: FFmpeg's probe wants more than the sample's six frames.
+    let short = work.path().join("Short.dtsma");
+    fs::write(&short, frames.repeat(2)).unwrap();
+    // 62 s: past the length counted frame by frame, so scaled from windows.
+    let long = work.path().join("Film.dts");
+    let copies = (62 * 96_000 / header.decoded_samples() + 1) as usize;
+    fs::write(&long, frames.repeat(copies)).unwrap();
+
+    let scan = dtsflac(&["scan", "--json"], &[work.path()]);
+    assert_eq!(scan.code, 0, "{}", scan.all());
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&scan.stdout).unwrap();
+    let duration = |name: &str| {
+        let t = tracks
+            .iter()
+            .find(|t| t["path"].as_str().unwrap().ends_with(name))
+            .unwrap();
+        t["duration_seconds"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no duration: {t}"))
+    };
+    let frame = f64::from(header.samples_per_frame) / 96_000.0;
+    // The stream plays what FFmpeg decodes: the master and the codec delay
+    // (the header that said to trim them is gone).
+    let master =
+        read_wav(&samples().join("reference/xll_71_24_96_768_L.wav")).samples[0].len() as u64;
+    let decoded = decoded_samples(&short);
+    assert_eq!(decoded, 2 * (master + u64::from(header.codec_delay)));
+    let seconds = duration("Short.dtsma");
+    assert!(
+        (seconds - decoded as f64 / 96_000.0).abs() < frame,
+        "{seconds} s"
+    );
+    let seconds = duration("Film.dts");
+    let truth = (copies as u64 * header.decoded_samples()) as f64 / 96_000.0;
+    assert!(
+        (seconds - truth).abs() < truth * 0.005,
+        "{seconds} s, not {truth} s"
+    );
 }
 
 #[test]

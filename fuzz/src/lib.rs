@@ -12,6 +12,9 @@
 #[path = "../../src/media/dtshd.rs"]
 #[doc(hidden)]
 pub mod dtshd;
+#[path = "../../src/media/flacdecode.rs"]
+#[doc(hidden)]
+pub mod flacdecode;
 #[path = "../../src/media/flacframes.rs"]
 #[doc(hidden)]
 pub mod flacframes;
@@ -32,7 +35,7 @@ pub mod sniff;
 pub mod superblock;
 
 pub mod media {
-    pub use crate::{dtshd, flacframes, flacmeta, lanes, safe_open, sniff};
+    pub use crate::{dtshd, flacdecode, flacframes, flacmeta, lanes, safe_open, sniff};
 }
 
 pub mod usb {

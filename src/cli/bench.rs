@@ -13,7 +13,10 @@ use clap::Args;
 use dtsflac::fmt;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    what: Option<BenchWhat>,
     /// Minutes of audio per track.
     #[arg(long, default_value_t = 10)]
     minutes: u32,
@@ -30,6 +33,13 @@ pub struct BenchArgs {
         default_value = "../shared/samples/dcadec/xll_71_24_48_768_0.dtshd"
     )]
     sample: PathBuf,
+}
+
+#[derive(clap::Subcommand)]
+enum BenchWhat {
+    /// Measure the scan of a generated music library against a plain walk
+    /// of the same tree.
+    Scan(super::scanbench::ScanBenchArgs),
 }
 
 struct Measured {
@@ -321,6 +331,9 @@ fn pcm_md5(ffmpeg: &Path, flac: &Path) -> Result<String, String> {
 }
 
 pub fn run(args: BenchArgs) -> u8 {
+    if let Some(BenchWhat::Scan(scan)) = args.what {
+        return super::scanbench::run(scan);
+    }
     match bench(args) {
         Ok(()) => 0,
         Err(e) => {

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod doctor;
 pub mod run;
 pub mod scan;
+pub mod scanbench;
 
 use dtsflac::media::tools::{ToolError, Tools};
 

@@ -30,10 +30,10 @@ pub fn run(paths: &[PathBuf], json: bool) -> u8 {
         );
         for f in &report.found {
             let t = &f.track;
-            let stream = if t.tracks_in_file > 1 {
-                format!(" (stream {})", t.stream_index)
-            } else {
-                String::new()
+            // Told apart as the output names do it: "Film.mkv [2.eng, stream 3]".
+            let stream = match t.part_name() {
+                Some(part) => format!(" [{part}, stream {}]", t.stream_index),
+                None => String::new(),
             };
             println!(
                 "{:<11} {:>3} {:<10} {:>6} {:>4} {:>9} {:<4} {}{}",

@@ -133,7 +133,7 @@ const CRC16: [[u16; 256]; 8] = {
 /// CRC-16 of `data` continuing from `crc`: folded with the CPU's
 /// carry-less multiply where it has one (x86-64 PCLMULQDQ, ARMv8 PMULL:
 /// ~5x the table's speed), by table elsewhere.
-fn crc16(crc: u16, data: &[u8]) -> u16 {
+pub(super) fn crc16(crc: u16, data: &[u8]) -> u16 {
     if data.len() >= 64 {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("pclmulqdq") {
@@ -252,19 +252,23 @@ fn crc8(data: &[u8]) -> u8 {
 
 /// A frame header that passed its CRC-8.
 #[derive(Debug, Clone, Copy)]
-struct Header {
-    variable_blocking: bool,
+pub(super) struct Header {
+    pub(super) variable_blocking: bool,
     /// Frame number (fixed blocking) or first sample (variable blocking).
-    number: u64,
-    block_size: u64,
-    channels: u8,
+    pub(super) number: u64,
+    pub(super) block_size: u64,
+    pub(super) channels: u8,
+    /// 0–7 independent channels, 8 left/side, 9 right/side, 10 mid/side.
+    pub(super) assignment: u8,
     /// 0: "as in STREAMINFO".
-    bits: u8,
+    pub(super) bits: u8,
+    /// Bytes of the header, its CRC-8 included.
+    pub(super) len: usize,
 }
 
 /// Parses the frame header at the start of `b`; `None` if it is not one
 /// (or `b` is too short to tell, which only happens at the end of the file).
-fn parse_header(b: &[u8]) -> Option<Header> {
+pub(super) fn parse_header(b: &[u8]) -> Option<Header> {
     if b.len() < 6 || b[0] != 0xFF || b[1] & 0xFE != 0xF8 {
         return None;
     }
@@ -322,7 +326,9 @@ fn parse_header(b: &[u8]) -> Option<Header> {
         number,
         block_size,
         channels,
+        assignment,
         bits,
+        len: pos + 1,
     })
 }
 
@@ -542,7 +548,7 @@ fn check_frames<R: Read>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::process::Command;
 
@@ -610,7 +616,7 @@ mod tests {
     }
 
     /// `raw` (48 kHz, little-endian) encoded by libFLAC into `out`.
-    fn libflac(raw: &Path, out: &Path, args: &[&str]) -> std::path::PathBuf {
+    pub(crate) fn libflac(raw: &Path, out: &Path, args: &[&str]) -> std::path::PathBuf {
         let status = Command::new("flac")
             .args([
                 "-s",

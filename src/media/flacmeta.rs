@@ -40,17 +40,22 @@ fn invalid(msg: &str) -> io::Error {
 }
 
 pub fn read(path: &Path) -> io::Result<FlacMeta> {
-    let mut r = BufReader::new(super::safe_open::open_regular(path)?);
-    meta_from(&mut r)
+    read_open(&super::safe_open::open_regular(path)?)
+}
+
+/// `read` on a file opened with `safe_open`.
+pub fn read_open(file: &File) -> io::Result<FlacMeta> {
+    meta_from(&mut BufReader::new(file))
 }
 
 /// `read` on a FLAC file (or its first part, the metadata) already in memory.
 pub fn parse(data: &[u8]) -> io::Result<FlacMeta> {
-    meta_from(data)
+    meta_from(io::Cursor::new(data))
 }
 
 /// The metadata blocks at the start of `r`, read up to the last one.
-fn meta_from(mut r: impl Read) -> io::Result<FlacMeta> {
+fn meta_from(mut r: impl Read + Seek) -> io::Result<FlacMeta> {
+    r.seek(SeekFrom::Start(0))?;
     let mut magic = [0u8; 4];
     r.read_exact(&mut magic)?;
     if &magic != b"fLaC" {
@@ -77,8 +82,9 @@ fn meta_from(mut r: impl Read) -> io::Result<FlacMeta> {
                     _ => tags = parse_comments(&body)?,
                 }
             }
+            // Pictures (cover art, often megabytes) and the rest are not read.
             _ => {
-                io::copy(&mut (&mut r).take(len as u64), &mut io::sink())?;
+                r.seek(SeekFrom::Current(len as i64))?;
             }
         }
         if last {

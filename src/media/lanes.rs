@@ -479,10 +479,11 @@ fn join(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample_frames(name: &str) -> Vec<u8> {
+    /// The frames of a shared DTS-HD sample (its STRMDATA chunk).
+    pub(crate) fn sample_frames(name: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/samples/dcadec")
             .join(name);

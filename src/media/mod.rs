@@ -3,6 +3,8 @@
 
 pub mod convert;
 pub mod dtshd;
+pub mod dtslength;
+pub mod flacdecode;
 pub mod flacframes;
 pub mod flacmeta;
 pub mod lanes;

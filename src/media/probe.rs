@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::dtshd::{self, DtsHdHeader};
+use super::dtslength;
+use super::flacdecode;
 use super::flacmeta;
 use super::safe_open;
 use super::sniff::{self, PcmPacking};
@@ -132,6 +134,27 @@ impl Track {
         self.trim.map(|t| t.samples)
     }
 
+    /// What tells this track from the others of its file, as its FLAC's
+    /// name says it: "2.eng" (number, language); `None` for a file's only track.
+    pub fn part_name(&self) -> Option<String> {
+        if self.tracks_in_file <= 1 {
+            return None;
+        }
+        let mut part = self.track_number.to_string();
+        if let Some(lang) = &self.language {
+            let clean: String = lang
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(8)
+                .collect();
+            if !clean.is_empty() {
+                part.push('.');
+                part.push_str(&clean);
+            }
+        }
+        Some(part)
+    }
+
     /// "DTS-HD MA 7.1 24-bit 48 kHz"
     pub fn describe(&self) -> String {
         format!(
@@ -227,7 +250,7 @@ fn probe_contents(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
                 }
             }
             let prefix = read_prefix(
-                path,
+                &file,
                 header.as_ref().map_or(0, |h| h.stream_offset),
                 64 << 10,
             )
@@ -235,14 +258,23 @@ fn probe_contents(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
             // A drive of 200,000 junk `.dts` files must not cost 200,000 FFmpegs.
             if !sniff::has_dts_sync(&prefix) {
                 return Err(ProbeError::Invalid(
-                    "no DTS sync word in its first 64 KiB: it is not a DTS stream".into(),
+                    "no DTS sync word in its first 64 KiB: not DTS, or damaged from its start"
+                        .into(),
                 ));
             }
             let json = ffprobe(tools, source, &[], None)
                 .map_err(|e| ProbeError::Invalid(format!("not a readable DTS stream ({e})")))?;
             let source_bits = sniff::core_source_bits(&prefix);
-            let tracks =
+            let mut tracks =
                 tracks_from_json(path, &json, InputSpec::Probed, header.as_ref(), source_bits);
+            if header.is_none() && tracks.iter().any(|t| t.duration_seconds.is_none()) {
+                // A raw stream: FFmpeg knows no length for DTS-HD; its frames tell it.
+                let len = file.metadata().map_err(io_err)?.len();
+                let length = dtslength::raw_stream_length(&mut &file, len).map_err(io_err)?;
+                for t in &mut tracks {
+                    t.duration_seconds = t.duration_seconds.or(length.map(|l| l.seconds));
+                }
+            }
             if tracks.is_empty() {
                 return Err(ProbeError::Invalid(
                     "no decodable DTS audio in it: the file is damaged or is not DTS".into(),
@@ -260,34 +292,7 @@ fn probe_contents(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
                 Ok(tracks)
             }
         }
-        FileKind::Wav => match sniff::find_dts_in_wav(path).map_err(io_err)? {
-            Some(found) => {
-                let input = InputSpec::PcmInWav {
-                    packing: found.packing,
-                    offset: found.offset,
-                };
-                let json = ffprobe(tools, source, &input_args(&input), None).map_err(|e| {
-                    ProbeError::Invalid(format!("DTS found in the WAV but unreadable ({e})"))
-                })?;
-                let source_bits = read_prefix(path, found.offset, 64 << 10)
-                    .ok()
-                    .and_then(|b| core_bits_any(&b, found.packing));
-                let mut tracks = tracks_from_json(path, &json, input, None, source_bits);
-                // A forced raw demuxer cannot know the length; the WAV's size tells it.
-                let wav_seconds = wav_duration(path);
-                for t in &mut tracks {
-                    if t.duration_seconds.is_none() {
-                        t.duration_seconds = wav_seconds;
-                    }
-                }
-                non_empty(tracks)
-            }
-            None => {
-                // A WAV with the DTS format tag (0x2001) is read by FFmpeg directly.
-                let json = ffprobe(tools, source, &[], None).map_err(|_| ProbeError::NotDts)?;
-                non_empty(tracks_from_json(path, &json, InputSpec::Probed, None, None))
-            }
-        },
+        FileKind::Wav => probe_wav(tools, path, &file),
         FileKind::Flac => probe_flac_rip(tools, path, &file),
     }
 }
@@ -300,47 +305,113 @@ fn non_empty(tracks: Vec<Track>) -> Result<Vec<Track>, ProbeError> {
     }
 }
 
-/// Seconds of sample data in a WAV, from its header.
-fn wav_duration(path: &Path) -> Option<f64> {
-    let mut f = safe_open::open_regular(path).ok()?;
-    let w = sniff::read_wav_layout(&mut f).ok()??;
-    let bytes_per_second = 44_100.0 * f64::from(w.channels) * f64::from(w.bits_per_sample / 8);
-    Some(w.data_len as f64 / bytes_per_second)
+/// The WAV format tag of a DTS stream stored as such (not disguised as PCM).
+const WAVE_FORMAT_DTS: u16 = 0x2001;
+
+/// A WAV: DTS disguised as PCM (a DTS-CD rip), or tagged as DTS. Its header
+/// rules most out; for the rest the first non-silent audio decides.
+fn probe_wav(tools: &Tools, path: &Path, file: &File) -> Result<Vec<Track>, ProbeError> {
+    let io_err = |e: std::io::Error| ProbeError::Invalid(format!("cannot read the file: {e}"));
+    let source = Some((path, file));
+    let Some(wav) = sniff::read_wav_layout(&mut &*file).map_err(io_err)? else {
+        return Err(ProbeError::NotDts);
+    };
+    if wav.format_tag == WAVE_FORMAT_DTS {
+        // FFmpeg's WAV demuxer reads this one directly.
+        let json = ffprobe(tools, source, &[], None).map_err(|_| ProbeError::NotDts)?;
+        return non_empty(tracks_from_json(path, &json, InputSpec::Probed, None, None));
+    }
+    let found = sniff::find_dts_in_wav_samples(&mut &*file, &wav)
+        .map_err(io_err)?
+        .ok_or(ProbeError::NotDts)?;
+    let input = InputSpec::PcmInWav {
+        packing: found.packing,
+        offset: found.offset,
+    };
+    let json = ffprobe(tools, source, &input_args(&input), None)
+        .map_err(|e| ProbeError::Invalid(format!("DTS found in the WAV but unreadable ({e})")))?;
+    let source_bits = read_prefix(file, found.offset, 64 << 10)
+        .ok()
+        .and_then(|b| core_bits_any(&b, found.packing));
+    let mut tracks = tracks_from_json(path, &json, input, None, source_bits);
+    // A forced raw demuxer cannot know the length; the WAV's size tells it.
+    let bytes_per_second = f64::from(wav.sample_rate.max(1))
+        * f64::from(wav.channels)
+        * f64::from(wav.bits_per_sample / 8);
+    for t in &mut tracks {
+        if t.duration_seconds.is_none() {
+            t.duration_seconds = Some(wav.data_len as f64 / bytes_per_second);
+        }
+    }
+    non_empty(tracks)
 }
 
-/// A DTS-CD rip stored as FLAC: 2 channels of 16-bit "PCM" that is really DTS.
+/// A DTS-CD rip stored as FLAC: 2 channels of 16-bit "PCM" that is really
+/// DTS. STREAMINFO rules most FLACs out; for the rest our own decoder reads
+/// the first non-silent frames (FFmpeg only if it cannot).
 fn probe_flac_rip(tools: &Tools, path: &Path, file: &File) -> Result<Vec<Track>, ProbeError> {
-    let meta = flacmeta::read(path).map_err(|_| ProbeError::NotDts)?;
+    let meta = flacmeta::read_open(file).map_err(|_| ProbeError::NotDts)?;
+    let info = &meta.stream_info;
     // Our own output, or anything that is not CD-shaped, is not a DTS-CD rip.
     if meta.tags.contains_key(OWN_SOURCE_TAG)
-        || meta.stream_info.channels != 2
-        || meta.stream_info.bits_per_sample != 16
+        || !sniff::could_carry_dts(
+            info.channels.into(),
+            info.bits_per_sample.into(),
+            info.sample_rate,
+        )
     {
         return Err(ProbeError::NotDts);
     }
-    let pcm = decode_flac_prefix(tools, path, file, sniff::SNIFF_LIMIT)
-        .map_err(|_| ProbeError::NotDts)?;
-    let found = sniff::find_dts_in_pcm(&pcm).ok_or(ProbeError::NotDts)?;
+    let (found, from_sync) = match look_into_flac(file, &meta) {
+        Ok(found) => found,
+        Err(_) => {
+            // Damaged, or a frame our decoder does not take: FFmpeg decides.
+            let pcm = decode_flac_prefix(tools, path, file, sniff::SNIFF_LIMIT)
+                .map_err(|_| ProbeError::NotDts)?;
+            let found = sniff::find_dts_in_pcm(&pcm);
+            found.map(|f| (f, pcm[f.offset as usize..].to_vec()))
+        }
+    }
+    .ok_or(ProbeError::NotDts)?;
     let input = InputSpec::PcmInFlac {
         packing: found.packing,
         offset: found.offset,
     };
     let probe_args = vec!["-f".into(), found.packing.ffmpeg_format().into()];
-    let json = ffprobe(
-        tools,
-        None,
-        &probe_args,
-        Some(&pcm[found.offset as usize..]),
-    )
-    .map_err(|e| ProbeError::Invalid(format!("DTS found in the FLAC rip but unreadable ({e})")))?;
-    let source_bits = core_bits_any(&pcm[found.offset as usize..], found.packing);
+    let json = ffprobe(tools, None, &probe_args, Some(&from_sync)).map_err(|e| {
+        ProbeError::Invalid(format!("DTS found in the FLAC rip but unreadable ({e})"))
+    })?;
+    let source_bits = core_bits_any(&from_sync, found.packing);
     let mut tracks = tracks_from_json(path, &json, input, None, source_bits);
-    let seconds =
-        meta.stream_info.total_samples as f64 / f64::from(meta.stream_info.sample_rate.max(1));
+    let seconds = info.total_samples as f64 / f64::from(info.sample_rate.max(1));
     for t in &mut tracks {
         t.duration_seconds = Some(seconds);
     }
     non_empty(tracks)
+}
+
+/// Where DTS starts in a FLAC's PCM and the PCM from there, decoding only
+/// the frames `sniff::look_for_dts` asks for.
+fn look_into_flac(
+    file: &File,
+    meta: &flacmeta::FlacMeta,
+) -> Result<Option<(sniff::PcmDts, Vec<u8>)>, flacdecode::DecodeError> {
+    use std::io::{Seek, SeekFrom};
+    let mut audio = file;
+    audio.seek(SeekFrom::Start(meta.audio_offset))?;
+    let mut frames = flacdecode::StereoPcm::new(audio, &meta.stream_info)?;
+    let mut failed = None;
+    let found = sniff::look_for_dts(|pcm| match frames.next_frame(pcm) {
+        Ok(more) => Ok(more),
+        Err(e) => {
+            failed = Some(e);
+            Ok(false)
+        }
+    })?;
+    match failed {
+        Some(e) if found.is_none() => Err(e),
+        _ => Ok(found),
+    }
 }
 
 /// Tag our FLAC output carries to name its source (see `convert`).
@@ -408,9 +479,8 @@ fn unpack_14bit_le(data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn read_prefix(path: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+fn read_prefix(mut f: &File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = safe_open::open_regular(path)?;
     f.seek(SeekFrom::Start(offset))?;
     let mut buf = Vec::new();
     f.take(len).read_to_end(&mut buf)?;

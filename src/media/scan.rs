@@ -11,8 +11,8 @@
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::probe::{self, ProbeError, Track};
 use super::tools::Tools;
@@ -22,8 +22,52 @@ pub struct ScanLimits {
     pub max_depth: usize,
     pub max_entries: usize,
     /// Set from outside (an eject, a shutdown) to end the scan early; what
-    /// was found so far is returned.
+    /// was found so far is returned. Looked at before every file.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Where the scan tells how far it has got, for whoever shows it.
+    pub progress: Option<Arc<ScanProgress>>,
+}
+
+/// How far a scan has got: counters it updates as it goes, which anyone
+/// holding them (the daemon, for the page and the panel) may read at any
+/// time.
+#[derive(Debug, Default)]
+pub struct ScanProgress {
+    listed: AtomicUsize,
+    looked_at: AtomicUsize,
+    tracks_found: AtomicUsize,
+    folder: Mutex<PathBuf>,
+}
+
+/// What `ScanProgress` says at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScanCounts {
+    /// Files the walk found worth a look so far.
+    pub files_listed: usize,
+    /// Files looked into so far.
+    pub files_looked_at: usize,
+    pub tracks_found: usize,
+    /// The folder being read (listed, or whose file is being looked into).
+    pub folder: PathBuf,
+}
+
+impl ScanProgress {
+    pub fn counts(&self) -> ScanCounts {
+        ScanCounts {
+            files_listed: self.listed.load(Ordering::Relaxed),
+            files_looked_at: self.looked_at.load(Ordering::Relaxed),
+            tracks_found: self.tracks_found.load(Ordering::Relaxed),
+            folder: self.folder.lock().map(|f| f.clone()).unwrap_or_default(),
+        }
+    }
+
+    fn reading(&self, folder: &Path) {
+        if let Ok(mut f) = self.folder.lock() {
+            if f.as_path() != folder {
+                folder.clone_into(&mut f);
+            }
+        }
+    }
 }
 
 impl Default for ScanLimits {
@@ -32,6 +76,7 @@ impl Default for ScanLimits {
             max_depth: 32,
             max_entries: 200_000,
             stop: None,
+            progress: None,
         }
     }
 }
@@ -151,6 +196,9 @@ impl Walk<'_> {
     }
 
     fn dir(&mut self, root: &Path, dir: &Path, dev: u64, depth: usize) {
+        if let Some(p) = &self.limits.progress {
+            p.reading(dir);
+        }
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) => return self.left_out(dir, format!("cannot list the folder: {e}")),
@@ -158,13 +206,15 @@ impl Walk<'_> {
         // Never more names in memory than the cap leaves: a folder of a
         // million entries is not read whole before the cap applies.
         let budget = (self.limits.max_entries + 1).saturating_sub(self.seen);
-        let mut names: Vec<std::ffi::OsString> = entries
+        // The listing's own file types: no stat for files that are not
+        // candidates (covers and MP3s are never looked at).
+        let mut names: Vec<(std::ffi::OsString, Option<std::fs::FileType>)> = entries
             .filter_map(Result::ok)
             .take(budget)
-            .map(|e| e.file_name())
+            .map(|e| (e.file_name(), e.file_type().ok()))
             .collect();
-        names.sort();
-        for name in names {
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, kind) in names {
             if self.limits.stopped() {
                 return;
             }
@@ -182,21 +232,24 @@ impl Walk<'_> {
             if name.starts_with("._") {
                 continue;
             }
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            let Some(kind) = kind else {
                 continue;
             };
-            if meta.file_type().is_symlink() {
+            if kind.is_symlink() {
                 // Follow a link only to a regular file inside the same tree.
                 if let Ok(target) = std::fs::canonicalize(&path) {
                     if target.starts_with(root) && target.is_file() && probe::is_candidate(&path) {
                         self.out.files.push((root.to_path_buf(), path));
                     }
                 }
-            } else if meta.is_dir() {
-                if name.starts_with('.')
-                    || SKIPPED_DIRS.contains(&name.as_ref())
-                    || meta.dev() != dev
-                {
+            } else if kind.is_dir() {
+                if name.starts_with('.') || SKIPPED_DIRS.contains(&name.as_ref()) {
+                    continue;
+                }
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if !meta.is_dir() || meta.dev() != dev {
                     continue;
                 }
                 if depth + 1 >= self.limits.max_depth {
@@ -205,12 +258,21 @@ impl Walk<'_> {
                     continue;
                 }
                 self.dir(root, &path, dev, depth + 1);
-            } else if meta.is_file() && probe::is_candidate(&path) {
+                if let Some(p) = &self.limits.progress {
+                    p.reading(dir);
+                }
+            } else if kind.is_file() && probe::is_candidate(&path) {
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
                 if meta.nlink() > 1 && !self.inodes.insert((meta.dev(), meta.ino())) {
                     self.same_file += 1;
                     continue;
                 }
                 self.out.files.push((root.to_path_buf(), path));
+                if let Some(p) = &self.limits.progress {
+                    p.listed.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -236,7 +298,7 @@ fn probe_all(
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 4);
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
     let results: Vec<(usize, Result<Vec<Track>, ProbeError>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
@@ -247,9 +309,19 @@ fn probe_all(
                         if limits.stopped() {
                             break;
                         }
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some((_, path)) = files.get(i) else { break };
-                        out.push((i, probe::probe_file(tools, path)));
+                        let progress = limits.progress.as_deref();
+                        if let (Some(p), Some(folder)) = (progress, path.parent()) {
+                            p.reading(folder);
+                        }
+                        let result = probe::probe_file(tools, path);
+                        if let Some(p) = progress {
+                            p.looked_at.fetch_add(1, Ordering::Relaxed);
+                            let tracks = result.as_ref().map_or(0, Vec::len);
+                            p.tracks_found.fetch_add(tracks, Ordering::Relaxed);
+                        }
+                        out.push((i, result));
                     }
                     out
                 })
@@ -316,6 +388,53 @@ mod tests {
     }
 
     #[test]
+    fn progress_counts_what_was_listed_looked_at_and_found() {
+        let tools = Tools::locate_capable().expect("ffmpeg and flac are installed");
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/samples/dcadec/xll_51_24_48_768.dtshd");
+        let tree = tempfile::tempdir().unwrap();
+        let (music, films) = (tree.path().join("Music"), tree.path().join("Films"));
+        for d in [&music, &films] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::copy(&sample, films.join("Concert.dtshd")).unwrap();
+        for i in 0..3 {
+            std::fs::write(music.join(format!("{i}.wav")), b"RIFF\0\0\0\0WAVE").unwrap();
+        }
+        std::fs::write(music.join("cover.jpg"), b"\xff\xd8").unwrap();
+        let progress = Arc::new(ScanProgress::default());
+        let limits = ScanLimits {
+            progress: Some(progress.clone()),
+            ..ScanLimits::default()
+        };
+        let report = scan(&tools, &[tree.path().to_path_buf()], limits.clone());
+        assert_eq!(report.found.len(), 1);
+        let counts = progress.counts();
+        assert_eq!(
+            (
+                counts.files_listed,
+                counts.files_looked_at,
+                counts.tracks_found
+            ),
+            (4, 4, 1)
+        );
+        // Files are looked into in name order: Music's come last.
+        assert_eq!(counts.folder, std::fs::canonicalize(&music).unwrap());
+
+        // Stopped before it starts: listed, nothing looked into.
+        let stopped = Arc::new(ScanProgress::default());
+        let files = walk(&[tree.path().to_path_buf()], &limits).files;
+        let stop = ScanLimits {
+            stop: Some(Arc::new(AtomicBool::new(true))),
+            progress: Some(stopped.clone()),
+            ..ScanLimits::default()
+        };
+        let report = probe_all(&tools, &files, vec![], &stop);
+        assert!(report.found.is_empty());
+        assert_eq!(stopped.counts().files_looked_at, 0);
+    }
+
+    #[test]
     fn depth_and_entry_limits_are_reported() {
         let tree = tempfile::tempdir().unwrap();
         let mut deep = tree.path().to_path_buf();
@@ -329,7 +448,7 @@ mod tests {
             &ScanLimits {
                 max_depth: 3,
                 max_entries: 100,
-                stop: None,
+                ..ScanLimits::default()
             },
         );
         assert!(listing.files.is_empty());

@@ -124,6 +124,16 @@ fn file_name(p: &std::path::Path) -> String {
         .unwrap_or_default()
 }
 
+/// A job's name on the panel: the track first where its source has several
+/// ("2.eng Film.mkv", as the output's name says it), so a name cut to the
+/// screen's width still tells them apart.
+fn job_name(j: &JobView) -> String {
+    match &j.track {
+        Some(track) => format!("{track} {}", file_name(&j.source)),
+        None => file_name(&j.source),
+    }
+}
+
 /// The drive the status screen is about: the busiest one.
 pub fn focus_drive(s: &Snapshot) -> Option<&DriveView> {
     let rank = |d: &DriveView| match d.state {
@@ -284,7 +294,7 @@ fn converting<D: DrawTarget<Color = BinaryColor>>(
     };
     text::draw_scrolling(
         d,
-        &file_name(&job.source),
+        &job_name(job),
         Point::new(0, 11),
         Font::Body,
         W,
@@ -347,7 +357,7 @@ fn queue<D: DrawTarget<Color = BinaryColor>>(m: &PanelModel, d: &mut D) {
             JobState::Cancelled => 'x',
             JobState::Interrupted => '~',
         };
-        let name = text::truncate(&file_name(&j.source), 20);
+        let name = text::truncate(&job_name(j), 20);
         small(d, &format!("{mark} {name}"), 0, 11 + row as i32 * 9);
     }
     if jobs.is_empty() {
@@ -419,6 +429,7 @@ pub mod tests {
             duration_seconds: Some(600.0),
             profile: "DTS-HD MA".into(),
             name: name.into(),
+            track: None,
             description: "DTS-HD MA 7.1 24-bit 48 kHz".into(),
             input_bytes: None,
             output_bytes: None,
@@ -563,6 +574,28 @@ pub mod tests {
                 notice.lit_in(0, 55, 128, 9)
             );
         }
+    }
+
+    #[test]
+    fn tracks_of_one_source_are_told_apart_in_the_queue() {
+        let film = "A film with a long name.mkv";
+        let mut english = job(1, 1, film, JobState::Running, 0.3);
+        english.track = Some("1.eng".into());
+        let mut german = job(2, 1, film, JobState::Queued, 0.0);
+        german.track = Some("2.ger".into());
+        let f = frame(&model(
+            Screen::Queue,
+            vec![drive(1, "FILMS", DriveState::Converting)],
+            vec![english, german],
+        ));
+        let mut expect = Frame::default();
+        for (track, y) in [("1.eng", 11), ("2.ger", 20)] {
+            let name = text::truncate(&format!("{track} {film}"), 20);
+            small(&mut expect, &format!("  {name}"), 0, y);
+        }
+        // The marks differ ('>' and ' '): compare from the names on.
+        assert_eq!(f.lit_in(12, 11, 116, 18), expect.lit_in(12, 11, 116, 18));
+        assert_ne!(f.lit_in(12, 11, 116, 9), f.lit_in(12, 20, 116, 9));
     }
 
     fn golden_dir() -> PathBuf {

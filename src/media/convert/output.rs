@@ -42,19 +42,9 @@ pub fn output_name(track: &Track) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "track".into());
     let mut name = stem;
-    if track.tracks_in_file > 1 {
-        name.push_str(&format!(".{}", track.track_number));
-        if let Some(lang) = &track.language {
-            let clean: String = lang
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric())
-                .take(8)
-                .collect();
-            if !clean.is_empty() {
-                name.push('.');
-                name.push_str(&clean);
-            }
-        }
+    if let Some(part) = track.part_name() {
+        name.push('.');
+        name.push_str(&part);
     }
     if matches!(track.input, InputSpec::PcmInFlac { .. }) {
         name.push_str(".dts");

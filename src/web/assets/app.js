@@ -272,8 +272,14 @@
     return li;
   }
 
-  function updateJob(li, j) {
+  // Tracks of one source are told apart as their output names are: "Film.mkv · track 2.eng".
+  function jobName(j) {
     const name = j.name || baseName(j.source) || `job ${j.id}`;
+    return j.track ? `${name} · track ${j.track}` : name;
+  }
+
+  function updateJob(li, j) {
+    const name = jobName(j);
     const state = String(j.state || 'unknown');
     li.className = `item job state-${state.replace(/[^a-z]/g, '')}`;
     const n = li.querySelector('.job-name');
@@ -341,7 +347,7 @@
     const when = isNum(j.finished_at)
       ? ` · ${new Date(j.finished_at * 1000).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' })}`
       : '';
-    setText(li.querySelector('.history-source'), `from ${j.name || baseName(j.source)}${j.description ? ` (${j.description})` : ''}${when}`);
+    setText(li.querySelector('.history-source'), `from ${jobName(j)}${j.description ? ` (${j.description})` : ''}${when}`);
   }
 
   function renderHistory(jobs) {
