@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
+use crate::media::scan::ScanCounts;
 pub use crate::queue::store::StoreSummary;
 use crate::queue::store::{Job, JobId, JobState};
 
@@ -88,6 +89,8 @@ pub struct DriveView {
     pub error: Option<String>,
     /// DTS tracks found by the last scan.
     pub tracks_found: usize,
+    /// While it is scanned: files looked at, tracks found, the folder read.
+    pub scan: Option<ScanCounts>,
     /// Space on the mounted drive (as last measured).
     pub free_bytes: Option<u64>,
     pub total_bytes: Option<u64>,
@@ -380,6 +383,7 @@ mod tests {
             mount_point: None,
             error: Some("cannot mount".into()),
             tracks_found: 0,
+            scan: None,
             free_bytes: None,
             total_bytes: None,
             can_eject: false,

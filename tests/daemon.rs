@@ -2067,7 +2067,9 @@ const ALBUMS: [(&str, &str); 2] = [
 /// Most are plain PCM WAVs (no job); every tenth is a copy of a small DTS
 /// sample, so tracks are found all through the scan.
 fn slow_scan_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let wav = dir.join("clip.wav");
+    // Containers are always handed to ffprobe (a WAV or FLAC that is not
+    // DTS is ruled out from its header), so these keep the scan slow.
+    let clip = dir.join("clip.mka");
     ffmpeg(
         &[
             "-f",
@@ -2075,11 +2077,13 @@ fn slow_scan_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
             "-i",
             "sine=frequency=440:sample_rate=8000:duration=0.1",
             "-c:a",
-            "pcm_s16le",
+            "flac",
+            "-f",
+            "matroska",
         ],
-        &wav,
+        &clip,
     );
-    let wav = fs::read(&wav).unwrap();
+    let clip = fs::read(&clip).unwrap();
     let small = [
         sample("core_51_24_48_768_0.dtshd"),
         sample("xll_51_24_48_768.dtshd"),
@@ -2095,7 +2099,7 @@ fn slow_scan_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
                 small[i / 10 % 2].clone(),
             )
         } else {
-            (format!("Clips/clip-{i:03}.wav"), wav.clone())
+            (format!("Clips/clip-{i:03}.mka"), clip.clone())
         });
     }
     files
@@ -2262,10 +2266,21 @@ fn eject_during_a_scan_stops_the_scan_and_unmounts() {
     let mount_point = drive["mount_point"].as_str().unwrap().to_string();
     let scanning_since = Instant::now();
     std::thread::sleep(full_scan / 5);
-    let before = state_of(&daemon.status(), "EJECTSCAN");
+    let status = daemon.status();
+    let before = state_of(&status, "EJECTSCAN");
     assert_eq!(
         before, "scanning",
         "the scan ended early (the full scan took {full_scan:?})"
+    );
+    // The page and panel show how far it has got.
+    let scan = &Daemon::drive(&status, "EJECTSCAN").unwrap()["scan"];
+    assert!(
+        scan["files_looked_at"].as_u64().is_some_and(|n| n > 0)
+            && scan["files_listed"].as_u64().is_some_and(|n| n > 0)
+            && scan["folder"]
+                .as_str()
+                .is_some_and(|f| f.starts_with(&mount_point)),
+        "scan progress: {scan}"
     );
     let asked = Instant::now();
     assert_eq!(

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::command::CommandError;
+use crate::media::scan::ScanProgress;
 use crate::usb::mount::Mounted;
 use crate::usb::superblock::FsInfo;
 use crate::view::{DriveState, DriveView};
@@ -52,6 +53,8 @@ pub enum Effect {
         gen: u64,
         root: PathBuf,
         cancel: Arc<AtomicBool>,
+        /// Where the scan counts what it has looked at, for the page and panel.
+        progress: Arc<ScanProgress>,
     },
     /// Measure the free space on the mounted drive.
     Space { drive: i64, gen: u64, root: PathBuf },
@@ -96,6 +99,8 @@ struct Slot {
     then: Option<Then>,
     /// Stops the running scan early.
     cancel: Option<Arc<AtomicBool>>,
+    /// The running scan's counters.
+    progress: Option<Arc<ScanProgress>>,
     /// A free-space measurement is running (never more than one, so a
     /// file system that hangs cannot pile them up).
     measuring: bool,
@@ -230,6 +235,23 @@ impl Drives {
             .collect()
     }
 
+    /// Copies the running scans' counters into the drives' views; whether
+    /// any changed.
+    pub fn refresh_scan_progress(&mut self) -> bool {
+        let mut changed = false;
+        for slot in self.slots.values_mut() {
+            let counts = match (&slot.progress, slot.view.state) {
+                (Some(p), DriveState::Scanning) => Some(p.counts()),
+                _ => None,
+            };
+            if slot.view.scan != counts {
+                slot.view.scan = counts;
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// A device with a medium appeared (or was there at start).
     pub fn appeared(&mut self, devname: &str) -> Option<Effect> {
         if self.stopping || self.devices_in_use().iter().any(|d| d == devname) {
@@ -300,6 +322,7 @@ impl Drives {
                 mount_point: None,
                 error: None,
                 tracks_found: 0,
+                scan: None,
                 free_bytes: None,
                 total_bytes: None,
                 can_eject: false,
@@ -313,6 +336,7 @@ impl Drives {
                 busy: false,
                 then: None,
                 cancel: None,
+                progress: None,
                 measuring: false,
                 refused: false,
                 refused_until_recorded: false,
@@ -356,6 +380,7 @@ impl Drives {
             mount_point: None,
             error: Some(reason),
             tracks_found: 0,
+            scan: None,
             free_bytes: None,
             total_bytes: None,
             can_eject: false,
@@ -369,6 +394,7 @@ impl Drives {
             busy: false,
             then: None,
             cancel: None,
+            progress: None,
             measuring: false,
             refused: true,
             refused_until_recorded: until_recorded,
@@ -405,12 +431,15 @@ impl Drives {
                 slot.mount = Some(m);
                 let cancel = Arc::new(AtomicBool::new(false));
                 slot.cancel = Some(cancel.clone());
+                let progress = Arc::new(ScanProgress::default());
+                slot.progress = Some(progress.clone());
                 slot.busy = true;
                 let mut effects = vec![Effect::Scan {
                     drive,
                     gen,
                     root,
                     cancel,
+                    progress,
                 }];
                 effects.extend(self.measure(drive));
                 effects
@@ -435,6 +464,8 @@ impl Drives {
         };
         slot.busy = false;
         slot.cancel = None;
+        slot.progress = None;
+        slot.view.scan = None;
         if !slot.current(gen) || slot.view.state != DriveState::Scanning {
             return (false, slot.next_work(drive));
         }

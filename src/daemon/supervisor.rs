@@ -627,8 +627,9 @@ impl Supervisor {
                     gen,
                     root,
                     cancel,
+                    progress,
                 } => self.work("scan", move |ctx| {
-                    let scanned = work::scan_drive(ctx, &root, cancel);
+                    let scanned = work::scan_drive(ctx, &root, cancel, progress);
                     Some(Msg::Scanned {
                         drive,
                         gen,
@@ -692,6 +693,9 @@ impl Supervisor {
             self.dirty = true;
         }
         self.check_state_dir();
+        if self.drives.refresh_scan_progress() {
+            self.dirty = true;
+        }
         if self.space_read.elapsed() >= SPACE_EVERY {
             self.space_read = Instant::now();
             let ids: Vec<i64> = self.drives.views().map(|d| d.id).collect();

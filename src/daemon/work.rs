@@ -13,7 +13,7 @@ use super::drives::Volume;
 use crate::config::Config;
 use crate::logging::log;
 use crate::media::convert::remove_stale_temp_files;
-use crate::media::scan::{scan, ScanLimits};
+use crate::media::scan::{scan, ScanLimits, ScanProgress};
 use crate::media::tools::Tools;
 use crate::queue::plan::{plan_jobs, PlannedJob};
 use crate::queue::scheduler::Scheduler;
@@ -277,9 +277,15 @@ pub struct Scanned {
 
 /// Scans the mounted drive (stopping early when `cancel` is set), removes
 /// temporary files an earlier visit left, and plans the jobs.
-pub fn scan_drive(ctx: &WorkContext, root: &Path, cancel: Arc<AtomicBool>) -> Scanned {
+pub fn scan_drive(
+    ctx: &WorkContext,
+    root: &Path,
+    cancel: Arc<AtomicBool>,
+    progress: Arc<ScanProgress>,
+) -> Scanned {
     let limits = ScanLimits {
         stop: Some(cancel),
+        progress: Some(progress),
         ..ScanLimits::default()
     };
     let report = scan(&ctx.tools, &[root.to_path_buf()], limits);

@@ -204,8 +204,33 @@ fn status<D: DrawTarget<Color = BinaryColor>>(m: &PanelModel, d: &mut D) {
         DriveState::Mounting | DriveState::Scanning => {
             header(d, &label, &drive.fs);
             centered(d, "Scanning...", 22, Font::Body);
-            let found = drive.tracks_found.max(jobs.len());
-            centered(d, &format!("{found} DTS track(s) found"), 38, Font::Small);
+            match &drive.scan {
+                Some(scan) => {
+                    let line = format!("{} files, {} DTS", scan.files_looked_at, scan.tracks_found);
+                    centered(d, &line, 34, Font::Small);
+                    let folder = scan
+                        .folder
+                        .strip_prefix(
+                            drive
+                                .mount_point
+                                .as_deref()
+                                .unwrap_or(std::path::Path::new("/")),
+                        )
+                        .unwrap_or(&scan.folder)
+                        .display()
+                        .to_string();
+                    let folder = if folder.is_empty() {
+                        "/".into()
+                    } else {
+                        folder
+                    };
+                    text::draw_scrolling(d, &folder, Point::new(0, 44), Font::Small, W, m.scroll);
+                }
+                None => {
+                    let found = drive.tracks_found.max(jobs.len());
+                    centered(d, &format!("{found} DTS track(s) found"), 38, Font::Small);
+                }
+            }
         }
         DriveState::Converting => converting(m, d, drive, &label, &jobs),
         DriveState::Idle => {
@@ -453,6 +478,7 @@ pub mod tests {
             mount_point: None,
             error: None,
             tracks_found: 12,
+            scan: None,
             free_bytes: None,
             total_bytes: None,
             can_eject: false,
@@ -574,6 +600,32 @@ pub mod tests {
                 notice.lit_in(0, 55, 128, 9)
             );
         }
+    }
+
+    #[test]
+    fn a_scan_shows_how_far_it_has_got() {
+        let mut d = drive(1, "MUSIC", DriveState::Scanning);
+        d.mount_point = Some("/media/MUSIC".into());
+        d.scan = Some(crate::media::scan::ScanCounts {
+            files_listed: 5000,
+            files_looked_at: 1234,
+            tracks_found: 2,
+            folder: "/media/MUSIC/Albums/Kind of Blue".into(),
+        });
+        let f = frame(&model(Screen::Status, vec![d], vec![]));
+        let mut expect = Frame::default();
+        centered(&mut expect, "1234 files, 2 DTS", 34, Font::Small);
+        assert_eq!(f.lit_in(0, 33, 128, 9), expect.lit_in(0, 33, 128, 9));
+        let mut folder = Frame::default();
+        text::draw_scrolling(
+            &mut folder,
+            "Albums/Kind of Blue",
+            Point::new(0, 44),
+            Font::Small,
+            W,
+            0,
+        );
+        assert_eq!(f.lit_in(0, 43, 128, 9), folder.lit_in(0, 43, 128, 9));
     }
 
     #[test]

@@ -233,13 +233,21 @@
     setText(li.querySelector('.drive-total'), isNum(d.free_bytes) ? ` free${total}` : ' free space unknown');
     const n = isNum(d.tracks_found) ? d.tracks_found : 0;
     setText(li.querySelector('.drive-tracks'), `${n} DTS track${n === 1 ? '' : 's'}`);
+    // While it is scanned: how far the scan has got.
+    const scan = d.scan && state === 'scanning' ? d.scan : null;
+    const progress = optional(li, 'drive-scan', !!scan, () => el('p', 'drive-scan'));
+    if (progress) {
+      const looked = isNum(scan.files_looked_at) ? scan.files_looked_at : 0;
+      const found = isNum(scan.tracks_found) ? scan.tracks_found : 0;
+      setText(progress, `Scanning: ${looked} file${looked === 1 ? '' : 's'} looked at, ${found} DTS track${found === 1 ? '' : 's'} found, in ${scan.folder || DASH}`);
+    }
 
     const note = optional(li, 'drive-note', state === 'ejected', () => el('p', 'drive-note ok', 'Safe to remove'));
     const err = optional(li, 'drive-error', !!d.error, () => el('p', 'drive-error error'));
     if (err) setText(err, d.error);
     // Keep the notes above the button.
     const actions = li.querySelector('.actions');
-    for (const n2 of [note, err]) if (n2) li.insertBefore(n2, actions);
+    for (const n2 of [progress, note, err]) if (n2) li.insertBefore(n2, actions);
 
     syncButton(li.querySelector('button.eject'), `eject:${d.id}`, d.can_eject === true, `Eject ${label}`);
   }
