@@ -271,11 +271,28 @@ struct Daemon {
 /// Decodes an HTTP/1.1 chunked body.
 /// An ext4 file system on `target` (an image or a device), filled from `tree`.
 fn mkfs_ext4_from(label: &str, tree: &Path, target: &str) {
+    mkfs_ext4_with(label, tree, target, &[]);
+}
+
+/// The same, with more `mkfs.ext4` options (`-U clear`, inode counts).
+fn mkfs_ext4_with(label: &str, tree: &Path, target: &str, options: &[&str]) {
     let tree = tree.to_str().unwrap();
-    sh(
-        "mkfs.ext4",
-        &["-q", "-F", "-m", "0", "-L", label, "-d", tree, target],
-    );
+    let mut args = vec!["-q", "-F", "-m", "0", "-L", label];
+    args.extend_from_slice(options);
+    args.extend(["-d", tree, target]);
+    sh("mkfs.ext4", &args);
+}
+
+impl Image {
+    /// An ext4 image file that is not attached.
+    fn ext4_at(path: PathBuf) -> Image {
+        Image {
+            path,
+            fs: Fs::Ext4,
+            loop_dev: None,
+            partition: None,
+        }
+    }
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -3219,28 +3236,8 @@ fn ext4_without_uuid(dir: &Path, name: &str, label: &str, files: &[(&str, &[u8])
     let path = dir.join(format!("{name}.img"));
     let tree = write_tree(dir, name, files);
     fs::File::create(&path).unwrap().set_len(32 << 20).unwrap();
-    sh(
-        "mkfs.ext4",
-        &[
-            "-q",
-            "-F",
-            "-m",
-            "0",
-            "-L",
-            label,
-            "-U",
-            "clear",
-            "-d",
-            tree.to_str().unwrap(),
-            path.to_str().unwrap(),
-        ],
-    );
-    Image {
-        path,
-        fs: Fs::Ext4,
-        loop_dev: None,
-        partition: None,
-    }
+    mkfs_ext4_with(label, &tree, path.to_str().unwrap(), &["-U", "clear"]);
+    Image::ext4_at(path)
 }
 
 #[test]
@@ -3387,26 +3384,8 @@ fn hostile_many_files_image(dir: &Path) -> Image {
             .unwrap()
             .set_len(400 << 20)
             .unwrap();
-        sh(
-            "mkfs.ext4",
-            &[
-                "-q",
-                "-F",
-                "-m",
-                "0",
-                "-L",
-                "MANY",
-                "-N",
-                "200000",
-                "-I",
-                "256",
-                "-O",
-                "inline_data",
-                "-d",
-                tree.to_str().unwrap(),
-                partial.to_str().unwrap(),
-            ],
-        );
+        let options = ["-N", "200000", "-I", "256", "-O", "inline_data"];
+        mkfs_ext4_with("MANY", &tree, partial.to_str().unwrap(), &options);
         fs::rename(&partial, &cached).unwrap();
         fs::remove_dir_all(&tree).unwrap();
     }
@@ -3419,12 +3398,7 @@ fn hostile_many_files_image(dir: &Path) -> Image {
             path.to_str().unwrap(),
         ],
     );
-    Image {
-        path,
-        fs: Fs::Ext4,
-        loop_dev: None,
-        partition: None,
-    }
+    Image::ext4_at(path)
 }
 
 fn proc_status_kb(pid: i32, field: &str) -> u64 {
