@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
@@ -3495,5 +3496,251 @@ fn a_drive_of_hard_links_and_junk_files_is_scanned_in_bounded_memory_while_the_b
     many.with_mounted(|root| {
         assert_matches_reference(&root.join("Links/Film.flac"), "xll_51_24_48_768");
         assert!(!root.join("Links/copy00000.flac").exists());
+    });
+}
+
+/// A process's resources, as `/proc` shows them.
+#[derive(Debug, Clone)]
+struct Resources {
+    rss_kib: u64,
+    /// VmRSS's parts: the heap and stacks, mapped files, shared memory
+    /// (SQLite's WAL index).
+    anon_kib: u64,
+    file_kib: u64,
+    shmem_kib: u64,
+    threads: usize,
+    fds: usize,
+    /// Direct children, zombies included (an unreaped child counts).
+    children: usize,
+    /// Its threads' names, counted: what to look at when `threads` moves.
+    thread_names: BTreeMap<String, usize>,
+}
+
+fn resources(pid: i32) -> Resources {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    let mut thread_names = BTreeMap::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        if let Ok(comm) = fs::read_to_string(task.path().join("comm")) {
+            *thread_names.entry(comm.trim().to_string()).or_insert(0) += 1;
+        }
+    }
+    Resources {
+        rss_kib: field("VmRSS:"),
+        anon_kib: field("RssAnon:"),
+        file_kib: field("RssFile:"),
+        shmem_kib: field("RssShmem:"),
+        threads: field("Threads:") as usize,
+        fds: open_fds(pid),
+        children: processes().iter().filter(|p| p.ppid == pid).count(),
+        thread_names,
+    }
+}
+
+/// The track names of the soak drive: folders and names of many shapes,
+/// each a file of its own (a copy, not a link) so each is a job.
+fn soak_track(i: usize) -> String {
+    let title = [
+        "Intro",
+        "Café au lait",
+        "Overture (Live)",
+        "Track",
+        "Ünder-score_é",
+    ][i % 5];
+    match i % 4 {
+        0 => format!("Disc {:02}/{:03} - {title}.dtshd", i / 20 + 1, i),
+        1 => format!("Box Set/Disc {:02}/{:03} {title}.dtshd", i / 40 + 1, i),
+        2 => format!("Artist {}/Album {}/{i:03}.{title}.dtshd", i % 3, i / 50),
+        _ => format!("{i:03} {title}.dtshd"),
+    }
+}
+
+/// The short samples the soak drive is made of (a few KB each, so 200 of
+/// them convert in a minute or two); the lossless (`xll_`) ones decode
+/// exactly to dcadec's reference.
+const SOAK_SAMPLES: [&str; 5] = [
+    "xll_51_24_48_768",
+    "core_51_24_48_768_0",
+    "xll_71_24_48_768_0",
+    "xll_xch_61_24_48_768",
+    "xll_71_24_48_768_1",
+];
+
+/// The job store's size on the state card (the file and its WAL), which
+/// SQLite's page cache follows up to its limit.
+fn store_kib(dir: &Path) -> u64 {
+    ["jobs.db", "jobs.db-wal"]
+        .iter()
+        .filter_map(|f| fs::metadata(dir.join("state").join(f)).ok())
+        .map(|m| m.len() >> 10)
+        .sum()
+}
+
+#[test]
+fn a_long_day_of_plugging_and_ejecting_leaves_memory_threads_and_descriptors_flat() {
+    let _one = serial();
+    require_root_tools();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    const LABEL: &str = "SOAK";
+    const TRACKS: usize = 200;
+    const CYCLES: usize = 6;
+    // Each later visit: this many FLACs deleted on a computer (written
+    // again) and this many new tracks added.
+    const DELETED: usize = 20;
+    const ADDED: usize = 5;
+
+    let contents: Vec<Vec<u8>> = SOAK_SAMPLES
+        .iter()
+        .map(|s| sample(&format!("{s}.dtshd")))
+        .collect();
+    let names: Vec<String> = (0..TRACKS).map(soak_track).collect();
+    let files: Vec<(&str, &[u8])> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), contents[i % contents.len()].as_slice()))
+        .collect();
+    let mut image = Image::ext4(dir, LABEL, 160, &files);
+    // The daemon runs with one malloc arena (`cli::run`): with glibc's
+    // arena per thread its RSS crept ~250 KiB a visit with nothing leaked.
+    let mut daemon = Daemon::start(dir);
+    let pid = daemon.pid();
+    let started = Instant::now();
+    let mut figures: Vec<Resources> = Vec::new();
+    let mut tracks_on_drive = TRACKS;
+
+    for cycle in 1..=CYCLES {
+        let cycle_started = Instant::now();
+        let expected_jobs = if cycle == 1 {
+            TRACKS
+        } else {
+            // On a computer, between visits: some FLACs deleted (each
+            // visit others), and a folder of new tracks.
+            let mut commands: Vec<String> = (0..DELETED)
+                .map(|k| {
+                    let flac = names[(cycle - 2) * DELETED + k].replace(".dtshd", ".flac");
+                    format!("rm \"/{flac}\"")
+                })
+                .collect();
+            commands.push(format!("mkdir /Added-{cycle}"));
+            commands.push(format!("cd /Added-{cycle}"));
+            for k in 0..ADDED {
+                let stem = SOAK_SAMPLES[k % SOAK_SAMPLES.len()];
+                commands.push(format!(
+                    "write \"{}\" \"New {k} {stem}.dtshd\"",
+                    samples().join(format!("{stem}.dtshd")).display()
+                ));
+            }
+            debugfs(&image.path, &commands);
+            tracks_on_drive += ADDED;
+            DELETED + ADDED
+        };
+
+        let log_before = daemon.log().len();
+        image.attach(false);
+        let drive = daemon.wait_drive_state(LABEL, "idle", Duration::from_secs(300));
+        let log = daemon.log()[log_before..].to_string();
+        assert!(
+            log.contains(&format!(
+                "{tracks_on_drive} DTS track(s) found, {expected_jobs} new job(s)"
+            )),
+            "visit {cycle}: every track found, the changed ones queued:\n{log}"
+        );
+        let summary = &daemon.status()["summary"]["jobs"];
+        assert_eq!(
+            summary["failed"].as_u64().unwrap_or(0),
+            0,
+            "visit {cycle}: no job fails: {summary}\n{log}"
+        );
+        daemon.eject(&drive["id"], LABEL);
+        image.uevent("remove");
+        image.detach();
+
+        // The drive's short-lived workers end on their own; give them a
+        // moment (a thread or a child that never ends shows in the figures).
+        let settle = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < settle {
+            let now = resources(pid);
+            if now.children == 0 && !now.thread_names.keys().any(|n| n.starts_with("drive-")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let now = resources(pid);
+        eprintln!(
+            "soak cycle {cycle}: {expected_jobs} job(s) in {:.1} s; VmRSS {} KiB (anon {}, file {}, shmem {}), store {} KiB, {} threads, {} fds, {} children; threads: {:?}",
+            cycle_started.elapsed().as_secs_f64(),
+            now.rss_kib,
+            now.anon_kib,
+            now.file_kib,
+            now.shmem_kib,
+            store_kib(dir),
+            now.threads,
+            now.fds,
+            now.children,
+            now.thread_names
+        );
+        figures.push(now);
+    }
+    eprintln!(
+        "soak: {CYCLES} visits in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The first visit is the warm-up: the allocator's arenas, SQLite's page
+    // cache and the web runtime reach their working size there.
+    let warm = &figures[0];
+    for (i, now) in figures.iter().enumerate().skip(1) {
+        let cycle = i + 1;
+        assert_eq!(now.children, 0, "cycle {cycle}: a child is left: {now:?}");
+        // Every thread of a visit is joined or ended when it is over: the
+        // long-lived ones (supervisor, scheduler workers, uevents, panel,
+        // the web runtime) are the same set after every visit.
+        assert_eq!(
+            now.thread_names, warm.thread_names,
+            "cycle {cycle}: threads differ from after the warm-up"
+        );
+        // Descriptors: the store's files, the sockets and the log, nothing
+        // per visit or per job.
+        assert_eq!(
+            now.fds,
+            warm.fds,
+            "cycle {cycle}: open files differ from after the warm-up ({:?})",
+            fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .flatten()
+                .filter_map(|e| fs::read_link(e.path()).ok())
+                .collect::<Vec<_>>()
+        );
+        // The bound: SQLite's page cache (2000 KiB by default) may still
+        // fill as the job history grows, plus 512 KiB for the allocator.
+        let bound = warm.rss_kib + 2000 + 512;
+        assert!(
+            now.rss_kib <= bound,
+            "cycle {cycle}: VmRSS {} KiB over the bound of {bound} KiB (warm-up {} KiB)",
+            now.rss_kib,
+            warm.rss_kib
+        );
+    }
+    daemon.stop();
+
+    // Every track has its FLAC, the rewritten ones exact.
+    image.with_mounted(|root| {
+        let flacs = walk(root).iter().filter(|n| n.ends_with(".flac")).count();
+        assert_eq!(flacs, tracks_on_drive);
+        // The first ones were deleted before visit 2 and written again.
+        for (i, name) in names.iter().enumerate().take(SOAK_SAMPLES.len()) {
+            let stem = SOAK_SAMPLES[i % SOAK_SAMPLES.len()];
+            if stem.starts_with("xll_") {
+                assert_matches_reference(&root.join(name.replace(".dtshd", ".flac")), stem);
+            }
+        }
     });
 }
