@@ -10,6 +10,9 @@ packages=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross   # linkers for the ARM builds
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
   qemu-user-static  # runs the ARM binaries and their tests here
+  binfmt-support    # ...and whole arm64 roots (scripts/trixie.sh)
+  debootstrap       # the Debian trixie roots the tests also run in
+  python3           # scripts read cargo's JSON messages
   systemd           # systemd-analyze verify of the board's unit
   python3-pip       # oelint-adv for the Yocto layer
   pkg-config

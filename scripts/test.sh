@@ -17,6 +17,10 @@ fi
 cargo fmt --all -- --check
 cargo test --locked
 
+# The engine against the tools the box's users have: Raspberry Pi OS is
+# Debian trixie (FFmpeg 7.1, libFLAC 1.5), this machine is Debian 12.
+./scripts/trixie.sh amd64
+
 echo "==> fuzzing the parsers of drive data, 20 s per target"
 ./scripts/fuzz.sh 20
 
