@@ -87,6 +87,7 @@ trixie_stamp() {
 chroot_build() {
     local dir=$1
     shift
+    # shellcheck disable=SC2016 # expanded by the inner bash
     unshare --mount --propagation private -- bash -euo pipefail -c '
         dir=$1; shift
         mount -t proc proc "$dir/proc"
@@ -149,7 +150,7 @@ trixie_root() {
 # or to --upper DIR when the caller wants to look at them), with /proc, /dev,
 # a fresh /tmp and each --bind DIR at AT (default: the same path) inside. The environment is clean
 # but for PATH, HOME=/root, LC_ALL and what DTSFLAC_ROOT_ENV names (NAME=VALUE
-# words).
+# words). IN_ROOT_TIMEOUT=SECONDS limits the run (exit status 124 when hit).
 in_root() {
     local root=$1
     shift
@@ -166,9 +167,12 @@ in_root() {
     scratch=$(mktemp -d "${TMPDIR:-/tmp}/trixie-run.XXXXXX")
     [[ -n $upper ]] || upper=$scratch/upper
     mkdir -p "$upper" "$scratch/work" "$scratch/merged"
-    local rc=0
+    local rc=0 limit=()
+    # A time limit for the whole run (qemu-user can hang, see scripts/test.sh);
+    # timeout signals the run's whole process group.
+    [[ -z ${IN_ROOT_TIMEOUT:-} ]] || limit=(timeout --kill-after=20 "$IN_ROOT_TIMEOUT")
     # shellcheck disable=SC2016 # expanded by the inner bash
-    unshare --mount --propagation private -- bash -euo pipefail -c '
+    "${limit[@]}" unshare --mount --propagation private -- bash -euo pipefail -c '
         root=$1 upper=$2 scratch=$3 nbinds=$4; shift 4
         m=$scratch/merged
         mount -t overlay overlay -o "lowerdir=$root,upperdir=$upper,workdir=$scratch/work" "$m"
