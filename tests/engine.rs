@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -728,6 +729,66 @@ fn a_long_track_decoded_in_lanes_is_identical_to_one_plain_ffmpeg_pass() {
             );
         }
     }
+}
+
+/// libFLAC 1.5 encodes a track decoded in lanes with several threads
+/// (`--flac-threads`; the plan asks for two from 4 cores): the FLAC must
+/// hold exactly the PCM of a one-thread encode. With libFLAC 1.4 (no
+/// threads) the same request must encode with one thread and say so.
+#[test]
+fn a_track_encoded_by_libflac_threads_holds_the_one_thread_pcm() {
+    let help = run_tool_output("flac", &["--help"]);
+    let libflac_has_threads = help.contains("--threads=");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let source = src.join("master.dtshd");
+    fs::write(
+        &source,
+        long_dtshd(&samples().join("xll_71_24_48_768_0.dtshd"), 62),
+    )
+    .unwrap();
+    // Two decoders either way: threads are asked for only with lanes.
+    let convert = |threads: &str, dir: &Path| {
+        let run = dtsflac(
+            &[
+                "convert",
+                "--decode-lanes",
+                "2",
+                "--flac-threads",
+                threads,
+                "--output-dir",
+            ],
+            &[dir, &source],
+        );
+        assert_eq!(run.code, 0, "convert failed:\n{}", run.all());
+        run.stdout
+    };
+    let (threaded, single) = (work.path().join("threaded"), work.path().join("single"));
+    let said = convert("2", &threaded);
+    assert_eq!(
+        said.contains("2 encoder threads"),
+        libflac_has_threads,
+        "{said}"
+    );
+    let said = convert("1", &single);
+    assert!(!said.contains("encoder threads"), "{said}");
+    let (a, b) = (threaded.join("master.flac"), single.join("master.flac"));
+    assert_eq!(
+        ffmpeg_md5(&a, &["-c:a", "pcm_s32le"]),
+        ffmpeg_md5(&b, &["-c:a", "pcm_s32le"]),
+        "the threaded encode decodes to other PCM"
+    );
+    // libFLAC's own MD5 of the PCM it was given, and the read-back's check.
+    let md5 = |f: &Path| {
+        String::from_utf8(run_tool(
+            "metaflac",
+            &[OsStr::new("--show-md5sum"), f.as_os_str()],
+        ))
+        .unwrap()
+    };
+    assert_eq!(md5(&a), md5(&b));
+    assert_eq!(dtsflac(&["check-flac"], &[&a]).code, 0);
 }
 
 /// Runs dtsflac, killing it and failing the test if it has not finished
