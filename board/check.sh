@@ -4,7 +4,8 @@
 #      optional private-mounts drop-in;
 #   2. oelint-adv on the Yocto layer yocto/meta-dtsflac;
 #   3. yocto/meta-dtsflac/.../dtsflac-crates.inc matches Cargo.lock;
-#   4. board/dtsflac.toml and cross.toml parse; the shell scripts parse (and
+#   4. board/dtsflac.toml and cross.toml parse; the shell scripts (board/,
+#      scripts/, the package's maintainer scripts in board/debian/) parse (and
 #      pass shellcheck, when it is installed).
 #
 #   board/check.sh [EXISTING-BINARY]
@@ -108,15 +109,23 @@ for f in "$BOARD_DIR/dtsflac.toml" "$REPO_DIR/cross.toml"; do
         fail "TOML: ${f#"$REPO_DIR"/}: $(tail -n 1 "$tmp/toml.err")"
     fi
 done
-for f in "$BOARD_DIR"/*.sh; do
+for f in "$BOARD_DIR"/*.sh "$REPO_DIR"/scripts/*.sh; do
     if bash -n "$f"; then pass "bash -n ${f#"$REPO_DIR"/}"; else fail "bash -n ${f#"$REPO_DIR"/}"; fi
+done
+# The package's maintainer scripts run under /bin/sh (dash on Debian).
+maintainer_scripts=("$BOARD_DIR"/debian/postinst "$BOARD_DIR"/debian/prerm "$BOARD_DIR"/debian/postrm)
+for f in "${maintainer_scripts[@]}"; do
+    if sh -n "$f"; then pass "sh -n ${f#"$REPO_DIR"/}"; else fail "sh -n ${f#"$REPO_DIR"/}"; fi
 done
 
 if command -v shellcheck >/dev/null; then
-    if out=$(shellcheck "$BOARD_DIR"/*.sh 2>&1); then
-        pass "shellcheck board/*.sh"
+    # scripts/: warnings and errors (the demo's cleanup uses A && B || true).
+    if out=$(shellcheck "$BOARD_DIR"/*.sh 2>&1 \
+            && shellcheck -x --severity=warning "$REPO_DIR"/scripts/*.sh 2>&1 \
+            && shellcheck --shell=sh "${maintainer_scripts[@]}" 2>&1); then
+        pass "shellcheck board/*.sh scripts/*.sh board/debian/{postinst,prerm,postrm}"
     else
-        fail "shellcheck board/*.sh:"; indent <<<"$out" >&2
+        fail "shellcheck:"; indent <<<"$out" >&2
     fi
 fi
 

@@ -10,6 +10,11 @@ packages=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross   # linkers for the ARM builds
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
   qemu-user-static  # runs the ARM binaries and their tests here
+  binfmt-support    # ...and whole arm64 roots (scripts/trixie.sh)
+  debootstrap       # the Debian trixie roots the tests also run in
+  python3           # scripts read cargo's JSON messages
+  lintian           # checks the .deb packages (scripts/deb.sh)
+  shellcheck        # board/check.sh lints the shell scripts
   systemd           # systemd-analyze verify of the board's unit
   python3-pip       # oelint-adv for the Yocto layer
   pkg-config
@@ -53,6 +58,11 @@ fi
 # cargo fuzz (scripts/fuzz.sh): the version it pins, built with this toolchain.
 if command -v cargo >/dev/null && ! cargo fuzz --version 2>/dev/null | grep -qF 0.13.2; then
   cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+
+# cargo deb (scripts/deb.sh): a pinned release that builds with this toolchain.
+if command -v cargo >/dev/null && ! cargo deb --version 2>/dev/null | grep -qF 3.8.0; then
+  cargo install cargo-deb --version 3.8.0 --locked
 fi
 
 # The Yocto layer's linter (PyPI).

@@ -2,8 +2,10 @@
 # The whole test suite, as CI runs it: installs what is missing, runs every
 # test against the real ffmpeg/flac tools, real file systems, a real browser
 # and the shared DTS samples; then cross-builds for the boards, runs the ARM
-# binaries and the library's unit tests under qemu, and checks the board
-# support files (systemd unit, Yocto layer).
+# binaries and the library's unit tests under qemu, builds the .deb packages,
+# runs the engine's tests and the arm64 binary and package on Debian trixie
+# (scripts/trixie.sh), and checks the board support files (systemd unit,
+# Yocto layer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -16,6 +18,10 @@ fi
 
 cargo fmt --all -- --check
 cargo test --locked
+
+# The engine against the tools the box's users have: Raspberry Pi OS is
+# Debian trixie (FFmpeg 7.1, libFLAC 1.5), this machine is Debian 12.
+./scripts/trixie.sh amd64
 
 echo "==> fuzzing the parsers of drive data, 20 s per target"
 ./scripts/fuzz.sh 20
@@ -52,11 +58,17 @@ echo "stripped aarch64 binary: $size bytes"
 under_qemu 60 qemu-aarch64-static -L /usr/aarch64-linux-gnu "$arm64" --version
 under_qemu 120 qemu-aarch64-static -L /usr/aarch64-linux-gnu "$arm64" doctor
 
-echo "==> armv7: build, the binary runs"
-cargo build --locked --target armv7-unknown-linux-gnueabihf
-armv7=target/armv7-unknown-linux-gnueabihf/debug/dtsflac
+echo "==> armv7: release build (the armhf package's), the binary runs"
+cargo build --locked --release --target armv7-unknown-linux-gnueabihf
+armv7=target/armv7-unknown-linux-gnueabihf/release/dtsflac
 under_qemu 60 qemu-arm-static -L /usr/arm-linux-gnueabihf "$armv7" --version
 under_qemu 120 qemu-arm-static -L /usr/arm-linux-gnueabihf "$armv7" doctor
+
+echo "==> packages: arm64, armhf, amd64 (cargo deb, lintian)"
+./scripts/deb.sh
+
+echo "==> aarch64 on arm64 Debian trixie: the samples converted exactly, the package installed, used, purged"
+./scripts/trixie.sh arm64
 
 echo "==> board support: systemd unit, Yocto layer"
 ./board/check.sh

@@ -73,6 +73,7 @@ impl ConvertConfig {
             nice: self.nice,
             cpus: self.cpus.clone(),
             decode_lanes: self.decode_lanes,
+            flac_threads: None,
         }
     }
 }

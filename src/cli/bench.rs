@@ -221,6 +221,8 @@ struct Round {
     plain_single: Measured,
     ours_single: Measured,
     ours_lanes: Measured,
+    /// Two decoders and two libFLAC threads, where libFLAC has them.
+    ours_threads: Option<Measured>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -276,6 +278,19 @@ fn measure_round(
         vec![dtsflac(&["--decode-lanes", &lanes], "ours-lanes", single)],
         true,
     )?;
+    // libFLAC 1.5's encoder threads, for a track decoded in lanes.
+    let ours_threads = if tools.flac_has_threads() {
+        Some(measure(
+            vec![dtsflac(
+                &["--decode-lanes", "2", "--flac-threads", "2"],
+                "ours-threads",
+                single,
+            )],
+            true,
+        )?)
+    } else {
+        None
+    };
     Ok(Round {
         plain_batch,
         ceiling,
@@ -283,6 +298,7 @@ fn measure_round(
         plain_single,
         ours_single,
         ours_lanes,
+        ours_threads,
     })
 }
 
@@ -373,13 +389,19 @@ fn bench(args: BenchArgs) -> Result<(), String> {
     let board = dtsflac::hw::board::detect();
     let plan = dtsflac::hw::tuning::plan(&board, &Default::default());
     println!(
-        "dtsflac bench: {} x {:.0} min DTS-HD MA 7.1 24-bit 48 kHz (frames of {}), on {} ({} cores), FFmpeg {}",
+        "dtsflac bench: {} x {:.0} min DTS-HD MA 7.1 24-bit 48 kHz (frames of {}), on {} ({} cores), FFmpeg {}, libFLAC {} ({})",
         args.tracks,
         audio_seconds / 60.0,
         args.sample.file_name().unwrap_or_default().to_string_lossy(),
         board.model,
         board.cores,
-        tools.short_version()
+        tools.short_version(),
+        tools.flac_short_version(),
+        if tools.flac_has_threads() {
+            "encoder threads"
+        } else {
+            "no encoder threads"
+        }
     );
     println!(
         "plan: {} job(s) at once, decoders for a lone long track: {}\n",
@@ -498,6 +520,14 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         |r| &r.plain_single,
         1,
     );
+    if rounds.iter().all(|r| r.ours_threads.is_some()) {
+        row(
+            "single: dtsflac lanes 2 + flac -j2",
+            |r| r.ours_threads.as_ref().expect("measured in every round"),
+            |r| &r.plain_single,
+            1,
+        );
+    }
     let early_late: Vec<(u64, u64)> = rounds
         .iter()
         .filter_map(|r| r.ours_batch.rss_early_late_kb)

@@ -34,6 +34,10 @@ pub struct ConvertArgs {
     /// otherwise sit idle (default: from the board's plan; 1: one decoder).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=8))]
     decode_lanes: Option<u16>,
+    /// libFLAC encoder threads for a track decoded in lanes, where libFLAC
+    /// has them (1.5 and later; default: from the board's plan; 1: one).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=8))]
+    flac_threads: Option<u16>,
     /// Keep the job store (jobs.db) in DIR; by default a temporary one is used.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -136,6 +140,7 @@ pub fn run(args: ConvertArgs) -> u8 {
             &dtsflac::hw::tuning::Overrides {
                 workers: args.jobs.map(usize::from),
                 decode_lanes: args.decode_lanes.map(usize::from),
+                flac_threads: args.flac_threads.map(usize::from),
                 ..Default::default()
             },
         );
@@ -147,6 +152,7 @@ pub fn run(args: ConvertArgs) -> u8 {
                 nice: plan.nice,
                 cpus: plan.cpus.clone(),
                 decode_lanes: plan.decode_lanes,
+                flac_threads: plan.flac_threads,
             },
             ..Default::default()
         };
@@ -193,11 +199,14 @@ pub fn run(args: ConvertArgs) -> u8 {
                         } else {
                             format!("MD5 verified, from lossy {}", track.profile)
                         };
-                        let decoders = if r.decode_lanes > 1 {
+                        let mut decoders = if r.decode_lanes > 1 {
                             format!(", {} decoders", r.decode_lanes)
                         } else {
                             String::new()
                         };
+                        if r.flac_threads > 1 {
+                            decoders.push_str(&format!(", {} encoder threads", r.flac_threads));
+                        }
                         view.println(format!(
                             "converted: {} -> {} ({}, {}, {}{decoders}, {quality})",
                             track.path.display(),

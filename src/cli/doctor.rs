@@ -1,7 +1,7 @@
 //! `dtsflac doctor`: everything the box needs, checked, with what to do.
 
 use dtsflac::fmt;
-use dtsflac::media::tools::Tools;
+use dtsflac::media::tools::{ToolFeatures, Tools, Version};
 
 pub fn run() -> u8 {
     let mut ok = true;
@@ -18,6 +18,7 @@ pub fn run() -> u8 {
                 tools.flac.display(),
                 tools.flac_version
             );
+            print_features(&tools.features());
             match tools.check_capabilities() {
                 Ok(()) => println!("codecs:   FFmpeg has the DTS and FLAC decoders"),
                 Err(e) => {
@@ -78,4 +79,38 @@ pub fn run() -> u8 {
     } else {
         1
     }
+}
+
+/// The tools' releases and the optional features they bring, each with the
+/// release that brings it when it is missing.
+fn print_features(f: &ToolFeatures) {
+    let release =
+        |v: Option<Version>| v.map_or("unknown (a git build?)".to_string(), |v| v.to_string());
+    println!(
+        "versions: FFmpeg {}, libFLAC {}",
+        release(f.ffmpeg),
+        release(f.flac)
+    );
+    let yes_no = |present: bool, missing: &str| {
+        if present {
+            "yes".to_string()
+        } else {
+            format!("no ({missing})")
+        }
+    };
+    println!(
+        "features: Blu-ray input (FFmpeg's bluray protocol): {}",
+        yes_no(f.bluray_input, "FFmpeg built without libbluray")
+    );
+    println!(
+        "          DVD-Video demuxer (FFmpeg's dvdvideo): {}",
+        yes_no(
+            f.dvdvideo_demuxer,
+            "FFmpeg 7 or later with libdvdnav has it"
+        )
+    );
+    println!(
+        "          flac encoder threads (flac -j): {}",
+        yes_no(f.flac_threads, "libFLAC 1.5 or later has them")
+    );
 }

@@ -250,6 +250,7 @@ fn scheduler_config(config: &Config, plan: &crate::hw::tuning::Plan) -> Schedule
             nice: plan.nice,
             cpus: plan.cpus.clone(),
             decode_lanes: plan.decode_lanes,
+            flac_threads: plan.flac_threads,
         },
     }
 }

@@ -22,6 +22,9 @@ pub struct Plan {
     /// Decoders sharing one long DTS-HD MA track while cores would
     /// otherwise sit idle.
     pub decode_lanes: usize,
+    /// libFLAC encoder threads for a track decoded in lanes (where libFLAC
+    /// has them, 1.5 and later); 1: one.
+    pub flac_threads: usize,
     pub nice: i32,
     /// CPUs the jobs' processes run on; empty: any.
     pub cpus: Vec<usize>,
@@ -36,6 +39,7 @@ pub struct Overrides {
     pub nice: Option<i32>,
     pub cpus: Vec<usize>,
     pub decode_lanes: Option<usize>,
+    pub flac_threads: Option<usize>,
 }
 
 /// Memory one running job needs at most (FFmpeg decoder + libFLAC encoder).
@@ -100,6 +104,16 @@ pub fn plan(board: &Board, o: &Overrides) -> Plan {
             "a long DTS-HD MA track, while cores would otherwise sit idle, is decoded by {decode_lanes} FFmpeg processes taking turns, seams checked sample for sample"
         ));
     }
+    // With its decoding split in lanes, a track's one encoder is the slower
+    // stage; two libFLAC threads keep up with the lanes (see README, "Speed").
+    let flac_threads = o
+        .flac_threads
+        .unwrap_or(if decode_lanes >= 2 { 2 } else { 1 });
+    if decode_lanes >= 2 && flac_threads >= 2 {
+        reasons.push(format!(
+            "such a track is encoded by {flac_threads} libFLAC threads where libFLAC has them (1.5 and later)"
+        ));
+    }
     let nice = o.nice.unwrap_or(10);
     reasons.push(format!(
         "FFmpeg and flac at niceness {nice}, so the page and panel stay responsive"
@@ -108,6 +122,7 @@ pub fn plan(board: &Board, o: &Overrides) -> Plan {
         workers,
         cores: usable,
         decode_lanes,
+        flac_threads,
         nice,
         cpus,
         reasons,
@@ -157,8 +172,9 @@ mod tests {
         assert!(p.cpus.is_empty());
         // A lone long track: two decoders beside the encoder.
         assert_eq!(p.decode_lanes, 2);
+        assert_eq!(p.flac_threads, 2);
         let two = plan(&board(vec![vec![0, 1]], 4096), &Overrides::default());
-        assert_eq!(two.decode_lanes, 1);
+        assert_eq!((two.decode_lanes, two.flac_threads), (1, 1));
     }
 
     #[test]
@@ -180,6 +196,7 @@ mod tests {
             nice: Some(0),
             cpus: vec![],
             decode_lanes: None,
+            flac_threads: None,
         };
         let p = plan(&board(vec![vec![0, 1, 2, 3]], 300), &o);
         assert_eq!((p.workers, p.nice), (3, 0));

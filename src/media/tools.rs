@@ -175,6 +175,142 @@ impl Tools {
             .nth(1)
             .unwrap_or("unknown")
     }
+
+    /// Whether `flac -j N` encodes with N threads (from the version alone,
+    /// which is known without starting anything).
+    pub fn flac_has_threads(&self) -> bool {
+        flac_has_threads(Version::from_version_line(&self.flac_version))
+    }
+
+    /// Every optional feature, asking FFmpeg for its protocols and demuxers
+    /// (two more starts: for `doctor`, not for each conversion).
+    pub fn features(&self) -> ToolFeatures {
+        let (protocols, demuxers) = std::thread::scope(|s| {
+            let demuxers = s.spawn(|| listing(&self.ffmpeg, "-demuxers"));
+            (
+                listing(&self.ffmpeg, "-protocols"),
+                demuxers.join().unwrap_or_default(),
+            )
+        });
+        ToolFeatures::from_outputs(
+            &self.ffmpeg_version,
+            &self.flac_version,
+            &protocols,
+            &demuxers,
+        )
+    }
+}
+
+/// A tool's release as numbers, e.g. 7.1.5 for "ffmpeg version 7.1.5-0+deb13u1".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Version {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Version {
+        Version {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// The release in a `-version`/`--version` line: "ffmpeg version
+    /// 5.1.6-0+deb12u1", "ffmpeg version n7.1" (FFmpeg's own builds),
+    /// "flac 1.5.0". `None` for a git snapshot ("ffmpeg version
+    /// N-118000-g…", "flac git-…"), whose features cannot be told from it.
+    pub fn from_version_line(line: &str) -> Option<Version> {
+        // The word after "version" ("ffmpeg version X Copyright (c) 2000-…"),
+        // else after the name ("flac X").
+        let mut words = line.split_whitespace();
+        let word = if line.split_whitespace().any(|w| w == "version") {
+            words.find(|w| *w == "version")?;
+            words.next()?
+        } else {
+            words.nth(1)?
+        };
+        let word = word.strip_prefix('n').unwrap_or(word);
+        if !word.starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+        let digits: String = word
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        let mut parts = digits.split('.').map(str::parse::<u32>);
+        let major = parts.next()?.ok()?;
+        let minor = parts.next().unwrap_or(Ok(0)).ok()?;
+        let patch = parts.next().unwrap_or(Ok(0)).ok()?;
+        Some(Version::new(major, minor, patch))
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// libFLAC 1.5 added encoder threads (`-j`/`--threads`).
+pub const FLAC_THREADS_SINCE: Version = Version::new(1, 5, 0);
+
+fn flac_has_threads(flac: Option<Version>) -> bool {
+    flac.is_some_and(|v| v >= FLAC_THREADS_SINCE)
+}
+
+/// What the installed FFmpeg and libFLAC enable beyond what every
+/// conversion needs (the DTS and FLAC decoders, `check_capabilities`).
+/// Everything that differs between tool releases is decided here, from
+/// what the tools say about themselves, never from a distribution's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolFeatures {
+    pub ffmpeg: Option<Version>,
+    pub flac: Option<Version>,
+    /// `ffmpeg -protocols` lists `bluray` as an input (FFmpeg built with
+    /// libbluray): Blu-ray discs and BDMV folders can be read as titles.
+    pub bluray_input: bool,
+    /// `ffmpeg -demuxers` lists `dvdvideo` (FFmpeg 7 and later, with
+    /// libdvdnav): DVD-Video folders and images can be read as titles.
+    pub dvdvideo_demuxer: bool,
+    /// libFLAC 1.5 or later: `flac -j N` encodes one track with N threads.
+    pub flac_threads: bool,
+}
+
+impl ToolFeatures {
+    /// From the tools' answers: the first line of `ffmpeg -version`, `flac
+    /// --version`, `ffmpeg -hide_banner -protocols` and `-demuxers`.
+    pub fn from_outputs(
+        ffmpeg_version: &str,
+        flac_version: &str,
+        protocols: &str,
+        demuxers: &str,
+    ) -> ToolFeatures {
+        let flac = Version::from_version_line(flac_version);
+        // Input protocols are listed between "Input:" and "Output:".
+        let bluray_input = protocols
+            .lines()
+            .skip_while(|l| l.trim() != "Input:")
+            .take_while(|l| l.trim() != "Output:")
+            .any(|l| l.trim() == "bluray");
+        // " D   dvdvideo        DVD-Video": flags, then the name.
+        let dvdvideo_demuxer = demuxers.lines().any(|l| {
+            let mut words = l.split_whitespace();
+            words.next().is_some_and(|flags| flags.starts_with('D'))
+                && words
+                    .next()
+                    .is_some_and(|name| name.split(',').any(|n| n == "dvdvideo"))
+        });
+        ToolFeatures {
+            ffmpeg: Version::from_version_line(ffmpeg_version),
+            flac,
+            bluray_input,
+            dvdvideo_demuxer,
+            flac_threads: flac_has_threads(flac),
+        }
+    }
 }
 
 /// The executables as configured: `DTSFLAC_*`, or found on `PATH`.
@@ -392,5 +528,129 @@ mod tests {
             let err = Tools::locate_capable_cached(incapable.clone(), Some(&cache)).unwrap_err();
             assert!(matches!(err, ToolError::Incapable(..)), "{err}");
         }
+    }
+
+    // What Debian 12's (FFmpeg 5.1, libFLAC 1.4.2) and Debian 13's (FFmpeg
+    // 7.1, libFLAC 1.5.0; Raspberry Pi OS trixie) tools answered.
+    const FFMPEG_51: &str =
+        "ffmpeg version 5.1.9-0+deb12u1 Copyright (c) 2000-2026 the FFmpeg developers";
+    const FFMPEG_71: &str =
+        "ffmpeg version 7.1.5-0+deb13u1 Copyright (c) 2000-2026 the FFmpeg developers";
+
+    #[test]
+    fn versions_are_read_from_release_lines_not_from_copyright_years() {
+        assert_eq!(
+            Version::from_version_line(FFMPEG_51),
+            Some(Version::new(5, 1, 9))
+        );
+        assert_eq!(
+            Version::from_version_line(FFMPEG_71),
+            Some(Version::new(7, 1, 5))
+        );
+        assert_eq!(
+            Version::from_version_line("ffmpeg version n7.1 Copyright (c) 2000-2024"),
+            Some(Version::new(7, 1, 0))
+        );
+        assert_eq!(
+            Version::from_version_line("ffmpeg version N-118000-g1234abcd Copyright (c) 2000-2025"),
+            None
+        );
+        assert_eq!(
+            Version::from_version_line("flac 1.4.2"),
+            Some(Version::new(1, 4, 2))
+        );
+        assert_eq!(
+            Version::from_version_line("flac 1.5.0"),
+            Some(Version::new(1, 5, 0))
+        );
+        assert_eq!(
+            Version::from_version_line("flac git-2f9ee4ce 20250210"),
+            None
+        );
+    }
+
+    #[test]
+    fn features_of_bookworm_and_trixie_tools() {
+        let bookworm = ToolFeatures::from_outputs(
+            FFMPEG_51,
+            "flac 1.4.2",
+            include_str!("testdata/ffmpeg-5.1-protocols.txt"),
+            include_str!("testdata/ffmpeg-5.1-demuxers.txt"),
+        );
+        assert_eq!(
+            bookworm,
+            ToolFeatures {
+                ffmpeg: Some(Version::new(5, 1, 9)),
+                flac: Some(Version::new(1, 4, 2)),
+                bluray_input: true,
+                dvdvideo_demuxer: false,
+                flac_threads: false,
+            }
+        );
+        let trixie = ToolFeatures::from_outputs(
+            FFMPEG_71,
+            "flac 1.5.0",
+            include_str!("testdata/ffmpeg-7.1-protocols.txt"),
+            include_str!("testdata/ffmpeg-7.1-demuxers.txt"),
+        );
+        assert_eq!(
+            trixie,
+            ToolFeatures {
+                ffmpeg: Some(Version::new(7, 1, 5)),
+                flac: Some(Version::new(1, 5, 0)),
+                bluray_input: true,
+                dvdvideo_demuxer: true,
+                flac_threads: true,
+            }
+        );
+        // An FFmpeg built without libbluray lists no such input; `bluray`
+        // among the outputs would not count.
+        let no_bluray =
+            include_str!("testdata/ffmpeg-7.1-protocols.txt").replace("\n  bluray\n", "\n");
+        let outputs_only = format!("{no_bluray}  bluray\n");
+        let f = ToolFeatures::from_outputs(FFMPEG_71, "flac 1.5.0", &outputs_only, "");
+        assert!(!f.bluray_input && !f.dvdvideo_demuxer);
+    }
+
+    /// The installed tools (Debian 12's on the host, Debian 13's in CI's
+    /// trixie step), asked another way: `-h demuxer=…`, `-h protocol=…` and
+    /// `flac --help` must agree with what the listings and versions say.
+    #[test]
+    fn installed_tools_features_agree_with_their_own_help() {
+        let tools = Tools::locate().expect("ffmpeg and flac are installed");
+        let features = tools.features();
+        let help = |program: &Path, args: &[&str]| {
+            let out = Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        };
+        let dvdvideo = help(&tools.ffmpeg, &["-hide_banner", "-h", "demuxer=dvdvideo"]);
+        assert_eq!(
+            features.dvdvideo_demuxer,
+            dvdvideo.starts_with("Demuxer dvdvideo"),
+            "{dvdvideo}"
+        );
+        let bluray = help(&tools.ffmpeg, &["-hide_banner", "-h", "protocol=bluray"]);
+        assert_eq!(
+            features.bluray_input,
+            bluray.contains("bluray AVOptions"),
+            "{bluray}"
+        );
+        let flac_help = help(&tools.flac, &["--help"]);
+        assert_eq!(
+            features.flac_threads,
+            flac_help.contains("--threads="),
+            "{}",
+            tools.flac_version
+        );
+        assert_eq!(features.flac_threads, tools.flac_has_threads());
+        assert!(features.ffmpeg.is_some(), "{}", tools.ffmpeg_version);
     }
 }

@@ -65,6 +65,21 @@ pub fn run_tool<S: AsRef<OsStr>>(tool: &str, args: &[S]) -> Vec<u8> {
     out.stdout
 }
 
+/// A tool's stdout and stderr together, whatever its exit status (for
+/// `--help` texts, which some tools print with a failing status).
+pub fn run_tool_output(tool: &str, args: &[&str]) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{tool}` ({e})"));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Runs ffmpeg with `args` and writes `output`.
 pub fn ffmpeg(args: &[&str], output: &Path) {
     let mut all: Vec<&OsStr> = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]

@@ -147,6 +147,7 @@ pub(super) fn flac_encoder_args(
     track: &Track,
     temp: Option<&Path>,
     options: &ConvertOptions,
+    threads: usize,
 ) -> Vec<OsString> {
     let (_, _, bytes) = raw_pcm(track.bits_per_sample);
     let mut a: Vec<OsString> = vec![
@@ -167,6 +168,11 @@ pub(super) fn flac_encoder_args(
         // seek points: the read-back notes them and they go in with the tags.
         "--no-seektable".into(),
     ];
+    // Only where the tools have them (`Tools::flac_has_threads`): libFLAC
+    // 1.4 refuses the option.
+    if threads >= 2 {
+        a.push(format!("--threads={threads}").into());
+    }
     match temp {
         Some(path) => {
             a.push("-o".into());

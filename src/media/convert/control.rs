@@ -23,6 +23,10 @@ pub struct ConvertOptions {
     /// FFmpeg decoders sharing one long DTS-HD MA stream while the job runs
     /// alone (see `lanes`); 0 or 1: one decoder.
     pub decode_lanes: usize,
+    /// libFLAC encoder threads (`flac -j`, libFLAC 1.5 and later) for a
+    /// track decoded in lanes: with its decoding split, the one encoder is
+    /// the slower stage. 0 or 1: one thread. Ignored where libFLAC has none.
+    pub flac_threads: usize,
 }
 
 impl Default for ConvertOptions {
@@ -32,6 +36,7 @@ impl Default for ConvertOptions {
             nice: 0,
             cpus: Vec::new(),
             decode_lanes: 0,
+            flac_threads: 0,
         }
     }
 }
@@ -83,6 +88,13 @@ pub struct ConvertResult {
     pub speed: f64,
     /// FFmpeg decoders that shared the stream (1: the ordinary way).
     pub decode_lanes: usize,
+    /// libFLAC encoder threads (1: the ordinary way).
+    #[serde(default = "one")]
+    pub flac_threads: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Progress while a job runs (in memory only: never written to the store).

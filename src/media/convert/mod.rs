@@ -36,7 +36,7 @@ pub use tags::{channel_mask_tag, layout_mask};
 
 use control::destination_error;
 use output::{check_free_space, foreign_output, TempFile, Writeback};
-use pipeline::{decode_lanes, run_conversion, Output, PassPlan};
+use pipeline::{decode_lanes, encoder_threads, run_conversion, Output, PassPlan};
 use tags::{tags, vendor};
 use verify::verify;
 
@@ -99,6 +99,7 @@ pub fn convert_track(
             temp_file: guard.file(),
             options,
             lanes,
+            flac_threads: encoder_threads(tools, options, lanes),
             output: written,
         };
         run_conversion(&plan, control, &mut *on_progress)
@@ -165,6 +166,7 @@ pub fn convert_track(
             0.0
         },
         decode_lanes: lanes,
+        flac_threads: encoder_threads(tools, options, lanes),
     })
 }
 

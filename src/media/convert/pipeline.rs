@@ -56,6 +56,18 @@ pub(super) fn decode_lanes(track: &Track, source_bytes: u64, options: &ConvertOp
     }
 }
 
+/// How many threads libFLAC encodes this pass with. With one decoder, the
+/// decoder is the slower stage (see README, "Speed"): encoder threads would
+/// only take cores from it. A track decoded in lanes is fed faster than one
+/// encoder thread keeps up with, so there they pay, where libFLAC has them.
+pub(super) fn encoder_threads(tools: &Tools, options: &ConvertOptions, lanes: usize) -> usize {
+    if lanes >= 2 && options.flac_threads >= 2 && tools.flac_has_threads() {
+        options.flac_threads
+    } else {
+        1
+    }
+}
+
 /// Pipes between the stages hold 1 MiB instead of 64 KiB (Linux allows it
 /// without privileges); a failure only costs speed.
 fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
@@ -280,6 +292,8 @@ pub(super) struct PassPlan<'a> {
     pub(super) options: &'a ConvertOptions,
     /// Decoders sharing the track (1: one decoder piped into the encoder).
     pub(super) lanes: usize,
+    /// libFLAC's encoder threads (1: one), see `encoder_threads`.
+    pub(super) flac_threads: usize,
     pub(super) output: Output,
 }
 
@@ -331,7 +345,7 @@ fn pass_stages(plan: &PassPlan) -> Vec<Stage> {
     stages.push(flac_stage(
         tools,
         to_file,
-        |temp| flac_encoder_args(track, temp, plan.options),
+        |temp| flac_encoder_args(track, temp, plan.options, plan.flac_threads),
         plan.output,
     ));
     stages
@@ -713,5 +727,38 @@ pub(super) fn own_process_group(inner: &mut Command, options: &ConvertOptions) {
             }
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tools_with_flac(flac_version: &str) -> Tools {
+        Tools {
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            ffmpeg_version: "ffmpeg version 7.1.5-0+deb13u1".into(),
+            flac: "flac".into(),
+            flac_version: flac_version.into(),
+            checker: None,
+        }
+    }
+
+    #[test]
+    fn encoder_threads_only_for_lanes_and_only_with_libflac_1_5() {
+        let options = ConvertOptions {
+            flac_threads: 2,
+            ..ConvertOptions::default()
+        };
+        let trixie = tools_with_flac("flac 1.5.0");
+        let bookworm = tools_with_flac("flac 1.4.2");
+        assert_eq!(encoder_threads(&trixie, &options, 2), 2);
+        // One decoder is the slower stage: threads would only take its core.
+        assert_eq!(encoder_threads(&trixie, &options, 1), 1);
+        // libFLAC 1.4 has no -j.
+        assert_eq!(encoder_threads(&bookworm, &options, 2), 1);
+        let one = ConvertOptions::default();
+        assert_eq!(encoder_threads(&trixie, &one, 2), 1);
     }
 }
