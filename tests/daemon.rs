@@ -395,7 +395,7 @@ impl Daemon {
             log,
         };
         d.wait_for("the API to answer", Duration::from_secs(20), |d| {
-            d.get("/healthz")
+            d.get("/api/status")
                 .map(|(code, _)| code == 200)
                 .unwrap_or(false)
         });
@@ -1318,6 +1318,11 @@ impl StateCard {
         assert!(status.code().is_some_and(|c| c <= 1), "e2fsck: {status}");
         self.attach();
     }
+
+    /// Read-only or writable again, with no daemon holding it open.
+    fn remount(&self, options: &str) {
+        sh("mount", &["-o", options, self.at.to_str().unwrap()]);
+    }
 }
 
 impl Drop for StateCard {
@@ -1479,6 +1484,21 @@ fn a_full_or_read_only_state_card_fails_no_job_and_the_states_are_recorded_when_
         "converted again"
     );
     daemon.stop();
+
+    // The card is read-only when the box starts: it starts, says so, and
+    // knows what it has done.
+    card.remount("remount,ro");
+    let mut daemon = Daemon::start(dir);
+    let (code, body) = daemon.get("/healthz").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("is read-only"), "{body}");
+    assert_eq!(
+        all_done_and_exact(&mut daemon, "FULLCARD"),
+        written,
+        "converted again"
+    );
+    daemon.stop();
+    card.remount("remount,rw");
     full_case.detach();
     failing_case.detach();
 }

@@ -69,11 +69,17 @@ pub fn run(config_path: Option<PathBuf>) -> u8 {
     if let Err(e) = std::fs::create_dir_all(&config.state_dir)
         .and_then(|_| dtsflac::logging::init(&config.state_dir))
     {
+        // A card gone read-only or full must not keep the box from starting:
+        // the log goes to the journal only, and the store says what is wrong.
+        let card = matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::ENOSPC));
         eprintln!(
-            "dtsflac: cannot write the log in {} (`state_dir`): {e}",
-            config.state_dir.display()
+            "dtsflac: cannot write the log in {} (`state_dir`): {e}{}",
+            config.state_dir.display(),
+            if card { "; logging to stderr only" } else { "" }
         );
-        return 1;
+        if !card {
+            return 1;
+        }
     }
     // Room for connections and conversions, as far as the system allows.
     let fds = dtsflac::web::conns::raise_fd_limit();

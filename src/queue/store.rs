@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::pending::{self, StateDirFault};
 use serde::{Deserialize, Serialize};
@@ -210,7 +210,59 @@ pub fn now() -> i64 {
 
 impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    /// Opens (or creates) the store. A store that exists on a state
+    /// directory that cannot be written (a card gone read-only, or full) is
+    /// opened as it is, read-only, with every change held in memory: the box
+    /// starts, says so, and converts what it knows.
     pub fn open(path: &Path) -> Result<Store> {
+        match Self::open_writable(path) {
+            Err(StoreError::Sqlite { source, .. })
+                if path.is_file() && pending::fault_of(&source, Self::dir_of(path)).is_some() =>
+            {
+                let fault = pending::fault_of(&source, Self::dir_of(path)).expect("checked");
+                Self::open_unwritable(path, fault)
+            }
+            other => other,
+        }
+    }
+
+    fn dir_of(path: &Path) -> &Path {
+        path.parent().unwrap_or(Path::new("."))
+    }
+
+    fn open_unwritable(path: &Path, fault: StateDirFault) -> Result<Store> {
+        let wrap = |source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        // `immutable`: SQLite cannot make the WAL's shared-memory file on a
+        // read-only card, and nothing else writes this file meanwhile.
+        let uri = format!("file:{}?immutable=1", uri_path(path));
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(uri, flags).map_err(wrap)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(wrap)?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+            held: Some(fault.clone()),
+        };
+        if store.schema_version()? != MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} was written by another version of dtsflac and cannot be upgraded on a card that cannot be written: {}",
+                path.display(),
+                fault.problem(Self::dir_of(path))
+            )));
+        }
+        pending::hold(&store.conn).map_err(wrap)?;
+        crate::logging::log(&format!(
+            "{}; the job store is opened read-only and job changes are held in memory until the box restarts",
+            fault.problem(Self::dir_of(path))
+        ));
+        Ok(store)
+    }
+
+    fn open_writable(path: &Path) -> Result<Store> {
         let wrap = |source| StoreError::Sqlite {
             path: path.display().to_string(),
             source,
@@ -879,6 +931,18 @@ impl Store {
     }
 }
 
+/// A path as SQLite's `file:` URIs want it: `%`, `?` and `#` escaped.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1027,6 +1091,7 @@ mod tests {
             elapsed_seconds: 1.0,
             speed: 1.0,
             decode_lanes: 1,
+            flac_threads: 1,
         };
         s.record_done(running, &result, None).unwrap();
         let next = s.claim_next(None).unwrap().unwrap().id;
