@@ -147,6 +147,17 @@ impl JobControl {
 
     pub(super) fn register(&self, pid: u32) {
         self.pids.lock().unwrap().push(pid);
+        // Cancelled before this process existed (a drive pulled while the
+        // job was paused, before its FFmpeg started): it must not live on,
+        // stopped, with nobody left to kill it. `cancel` sets the flag before
+        // it signals the registered pids, so one of the two reaches it.
+        if self.cancelled.load(Ordering::SeqCst) {
+            // SAFETY: kill(2) on a pid we spawned and have not yet reaped.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+            return;
+        }
         if self.paused.load(Ordering::SeqCst) {
             // SAFETY: as above.
             unsafe {
@@ -200,4 +211,34 @@ pub(super) fn destination_error(dir: &Path, e: &io::Error) -> ConvertError {
         _ => format!("cannot write in {}: {e}", dir.display()),
     };
     ConvertError::new(FailureKind::Destination, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_process_started_after_a_paused_job_was_cancelled_is_killed_not_stopped() {
+        let control = JobControl::default();
+        control.pause();
+        control.cancel();
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        control.register(child.id());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the process lives on, stopped: the job would never end");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
 }
