@@ -1154,9 +1154,10 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
         clips.join("two.m2ts"),
         clips.join("decoy.m2ts"),
     );
-    // The main title: 200 s in two clips; the decoy (a trailer) is short.
+    // The main title: 200 s in two clips, each with its own clock from 0
+    // as on a disc (non-seamless play items); the decoy (a trailer) is short.
     bdav_clip(&one, 100, 440, 0);
-    bdav_clip(&two, 100, 660, 100);
+    bdav_clip(&two, 100, 660, 0);
     bdav_clip(&decoy, 10, 880, 0);
     let drive = work.path().join("drive");
     let disc = drive.join("Film (2009)");
