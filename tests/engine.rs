@@ -1299,9 +1299,9 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
     assert_eq!(scan.code, 1, "{}", scan.all());
     assert_eq!(scan.stdout.trim(), "[]");
     assert!(
-        scan.stderr
-            .contains("BDMV/index.bdmv: FFmpeg's bluray input cannot read this disc")
-            && scan.stderr.contains("at least 3 minutes"),
+        scan.stderr.contains(
+            "BDMV/index.bdmv: FFmpeg's bluray input cannot read this disc (0 usable playlists)"
+        ) && scan.stderr.contains("at least 3 minutes"),
         "{}",
         scan.stderr
     );

@@ -702,10 +702,15 @@ fn run_ffprobe(
     }
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
+        let lines = || err.lines().rev().map(str::trim).filter(|l| !l.is_empty());
+        // The bluray input says why before FFmpeg's bare "Input/output
+        // error" (an encrypted disc, no title long enough).
+        let said_by_bluray = lines()
+            .find_map(|l| l.strip_prefix("[bluray @"))
+            .and_then(|l| l.split_once(']'))
+            .map(|(_, why)| why.trim().trim_end_matches(':'));
+        let last = said_by_bluray
+            .or_else(|| lines().next())
             .unwrap_or("unknown error");
         return Err(strip_input_prefix(last, &input));
     }
