@@ -1306,3 +1306,81 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
         scan.stderr
     );
 }
+
+/// A BDAV clip holding `frames` (raw DTS, copied as they are) under a tiny
+/// picture; `seconds` is how long the picture lasts.
+#[rustfmt::skip]
+fn bdav_clip_of(path: &Path, frames: &Path, seconds: f64) {
+    ffmpeg(&[
+        "-f", "lavfi", "-i", &format!("testsrc=d={seconds}:s=64x64:r=24"),
+        "-f", "dts", "-i", frames.to_str().unwrap(),
+        "-map", "0:v", "-map", "1:a", "-c:v", "mpeg2video", "-g", "12", "-b:v", "100k",
+        "-c:a", "copy", "-metadata:s:a:0", "language=eng",
+        "-f", "mpegts", "-mpegts_m2ts_mode", "1", "-muxrate", "8M",
+    ], path);
+}
+
+#[test]
+fn a_dts_hd_master_audio_disc_title_is_the_lossless_decode_of_its_clips_joined() {
+    let work = tempfile::tempdir().unwrap();
+    // One master's frames, repeated to 102.4 s per clip; the second clip
+    // starts halfway through the master, so the clips differ and their
+    // order shows in the PCM. (Two different masters joined make FFmpeg's
+    // DTS parser warn once at the seam; real discs keep one encoding.)
+    let master = stream_frames(&samples().join("xll_51_24_48_768.dtshd"));
+    let mut at = 0;
+    let mut starts = Vec::new();
+    while let Ok(Some(len)) = dtsflac::media::lanes::frame_len(&master[at..], true) {
+        starts.push(at);
+        at += len;
+    }
+    assert!(starts.len() >= 2, "{starts:?}");
+    let half = starts[starts.len() / 2];
+    let rotated = [&master[half..], &master[..half]].concat();
+    let mut clips = Vec::new();
+    let mut joined = Vec::new();
+    for (i, frames) in [master.repeat(1600), rotated.repeat(1600)]
+        .into_iter()
+        .enumerate()
+    {
+        let raw = work.path().join(format!("{i}.dts"));
+        fs::write(&raw, &frames).unwrap();
+        joined.extend(frames);
+        let clip = work.path().join(format!("{i}.m2ts"));
+        bdav_clip_of(&clip, &raw, 102.4);
+        clips.push(clip);
+    }
+    let disc = work.path().join("drive").join("Master (2011)");
+    let mkbdmv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/mkbdmv.py");
+    run_tool(
+        "python3",
+        &[
+            mkbdmv.as_os_str(),
+            disc.as_os_str(),
+            "Master".as_ref(),
+            clips[0].as_os_str(),
+            clips[1].as_os_str(),
+        ],
+    );
+    let run = dtsflac(&["convert"], &[disc.parent().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("lossless"), "{}", run.stdout);
+    let flacs = flac_files(&disc);
+    assert_eq!(
+        flacs,
+        [disc.join("Master (2011).flac")],
+        "one track: no part in the name"
+    );
+    let joined_path = work.path().join("joined.dts");
+    fs::write(&joined_path, &joined).unwrap();
+    assert_eq!(
+        ffmpeg_md5(&flacs[0], &["-c:a", "pcm_s24le"]),
+        ffmpeg_md5(&joined_path, &["-c:a", "pcm_s24le"]),
+        "the FLAC is the decode of the two clips' DTS-HD MA joined in order"
+    );
+    assert_eq!(
+        flac_decode(&flacs[0]).samples[0].len() as u64,
+        decoded_samples(&joined_path)
+    );
+    assert_eq!(flac_tags(&flacs[0])["DTSFLAC_LOSSLESS"], "yes");
+}
