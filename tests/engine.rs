@@ -1283,6 +1283,89 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
         again.stdout
     );
 
+    // With --all-titles-over, a second long title (the clips the other way
+    // round) gives its own FLACs, named with its playlist.
+    let boxed = work.path().join("box").join("Box (2012)");
+    run_tool(
+        "python3",
+        &[
+            mkbdmv.as_os_str(),
+            boxed.as_os_str(),
+            "Box".as_ref(),
+            one.as_os_str(),
+            two.as_os_str(),
+            "--decoy".as_ref(),
+            two.as_os_str(),
+            one.as_os_str(),
+        ],
+    );
+    let main_only = dtsflac(&["scan", "--json"], &[&boxed]);
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&main_only.stdout).unwrap();
+    assert_eq!(tracks.len(), 2, "{}", main_only.all());
+    let every = dtsflac(&["scan", "--json", "--all-titles-over", "180"], &[&boxed]);
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&every.stdout).unwrap();
+    let titles: Vec<(String, bool)> = tracks
+        .iter()
+        .map(|t| {
+            (
+                t["disc"]["playlist"].as_str().unwrap().to_string(),
+                t["disc"]["main_title"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            ("00000.mpls".into(), true),
+            ("00000.mpls".into(), true),
+            ("00001.mpls".into(), false),
+            ("00001.mpls".into(), false)
+        ]
+    );
+    let run = dtsflac(&["convert", "--all-titles-over", "180"], &[&boxed]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let names: Vec<String> = flac_files(&boxed)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Box (2012).00001.1.eng.flac",
+            "Box (2012).00001.2.ger.flac",
+            "Box (2012).1.eng.flac",
+            "Box (2012).2.ger.flac"
+        ]
+    );
+    let mut reversed = Vec::new();
+    for clip in [&two, &one] {
+        let es = work.path().join("es.dts");
+        ffmpeg(
+            &[
+                "-i",
+                clip.to_str().unwrap(),
+                "-map",
+                "0:a:0",
+                "-c",
+                "copy",
+                "-f",
+                "dts",
+            ],
+            &es,
+        );
+        reversed.extend(fs::read(&es).unwrap());
+    }
+    let reversed_path = work.path().join("reversed.dts");
+    fs::write(&reversed_path, &reversed).unwrap();
+    assert_eq!(
+        ffmpeg_md5(
+            &boxed.join("Box (2012).00001.1.eng.flac"),
+            &["-c:a", "pcm_s24le"]
+        ),
+        ffmpeg_md5(&reversed_path, &["-c:a", "pcm_s24le"]),
+        "the second title plays its clips in its own order"
+    );
+
     // A disc with no title FFmpeg's bluray input lists (none of 3 minutes)
     // is reported, and none of its clips is converted on its own.
     let short = work.path().join("short").join("Trailer");

@@ -3,16 +3,20 @@
 use std::path::PathBuf;
 
 use dtsflac::fmt;
-use dtsflac::media::probe::{InputSpec, Track};
+use dtsflac::media::probe::{DiscTitles, InputSpec, Track};
 use dtsflac::media::scan::{scan, ScanLimits};
 
 use super::tools_or_explain;
 
-pub fn run(paths: &[PathBuf], json: bool) -> u8 {
+pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
     let Some(tools) = tools_or_explain() else {
         return 1;
     };
-    let report = scan(&tools, paths, ScanLimits::default());
+    let limits = ScanLimits {
+        disc_titles,
+        ..ScanLimits::default()
+    };
+    let report = scan(&tools, paths, limits);
     for p in &report.problems {
         eprintln!("dtsflac: {}: {}", p.path.display(), p.reason);
     }
@@ -43,6 +47,7 @@ pub fn run(paths: &[PathBuf], json: bool) -> u8 {
                     disc,
                     playlist,
                     clips,
+                    ..
                 } => (
                     disc.as_path(),
                     format!(
@@ -87,6 +92,7 @@ fn track_json(track: &Track) -> serde_json::Value {
         disc,
         playlist,
         clips,
+        main,
     } = &track.input
     {
         value["disc"] = serde_json::json!({
@@ -94,6 +100,7 @@ fn track_json(track: &Track) -> serde_json::Value {
             "playlist": format!("{playlist:05}.mpls"),
             "playlist_number": playlist,
             "clips": clips,
+            "main_title": main,
             "duration_seconds": track.duration_seconds,
             "title": track.title,
         });

@@ -280,6 +280,7 @@ pub struct Scanned {
 pub fn scan_drive(ctx: &WorkContext, root: &Path, cancel: Arc<AtomicBool>) -> Scanned {
     let limits = ScanLimits {
         stop: Some(cancel),
+        disc_titles: ctx.config.convert.disc_titles(),
         ..ScanLimits::default()
     };
     let report = scan(&ctx.tools, &[root.to_path_buf()], limits);

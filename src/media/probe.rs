@@ -104,6 +104,9 @@ pub enum InputSpec {
         playlist: u32,
         /// How many clips the playlist joins.
         clips: u32,
+        /// The disc's main title (the others' FLACs carry the playlist in
+        /// their names).
+        main: bool,
     },
 }
 
@@ -180,9 +183,17 @@ impl Track {
     /// or a disc's folder name (its title when the folder has none).
     pub fn source_stem(&self) -> String {
         let stem = match &self.input {
-            InputSpec::BluRay { disc, .. } => {
-                bluray::disc_name(disc).or_else(|| self.title.clone())
-            }
+            InputSpec::BluRay {
+                disc,
+                playlist,
+                main,
+                ..
+            } => bluray::disc_name(disc)
+                .or_else(|| self.title.clone())
+                .map(|name| match main {
+                    true => name,
+                    false => format!("{name}.{playlist:05}"),
+                }),
             _ => self
                 .path
                 .file_stem()
@@ -268,28 +279,42 @@ pub fn is_candidate(path: &Path) -> bool {
 
 /// Lists the DTS tracks in one file, each stamped with the file it was read from.
 pub fn probe_file(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> {
+    probe_file_titles(tools, path, DiscTitles::Main)
+}
+
+/// The same, with `titles` saying which titles of a disc are tracks.
+pub fn probe_file_titles(
+    tools: &Tools,
+    path: &Path,
+    titles: DiscTitles,
+) -> Result<Vec<Track>, ProbeError> {
     let io_err = |e: std::io::Error| ProbeError::Invalid(format!("cannot read the file: {e}"));
     let before = std::fs::symlink_metadata(path).map_err(io_err)?;
-    let mut tracks = probe_contents(tools, path)?;
+    let mut tracks = probe_contents(tools, path, titles)?;
     // Stamped after the probe, so files that are not DTS cost no extra read;
     // a file that changed meanwhile is not trusted.
-    let mut stamp = SourceStamp::of_path(path).map_err(io_err)?;
+    let stamp = SourceStamp::of_path(path).map_err(io_err)?;
     if (stamp.size, stamp.mtime) != (before.len(), before.mtime()) {
         return Err(ProbeError::Invalid(
             "the file changed while it was being read; plug the drive in again when nothing writes to it".into(),
         ));
     }
-    // A disc's tracks are those of its main playlist, which stands for them.
-    if let Some(source) = tracks.first().map(|t| &t.path).filter(|p| *p != path) {
-        stamp = SourceStamp::of_path(source).map_err(io_err)?;
-    }
     for t in &mut tracks {
-        t.probed = Some(stamp.clone());
+        // A disc title's tracks are stamped with its playlist, which
+        // stands for them.
+        t.probed = Some(match t.path == path {
+            true => stamp.clone(),
+            false => SourceStamp::of_path(&t.path).map_err(io_err)?,
+        });
     }
     Ok(tracks)
 }
 
-fn probe_contents(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> {
+fn probe_contents(
+    tools: &Tools,
+    path: &Path,
+    titles: DiscTitles,
+) -> Result<Vec<Track>, ProbeError> {
     let kind = kind_of(path).ok_or(ProbeError::NotDts)?;
     let io_err = |e: std::io::Error| ProbeError::Invalid(format!("cannot read the file: {e}"));
     // FFmpeg is handed this very file, checked to be a regular one.
@@ -352,16 +377,27 @@ fn probe_contents(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
         }
         FileKind::Wav => probe_wav(tools, path, &file),
         FileKind::Flac => probe_flac_rip(tools, path, &file),
-        FileKind::BluRay => probe_bluray(tools, path),
+        FileKind::BluRay => probe_bluray(tools, path, titles),
     }
 }
 
+/// Which titles of a disc become tracks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiscTitles {
+    /// The main title only (what libbluray, through FFmpeg, picks).
+    #[default]
+    Main,
+    /// Every title at least this many seconds long (FFmpeg's `bluray:`
+    /// input lists none shorter than 180 s).
+    AtLeast(u32),
+}
+
 /// A Blu-ray disc (`index` is its `BDMV/index.bdmv`): the DTS tracks of its
-/// main title. libbluray, through FFmpeg's `bluray:` input, picks the title
-/// (the longest playlist of at least 180 s, duplicates left out); the
-/// playlist file gives the clips and the languages, the disc library the
-/// title.
-fn probe_bluray(tools: &Tools, index: &Path) -> Result<Vec<Track>, ProbeError> {
+/// main title (or of every title long enough). libbluray, through FFmpeg's
+/// `bluray:` input, picks the main title (the longest playlist of at least
+/// 180 s, duplicates left out); the playlist file gives the clips and the
+/// languages, the disc library the title.
+fn probe_bluray(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<Track>, ProbeError> {
     let invalid = |e: String| ProbeError::Invalid(e);
     let bdmv = index.parent().ok_or(ProbeError::NotDts)?;
     let root = bluray::disc_root(index).ok_or(ProbeError::NotDts)?;
@@ -373,37 +409,69 @@ fn probe_bluray(tools: &Tools, index: &Path) -> Result<Vec<Track>, ProbeError> {
             "FFmpeg's bluray input cannot read this disc ({e}): it needs a title of at least 3 minutes, and the disc's index, PLAYLIST and CLIPINF intact (copy the disc again)"
         ))
     })?;
-    let playlist = selected_playlist(&log)
+    let main = selected_playlist(&log)
         .ok_or_else(|| invalid("FFmpeg did not say which playlist is the main title".into()))?;
-    let playlist_path = bdmv.join("PLAYLIST").join(format!("{playlist:05}.mpls"));
-    let played = bluray::read_playlist(&playlist_path)
-        .map_err(|e| invalid(format!("cannot read the main title's playlist: {e}")))?;
-    let input = InputSpec::BluRay {
-        disc: root.to_path_buf(),
-        playlist,
-        clips: played.items.len() as u32,
-    };
-    let title = bluray::disc_title(bdmv);
-    let ids: Vec<Option<u16>> = dts_streams(&json)
-        .iter()
-        .map(|s| {
-            let id = s.get("id").and_then(Value::as_str)?;
-            u16::from_str_radix(id.trim_start_matches("0x"), 16).ok()
-        })
-        .collect();
-    let mut tracks = tracks_from_json(&playlist_path, &json, input, None, None);
-    for (t, pid) in tracks.iter_mut().zip(ids) {
-        // The disc's own languages; a clip's PMT rarely carries one.
-        if let Some(lang) = pid.and_then(|p| played.language_of(p)) {
-            t.language = Some(lang.to_ascii_lowercase());
+    let disc_title = bluray::disc_title(bdmv);
+    let title_tracks = |playlist: u32, json: &Value| -> Result<Vec<Track>, ProbeError> {
+        let playlist_path = bdmv.join("PLAYLIST").join(format!("{playlist:05}.mpls"));
+        let played = bluray::read_playlist(&playlist_path)
+            .map_err(|e| invalid(format!("cannot read the title's playlist: {e}")))?;
+        let input = InputSpec::BluRay {
+            disc: root.to_path_buf(),
+            playlist,
+            clips: played.items.len() as u32,
+            main: playlist == main,
+        };
+        let ids: Vec<Option<u16>> = dts_streams(json)
+            .iter()
+            .map(|s| {
+                let id = s.get("id").and_then(Value::as_str)?;
+                u16::from_str_radix(id.trim_start_matches("0x"), 16).ok()
+            })
+            .collect();
+        let mut tracks = tracks_from_json(&playlist_path, json, input, None, None);
+        for (t, pid) in tracks.iter_mut().zip(ids) {
+            // The disc's own languages; a clip's PMT rarely carries one.
+            if let Some(lang) = pid.and_then(|p| played.language_of(p)) {
+                t.language = Some(lang.to_ascii_lowercase());
+            }
+            t.duration_seconds = Some(played.seconds());
+            if disc_title.is_some() {
+                t.title.clone_from(&disc_title);
+                t.album.clone_from(&disc_title);
+            }
         }
-        t.duration_seconds = Some(played.seconds());
-        if title.is_some() {
-            t.title.clone_from(&title);
-            t.album.clone_from(&title);
+        Ok(tracks)
+    };
+    let mut tracks = title_tracks(main, &json)?;
+    if let DiscTitles::AtLeast(min) = titles {
+        for (playlist, seconds) in listed_playlists(&log) {
+            if playlist == main || seconds < min {
+                continue;
+            }
+            let args = ["-playlist".to_string(), playlist.to_string()];
+            let (json, _) = run_ffprobe(tools, ProbeInput::Disc(&disc), &args, false)
+                .map_err(|e| invalid(format!("cannot read title {playlist:05}.mpls ({e})")))?;
+            tracks.extend(title_tracks(playlist, &json)?);
         }
     }
     non_empty(tracks)
+}
+
+/// The titles FFmpeg's `bluray:` input listed, with their whole seconds:
+/// "playlist 00800.mpls (2:01:13)".
+fn listed_playlists(log: &str) -> Vec<(u32, u32)> {
+    log.lines()
+        .filter_map(|line| {
+            let rest = &line[line.find("] playlist ")? + "] playlist ".len()..];
+            let (name, time) = rest.split_once(".mpls (")?;
+            let mut seconds = 0u32;
+            for part in time.trim_end().strip_suffix(')')?.split(':') {
+                seconds = seconds.checked_mul(60)?.checked_add(part.parse().ok()?)?;
+            }
+            Some((name.parse().ok()?, seconds))
+        })
+        .collect()
 }
 
 /// The playlist FFmpeg's `bluray:` input chose: "selected 00800.mpls".
@@ -838,6 +906,17 @@ mod tests {
         assert_eq!(Profile::from_ffprobe("DTS-ES"), Profile::Es);
         assert_eq!(Profile::from_ffprobe("DTS"), Profile::Core);
         assert!(Profile::HdMa.is_lossless() && !Profile::HdHra.is_lossless());
+    }
+
+    #[test]
+    fn the_bluray_input_s_titles_are_read_from_its_log() {
+        let log = "[bluray @ 0x55] 2 usable playlists:\n\
+                   [bluray @ 0x55] playlist 00000.mpls (0:03:20)\n\
+                   [bluray @ 0x55] playlist 00800.mpls (2:01:13)\n\
+                   [bluray @ 0x55] selected 00800.mpls\n";
+        assert_eq!(listed_playlists(log), [(0, 200), (800, 7273)]);
+        assert_eq!(selected_playlist(log), Some(800));
+        assert_eq!(listed_playlists("playlist x.mpls (1:2)"), []);
     }
 
     #[test]

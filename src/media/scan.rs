@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::bluray;
-use super::probe::{self, ProbeError, Track};
+use super::probe::{self, DiscTitles, ProbeError, Track};
 use super::tools::Tools;
 
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct ScanLimits {
     pub stop: Option<Arc<AtomicBool>>,
     /// Where the scan tells how far it has got, for whoever shows it.
     pub progress: Option<Arc<ScanProgress>>,
+    /// Which titles of a Blu-ray disc are tracks.
+    pub disc_titles: DiscTitles,
 }
 
 /// How far a scan has got: counters it updates as it goes, which anyone
@@ -78,6 +80,7 @@ impl Default for ScanLimits {
             max_entries: 200_000,
             stop: None,
             progress: None,
+            disc_titles: DiscTitles::Main,
         }
     }
 }
@@ -338,7 +341,7 @@ fn probe_all(
                         if let (Some(p), Some(folder)) = (progress, path.parent()) {
                             p.reading(folder);
                         }
-                        let result = probe::probe_file(tools, path);
+                        let result = probe::probe_file_titles(tools, path, limits.disc_titles);
                         if let Some(p) = progress {
                             p.looked_at.fetch_add(1, Ordering::Relaxed);
                             let tracks = result.as_ref().map_or(0, Vec::len);

@@ -373,6 +373,7 @@ mod tests {
             disc: PathBuf::from("/m/Film (2009)"),
             playlist: 0,
             clips: 2,
+            main: true,
         };
         (t.tracks_in_file, t.track_number, t.language) = (2, 1, Some("eng".into()));
         let found = [Found {
@@ -387,6 +388,14 @@ mod tests {
             plan_outputs(&found, Some(Path::new("/out"))),
             [PathBuf::from("/out/Film (2009)/Film (2009).1.eng.flac")]
         );
+        // Another title of the disc says its playlist.
+        t.input = InputSpec::BluRay {
+            disc: PathBuf::from("/m/Film (2009)"),
+            playlist: 800,
+            clips: 1,
+            main: false,
+        };
+        assert_eq!(output_name(&t), "Film (2009).00800.1.eng.flac");
     }
 
     #[test]
