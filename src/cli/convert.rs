@@ -129,13 +129,13 @@ pub fn run(args: ConvertArgs) -> u8 {
                 totals.skipped += 1;
                 println!(
                     "skipped (already converted): {} -> {}",
-                    p.track.path.display(),
+                    p.track.source_path().display(),
                     p.output.display()
                 );
             }
             Added::Failed(e) => totals
                 .failed
-                .push(format!("{}: {e}", p.track.path.display())),
+                .push(format!("{}: {e}", p.track.source_path().display())),
         }
     }
 
@@ -211,7 +211,7 @@ pub fn run(args: ConvertArgs) -> u8 {
                         };
                         view.println(format!(
                             "converted: {} -> {} ({}, {}, {}{decoders}, {quality})",
-                            track.path.display(),
+                            track.source_path().display(),
                             output.display(),
                             fmt::duration(r.duration_seconds),
                             fmt::bytes(r.output_bytes),
@@ -220,14 +220,17 @@ pub fn run(args: ConvertArgs) -> u8 {
                         for w in &r.warnings {
                             view.eprintln(format!(
                                 "dtsflac: warning: {}: {w}",
-                                track.path.display()
+                                track.source_path().display()
                             ));
                         }
                     }
                     _ => {
                         let reason = error.clone().unwrap_or_else(|| state.to_string());
-                        let line =
-                            format!("{}{}: {reason}", track.path.display(), stream_note(track));
+                        let line = format!(
+                            "{}{}: {reason}",
+                            track.source_path().display(),
+                            stream_note(track)
+                        );
                         view.eprintln(format!("dtsflac: failed: {line}"));
                         totals.failed.push(line);
                     }

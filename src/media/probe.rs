@@ -202,6 +202,24 @@ impl Track {
         stem.unwrap_or_else(|| "track".into())
     }
 
+    /// Where the source is, as the user knows it: the file, or the disc's
+    /// folder.
+    pub fn source_path(&self) -> &Path {
+        match &self.input {
+            InputSpec::BluRay { disc, .. } => disc,
+            _ => &self.path,
+        }
+    }
+
+    /// The source's name as lists show it: the file's name, or the disc's
+    /// (with the playlist of a title other than the main one).
+    pub fn source_name(&self) -> String {
+        match &self.input {
+            InputSpec::BluRay { .. } => self.source_stem(),
+            _ => self.source_file_name(),
+        }
+    }
+
     /// The source's full name, which tells it from a file of the same stem
     /// ("Film.dts" and "Film.dtshd"; a disc is "Film.BDMV").
     pub fn source_file_name(&self) -> String {

@@ -388,6 +388,9 @@ mod tests {
             plan_outputs(&found, Some(Path::new("/out"))),
             [PathBuf::from("/out/Film (2009)/Film (2009).1.eng.flac")]
         );
+        // Lists (the page, the panel, convert) name the disc, not its playlist.
+        assert_eq!(t.source_name(), "Film (2009)");
+        assert_eq!(t.source_path(), Path::new("/m/Film (2009)"));
         // Another title of the disc says its playlist.
         t.input = InputSpec::BluRay {
             disc: PathBuf::from("/m/Film (2009)"),
@@ -396,6 +399,7 @@ mod tests {
             main: false,
         };
         assert_eq!(output_name(&t), "Film (2009).00800.1.eng.flac");
+        assert_eq!(t.source_name(), "Film (2009).00800");
     }
 
     #[test]
