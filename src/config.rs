@@ -64,9 +64,20 @@ pub struct ConvertConfig {
     /// otherwise sit idle; unset: from 4 usable cores, two fewer than them
     /// (2 to 4), else 1; 1 turns this off.
     pub decode_lanes: Option<usize>,
+    /// Convert every title of a Blu-ray disc at least this many seconds
+    /// long, not only its main one; unset: the main title only. FFmpeg
+    /// lists no title under 180 s.
+    pub all_titles_over_seconds: Option<u32>,
 }
 
 impl ConvertConfig {
+    /// Which titles of a disc the box converts.
+    pub fn disc_titles(&self) -> crate::media::probe::DiscTitles {
+        use crate::media::probe::DiscTitles;
+        self.all_titles_over_seconds
+            .map_or(DiscTitles::Main, DiscTitles::AtLeast)
+    }
+
     pub fn overrides(&self) -> crate::hw::tuning::Overrides {
         crate::hw::tuning::Overrides {
             workers: (self.jobs > 0).then_some(self.jobs),
@@ -122,6 +133,7 @@ impl Default for ConvertConfig {
             nice: None,
             cpus: Vec::new(),
             decode_lanes: None,
+            all_titles_over_seconds: None,
         }
     }
 }

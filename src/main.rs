@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use dtsflac::media::probe::DiscTitles;
 
 mod cli;
 
@@ -23,6 +24,10 @@ enum Command {
         /// Print a JSON array (one object per track) instead of a table.
         #[arg(long)]
         json: bool,
+        /// List every title of a Blu-ray disc at least SECONDS long, not
+        /// only its main one (FFmpeg lists no title under 180 s).
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(180..))]
+        all_titles_over: Option<u32>,
         /// Files and folders to search (folders are searched recursively).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -70,7 +75,15 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let code = match cli.command {
-        Command::Scan { json, paths } => cli::scan::run(&paths, json),
+        Command::Scan {
+            json,
+            paths,
+            all_titles_over,
+        } => cli::scan::run(
+            &paths,
+            json,
+            all_titles_over.map_or(DiscTitles::Main, DiscTitles::AtLeast),
+        ),
         Command::Convert(args) => cli::convert::run(args),
         Command::Doctor => cli::doctor::run(),
         Command::Bench(args) => cli::bench::run(args),

@@ -166,14 +166,9 @@ impl JobView {
         JobView {
             id: j.id,
             drive_id: j.drive_id,
-            name: j
-                .track
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            name: j.track.source_name(),
             track: j.track.part_name(),
-            source: j.track.path.clone(),
+            source: j.track.source_path().to_path_buf(),
             output: j.output.clone(),
             state: j.state,
             progress,

@@ -1204,3 +1204,365 @@ fn special_files_under_output_or_temp_names_fail_their_track_and_are_left_alone(
         .collect();
     assert_eq!(regular, vec![dir.join("Good.flac")]);
 }
+
+/// A BDAV clip (`.m2ts`) of `seconds` with a tiny picture and two 5.1 DTS
+/// streams (eng at `hz`, ger at twice that), its clock starting at `offset`.
+#[rustfmt::skip]
+fn bdav_clip(path: &Path, seconds: u32, hz: u32, offset: u32) {
+    let six = "pan=5.1(side)|FL=c0|FR=c0|FC=c0|LFE=c0|SL=c0|SR=c0";
+    ffmpeg(&[
+        "-f", "lavfi", "-i", &format!("testsrc=d={seconds}:s=64x64:r=24"),
+        "-f", "lavfi", "-i", &format!("sine=f={hz}:d={seconds}:r=48000"),
+        "-f", "lavfi", "-i", &format!("sine=f={}:d={seconds}:r=48000", hz * 2),
+        "-filter_complex", &format!("[1:a]{six}[eng];[2:a]{six}[ger]"),
+        "-map", "0:v", "-map", "[eng]", "-map", "[ger]",
+        "-c:v", "mpeg2video", "-g", "12", "-b:v", "100k",
+        "-c:a", "dca", "-strict", "-2", "-b:a", "768k",
+        "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=ger",
+        "-output_ts_offset", &offset.to_string(),
+        "-f", "mpegts", "-mpegts_m2ts_mode", "1", "-muxrate", "2M",
+    ], path);
+}
+
+/// Every file below `dir` with its size and modification time.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else {
+                out.push((e.path(), meta.len(), meta.modified().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_disc() {
+    let work = tempfile::tempdir().unwrap();
+    let clips = work.path().join("clips");
+    fs::create_dir(&clips).unwrap();
+    let (one, two, decoy) = (
+        clips.join("one.m2ts"),
+        clips.join("two.m2ts"),
+        clips.join("decoy.m2ts"),
+    );
+    // The main title: 200 s in two clips, each with its own clock from 0
+    // as on a disc (non-seamless play items); the decoy (a trailer) is short.
+    bdav_clip(&one, 100, 440, 0);
+    bdav_clip(&two, 100, 660, 0);
+    bdav_clip(&decoy, 10, 880, 0);
+    let drive = work.path().join("drive");
+    let disc = drive.join("Film (2009)");
+    let mkbdmv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/mkbdmv.py");
+    run_tool(
+        "python3",
+        &[
+            mkbdmv.as_os_str(),
+            disc.as_os_str(),
+            "The Film".as_ref(),
+            one.as_os_str(),
+            two.as_os_str(),
+            "--decoy".as_ref(),
+            decoy.as_os_str(),
+        ],
+    );
+    // The clips' PMTs say eng/ger; the disc's playlist is what counts, so
+    // it is made to say spa for the second stream.
+    let playlist = disc.join("BDMV/PLAYLIST/00000.mpls");
+    let mut mpls = fs::read(&playlist).unwrap();
+    let mut swapped = 0;
+    for i in 0..mpls.len() - 2 {
+        if &mpls[i..i + 3] == b"ger" {
+            mpls[i..i + 3].copy_from_slice(b"spa");
+            swapped += 1;
+        }
+    }
+    assert_eq!(swapped, 2, "one STN entry per play item");
+    fs::write(&playlist, &mpls).unwrap();
+
+    let scan = dtsflac(&["scan", "--json"], &[&drive]);
+    assert_eq!(scan.code, 0, "{}", scan.all());
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&scan.stdout).unwrap();
+    assert_eq!(
+        tracks.len(),
+        2,
+        "the disc's clips are not listed one by one: {}",
+        scan.stdout
+    );
+    for t in &tracks {
+        assert_eq!(t["disc"]["playlist"], "00000.mpls", "{t}");
+        assert_eq!(t["disc"]["clips"], 2);
+        assert_eq!(t["disc"]["title"], "The Film");
+    }
+    let playlist_seconds = tracks[0]["disc"]["duration_seconds"].as_f64().unwrap();
+    assert!((playlist_seconds - 200.0).abs() < 0.1, "{playlist_seconds}");
+    let table = dtsflac(&["scan"], &[&drive]);
+    assert!(
+        table
+            .stdout
+            .contains("Film (2009) [Blu-ray title 00000.mpls, 3:20, 2 clip(s); 2.spa, stream 2]"),
+        "{}",
+        table.stdout
+    );
+
+    let bdmv = disc.join("BDMV");
+    let before = listing(&bdmv);
+    let run = dtsflac(&["convert"], &[&drive]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(listing(&bdmv), before, "nothing is written inside the disc");
+    let flacs = flac_files(&disc);
+    let names: Vec<String> = flacs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["Film (2009).1.eng.flac", "Film (2009).2.spa.flac"]);
+    assert_eq!(listing(&drive).len(), before.len() + 2);
+
+    for (i, (flac, lang)) in flacs.iter().zip(["eng", "spa"]).enumerate() {
+        // The stream of each clip as it is, joined in playlist order.
+        let mut joined = Vec::new();
+        for clip in [&one, &two] {
+            let es = work.path().join("es.dts");
+            let map = format!("0:a:{i}");
+            ffmpeg(
+                &[
+                    "-i",
+                    clip.to_str().unwrap(),
+                    "-map",
+                    &map,
+                    "-c",
+                    "copy",
+                    "-f",
+                    "dts",
+                ],
+                &es,
+            );
+            joined.extend(fs::read(&es).unwrap());
+        }
+        let joined_path = work.path().join(format!("joined{i}.dts"));
+        fs::write(&joined_path, &joined).unwrap();
+        assert_eq!(
+            ffmpeg_md5(flac, &["-c:a", "pcm_s24le"]),
+            ffmpeg_md5(&joined_path, &["-c:a", "pcm_s24le"]),
+            "{lang}: the FLAC is the decode of the clips' DTS joined in order"
+        );
+        let samples: u64 = String::from_utf8(run_tool(
+            "metaflac",
+            &[OsStr::new("--show-total-samples"), flac.as_os_str()],
+        ))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        // The playlist spans each clip to its last picture: within one DTS
+        // frame (512 samples) per clip.
+        let expected = playlist_seconds * 48_000.0;
+        assert!(
+            (samples as f64 - expected).abs() <= 512.0 * 2.0,
+            "{lang}: {samples} samples, the playlist says {expected}"
+        );
+        let tags = flac_tags(flac);
+        assert_eq!(tags["LANGUAGE"], lang);
+        assert_eq!(tags["TITLE"], "The Film");
+        assert_eq!(tags["ALBUM"], "The Film");
+    }
+
+    let again = dtsflac(&["convert"], &[&drive]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(
+        again.stdout.contains("0 converted, 2 skipped"),
+        "{}",
+        again.stdout
+    );
+
+    // With --all-titles-over, a second long title (the clips the other way
+    // round) gives its own FLACs, named with its playlist.
+    let boxed = work.path().join("box").join("Box (2012)");
+    run_tool(
+        "python3",
+        &[
+            mkbdmv.as_os_str(),
+            boxed.as_os_str(),
+            "Box".as_ref(),
+            one.as_os_str(),
+            two.as_os_str(),
+            "--decoy".as_ref(),
+            two.as_os_str(),
+            one.as_os_str(),
+        ],
+    );
+    let main_only = dtsflac(&["scan", "--json"], &[&boxed]);
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&main_only.stdout).unwrap();
+    assert_eq!(tracks.len(), 2, "{}", main_only.all());
+    let every = dtsflac(&["scan", "--json", "--all-titles-over", "180"], &[&boxed]);
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&every.stdout).unwrap();
+    let titles: Vec<(String, bool)> = tracks
+        .iter()
+        .map(|t| {
+            (
+                t["disc"]["playlist"].as_str().unwrap().to_string(),
+                t["disc"]["main_title"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            ("00000.mpls".into(), true),
+            ("00000.mpls".into(), true),
+            ("00001.mpls".into(), false),
+            ("00001.mpls".into(), false)
+        ]
+    );
+    let run = dtsflac(&["convert", "--all-titles-over", "180"], &[&boxed]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let names: Vec<String> = flac_files(&boxed)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Box (2012).00001.1.eng.flac",
+            "Box (2012).00001.2.ger.flac",
+            "Box (2012).1.eng.flac",
+            "Box (2012).2.ger.flac"
+        ]
+    );
+    let mut reversed = Vec::new();
+    for clip in [&two, &one] {
+        let es = work.path().join("es.dts");
+        ffmpeg(
+            &[
+                "-i",
+                clip.to_str().unwrap(),
+                "-map",
+                "0:a:0",
+                "-c",
+                "copy",
+                "-f",
+                "dts",
+            ],
+            &es,
+        );
+        reversed.extend(fs::read(&es).unwrap());
+    }
+    let reversed_path = work.path().join("reversed.dts");
+    fs::write(&reversed_path, &reversed).unwrap();
+    assert_eq!(
+        ffmpeg_md5(
+            &boxed.join("Box (2012).00001.1.eng.flac"),
+            &["-c:a", "pcm_s24le"]
+        ),
+        ffmpeg_md5(&reversed_path, &["-c:a", "pcm_s24le"]),
+        "the second title plays its clips in its own order"
+    );
+
+    // A disc with no title FFmpeg's bluray input lists (none of 3 minutes)
+    // is reported, and none of its clips is converted on its own.
+    let short = work.path().join("short").join("Trailer");
+    run_tool(
+        "python3",
+        &[
+            mkbdmv.as_os_str(),
+            short.as_os_str(),
+            "Trailer".as_ref(),
+            decoy.as_os_str(),
+        ],
+    );
+    let scan = dtsflac(&["scan", "--json"], &[short.parent().unwrap()]);
+    assert_eq!(scan.code, 1, "{}", scan.all());
+    assert_eq!(scan.stdout.trim(), "[]");
+    assert!(
+        scan.stderr.contains(
+            "BDMV/index.bdmv: FFmpeg's bluray input cannot read this disc (0 usable playlists)"
+        ) && scan.stderr.contains("at least 3 minutes"),
+        "{}",
+        scan.stderr
+    );
+}
+
+/// A BDAV clip holding `frames` (raw DTS, copied as they are) under a tiny
+/// picture; `seconds` is how long the picture lasts.
+#[rustfmt::skip]
+fn bdav_clip_of(path: &Path, frames: &Path, seconds: f64) {
+    ffmpeg(&[
+        "-f", "lavfi", "-i", &format!("testsrc=d={seconds}:s=64x64:r=24"),
+        "-f", "dts", "-i", frames.to_str().unwrap(),
+        "-map", "0:v", "-map", "1:a", "-c:v", "mpeg2video", "-g", "12", "-b:v", "100k",
+        "-c:a", "copy", "-metadata:s:a:0", "language=eng",
+        "-f", "mpegts", "-mpegts_m2ts_mode", "1", "-muxrate", "8M",
+    ], path);
+}
+
+#[test]
+fn a_dts_hd_master_audio_disc_title_is_the_lossless_decode_of_its_clips_joined() {
+    let work = tempfile::tempdir().unwrap();
+    // One master's frames, repeated to 102.4 s per clip; the second clip
+    // starts halfway through the master, so the clips differ and their
+    // order shows in the PCM. (Two different masters joined make FFmpeg's
+    // DTS parser warn once at the seam; real discs keep one encoding.)
+    let master = stream_frames(&samples().join("xll_51_24_48_768.dtshd"));
+    let mut at = 0;
+    let mut starts = Vec::new();
+    while let Ok(Some(len)) = dtsflac::media::lanes::frame_len(&master[at..], true) {
+        starts.push(at);
+        at += len;
+    }
+    assert!(starts.len() >= 2, "{starts:?}");
+    let half = starts[starts.len() / 2];
+    let rotated = [&master[half..], &master[..half]].concat();
+    let mut clips = Vec::new();
+    let mut joined = Vec::new();
+    for (i, frames) in [master.repeat(1600), rotated.repeat(1600)]
+        .into_iter()
+        .enumerate()
+    {
+        let raw = work.path().join(format!("{i}.dts"));
+        fs::write(&raw, &frames).unwrap();
+        joined.extend(frames);
+        let clip = work.path().join(format!("{i}.m2ts"));
+        bdav_clip_of(&clip, &raw, 102.4);
+        clips.push(clip);
+    }
+    let disc = work.path().join("drive").join("Master (2011)");
+    let mkbdmv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/mkbdmv.py");
+    run_tool(
+        "python3",
+        &[
+            mkbdmv.as_os_str(),
+            disc.as_os_str(),
+            "Master".as_ref(),
+            clips[0].as_os_str(),
+            clips[1].as_os_str(),
+        ],
+    );
+    let run = dtsflac(&["convert"], &[disc.parent().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("lossless"), "{}", run.stdout);
+    let flacs = flac_files(&disc);
+    assert_eq!(
+        flacs,
+        [disc.join("Master (2011).flac")],
+        "one track: no part in the name"
+    );
+    let joined_path = work.path().join("joined.dts");
+    fs::write(&joined_path, &joined).unwrap();
+    assert_eq!(
+        ffmpeg_md5(&flacs[0], &["-c:a", "pcm_s24le"]),
+        ffmpeg_md5(&joined_path, &["-c:a", "pcm_s24le"]),
+        "the FLAC is the decode of the two clips' DTS-HD MA joined in order"
+    );
+    assert_eq!(
+        flac_decode(&flacs[0]).samples[0].len() as u64,
+        decoded_samples(&joined_path)
+    );
+    assert_eq!(flac_tags(&flacs[0])["DTSFLAC_LOSSLESS"], "yes");
+}

@@ -9,6 +9,9 @@
 #![allow(dead_code)]
 
 // At the root, where `super::flacmeta` (in flacframes) finds its sibling.
+#[path = "../../src/media/bluray.rs"]
+#[doc(hidden)]
+pub mod bluray;
 #[path = "../../src/media/dtshd.rs"]
 #[doc(hidden)]
 pub mod dtshd;
@@ -35,7 +38,7 @@ pub mod sniff;
 pub mod superblock;
 
 pub mod media {
-    pub use crate::{dtshd, flacdecode, flacframes, flacmeta, lanes, safe_open, sniff};
+    pub use crate::{bluray, dtshd, flacdecode, flacframes, flacmeta, lanes, safe_open, sniff};
 }
 
 pub mod usb {

@@ -13,6 +13,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use dtsflac::fmt;
 use dtsflac::media::convert::ConvertOptions;
+use dtsflac::media::probe::DiscTitles;
 use dtsflac::media::probe::Track;
 use dtsflac::media::scan::{scan, ScanLimits};
 use dtsflac::queue::plan::{add_planned, plan_jobs, Added};
@@ -45,6 +46,10 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "N", default_value_t = dtsflac::media::convert::DEFAULT_COMPRESSION_LEVEL,
           value_parser = clap::value_parser!(u8).range(0..=8))]
     compression_level: u8,
+    /// Convert every title of a Blu-ray disc at least SECONDS long, not only
+    /// its main one (FFmpeg lists no title under 180 s).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(180..))]
+    all_titles_over: Option<u32>,
     /// Files and folders to convert (folders are searched recursively).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -74,7 +79,13 @@ pub fn run(args: ConvertArgs) -> u8 {
     let Some(tools) = tools_or_explain() else {
         return 1;
     };
-    let report = scan(&tools, &args.paths, ScanLimits::default());
+    let limits = ScanLimits {
+        disc_titles: args
+            .all_titles_over
+            .map_or(DiscTitles::Main, DiscTitles::AtLeast),
+        ..ScanLimits::default()
+    };
+    let report = scan(&tools, &args.paths, limits);
     let mut totals = Totals {
         done: 0,
         skipped: 0,
@@ -122,13 +133,13 @@ pub fn run(args: ConvertArgs) -> u8 {
                 totals.skipped += 1;
                 println!(
                     "skipped (already converted): {} -> {}",
-                    p.track.path.display(),
+                    p.track.source_path().display(),
                     p.output.display()
                 );
             }
             Added::Failed(e) => totals
                 .failed
-                .push(format!("{}: {e}", p.track.path.display())),
+                .push(format!("{}: {e}", p.track.source_path().display())),
         }
     }
 
@@ -209,7 +220,7 @@ pub fn run(args: ConvertArgs) -> u8 {
                         }
                         view.println(format!(
                             "converted: {} -> {} ({}, {}, {}{decoders}, {quality})",
-                            track.path.display(),
+                            track.source_path().display(),
                             output.display(),
                             fmt::duration(r.duration_seconds),
                             fmt::bytes(r.output_bytes),
@@ -218,14 +229,17 @@ pub fn run(args: ConvertArgs) -> u8 {
                         for w in &r.warnings {
                             view.eprintln(format!(
                                 "dtsflac: warning: {}: {w}",
-                                track.path.display()
+                                track.source_path().display()
                             ));
                         }
                     }
                     _ => {
                         let reason = error.clone().unwrap_or_else(|| state.to_string());
-                        let line =
-                            format!("{}{}: {reason}", track.path.display(), stream_note(track));
+                        let line = format!(
+                            "{}{}: {reason}",
+                            track.source_path().display(),
+                            stream_note(track)
+                        );
                         view.eprintln(format!("dtsflac: failed: {line}"));
                         totals.failed.push(line);
                     }

@@ -3,20 +3,25 @@
 use std::path::PathBuf;
 
 use dtsflac::fmt;
+use dtsflac::media::probe::{DiscTitles, InputSpec, Track};
 use dtsflac::media::scan::{scan, ScanLimits};
 
 use super::tools_or_explain;
 
-pub fn run(paths: &[PathBuf], json: bool) -> u8 {
+pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
     let Some(tools) = tools_or_explain() else {
         return 1;
     };
-    let report = scan(&tools, paths, ScanLimits::default());
+    let limits = ScanLimits {
+        disc_titles,
+        ..ScanLimits::default()
+    };
+    let report = scan(&tools, paths, limits);
     for p in &report.problems {
         eprintln!("dtsflac: {}: {}", p.path.display(), p.reason);
     }
     if json {
-        let tracks: Vec<_> = report.found.iter().map(|f| &f.track).collect();
+        let tracks: Vec<_> = report.found.iter().map(|f| track_json(&f.track)).collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&tracks).expect("tracks serialise")
@@ -35,6 +40,26 @@ pub fn run(paths: &[PathBuf], json: bool) -> u8 {
                 Some(part) => format!(" [{part}, stream {}]", t.stream_index),
                 None => String::new(),
             };
+            // A disc is listed as its main title: "Film (2009) [Blu-ray
+            // title 00000.mpls, 3:20, 2 clips]".
+            let (path, stream) = match &t.input {
+                InputSpec::BluRay {
+                    disc,
+                    playlist,
+                    clips,
+                    ..
+                } => (
+                    disc.as_path(),
+                    format!(
+                        " [Blu-ray title {playlist:05}.mpls, {}, {clips} clip(s){}]",
+                        t.duration_seconds
+                            .map(fmt::duration)
+                            .unwrap_or_else(|| "?".into()),
+                        stream.replace(" [", "; ").replace(']', "")
+                    ),
+                ),
+                _ => (t.path.as_path(), stream),
+            };
             println!(
                 "{:<11} {:>3} {:<10} {:>6} {:>4} {:>9} {:<4} {}{}",
                 t.profile.name(),
@@ -46,7 +71,7 @@ pub fn run(paths: &[PathBuf], json: bool) -> u8 {
                     .map(fmt::duration)
                     .unwrap_or_else(|| "?".into()),
                 t.language.as_deref().unwrap_or("-"),
-                t.path.display(),
+                path.display(),
                 stream
             );
         }
@@ -57,4 +82,28 @@ pub fn run(paths: &[PathBuf], json: bool) -> u8 {
     } else {
         1
     }
+}
+
+/// A track as `scan --json` shows it; a disc's tracks add a `disc` object
+/// (its folder, the main title's playlist, length and clips, its title).
+fn track_json(track: &Track) -> serde_json::Value {
+    let mut value = serde_json::to_value(track).expect("tracks serialise");
+    if let InputSpec::BluRay {
+        disc,
+        playlist,
+        clips,
+        main,
+    } = &track.input
+    {
+        value["disc"] = serde_json::json!({
+            "root": disc,
+            "playlist": format!("{playlist:05}.mpls"),
+            "playlist_number": playlist,
+            "clips": clips,
+            "main_title": main,
+            "duration_seconds": track.duration_seconds,
+            "title": track.title,
+        });
+    }
+    value
 }

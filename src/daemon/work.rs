@@ -286,6 +286,7 @@ pub fn scan_drive(
     let limits = ScanLimits {
         stop: Some(cancel),
         progress: Some(progress),
+        disc_titles: ctx.config.convert.disc_titles(),
         ..ScanLimits::default()
     };
     let report = scan(&ctx.tools, &[root.to_path_buf()], limits);

@@ -1,6 +1,7 @@
 //! The conversion engine: finding DTS tracks and turning them into exact FLAC.
 //! The command line and the daemon both drive it; it knows nothing of either.
 
+pub mod bluray;
 pub mod convert;
 pub mod dtshd;
 pub mod dtslength;

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::bluray;
 use super::dtshd::{self, DtsHdHeader};
 use super::dtslength;
 use super::flacdecode;
@@ -18,7 +19,7 @@ use super::flacmeta;
 use super::safe_open;
 use super::sniff::{self, PcmPacking};
 use super::stamp::SourceStamp;
-use super::tools::{ffmpeg_file_arg, Tools};
+use super::tools::{bluray_arg, ffmpeg_file_arg, Tools};
 
 /// The DTS flavours a user can tell apart; the names are what people read on
 /// disc boxes and in players.
@@ -93,6 +94,20 @@ pub enum InputSpec {
     PcmInWav { packing: PcmPacking, offset: u64 },
     /// DTS disguised as PCM in a FLAC rip: decode the FLAC first, then read the PCM as DTS.
     PcmInFlac { packing: PcmPacking, offset: u64 },
+    /// A title of a Blu-ray disc (the track's path is its playlist file):
+    /// FFmpeg's `bluray:` input plays the playlist's clips in order.
+    #[serde(rename = "bluray")]
+    BluRay {
+        /// The folder holding `BDMV`.
+        disc: PathBuf,
+        /// The playlist's number (`00800.mpls` is 800).
+        playlist: u32,
+        /// How many clips the playlist joins.
+        clips: u32,
+        /// The disc's main title (the others' FLACs carry the playlist in
+        /// their names).
+        main: bool,
+    },
 }
 
 /// Samples to keep from the decode, per channel, at the decoded rate.
@@ -155,6 +170,69 @@ impl Track {
         Some(part)
     }
 
+    /// The folder the source sits in, where its FLACs go: a file's folder,
+    /// or a disc's root (beside its `BDMV`, never inside it).
+    pub fn source_folder(&self) -> &Path {
+        match &self.input {
+            InputSpec::BluRay { disc, .. } => disc,
+            _ => self.path.parent().unwrap_or(Path::new("/")),
+        }
+    }
+
+    /// What names the source's FLACs: a file's name without its extension,
+    /// or a disc's folder name (its title when the folder has none).
+    pub fn source_stem(&self) -> String {
+        let stem = match &self.input {
+            InputSpec::BluRay {
+                disc,
+                playlist,
+                main,
+                ..
+            } => bluray::disc_name(disc)
+                .or_else(|| self.title.clone())
+                .map(|name| match main {
+                    true => name,
+                    false => format!("{name}.{playlist:05}"),
+                }),
+            _ => self
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned()),
+        };
+        stem.unwrap_or_else(|| "track".into())
+    }
+
+    /// Where the source is, as the user knows it: the file, or the disc's
+    /// folder.
+    pub fn source_path(&self) -> &Path {
+        match &self.input {
+            InputSpec::BluRay { disc, .. } => disc,
+            _ => &self.path,
+        }
+    }
+
+    /// The source's name as lists show it: the file's name, or the disc's
+    /// (with the playlist of a title other than the main one).
+    pub fn source_name(&self) -> String {
+        match &self.input {
+            InputSpec::BluRay { .. } => self.source_stem(),
+            _ => self.source_file_name(),
+        }
+    }
+
+    /// The source's full name, which tells it from a file of the same stem
+    /// ("Film.dts" and "Film.dtshd"; a disc is "Film.BDMV").
+    pub fn source_file_name(&self) -> String {
+        match &self.input {
+            InputSpec::BluRay { .. } => format!("{}.BDMV", self.source_stem()),
+            _ => self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
+
     /// "DTS-HD MA 7.1 24-bit 48 kHz"
     pub fn describe(&self) -> String {
         format!(
@@ -192,9 +270,14 @@ enum FileKind {
     Container,
     Wav,
     Flac,
+    /// A Blu-ray disc, listed by its `BDMV/index.bdmv`.
+    BluRay,
 }
 
 fn kind_of(path: &Path) -> Option<FileKind> {
+    if bluray::is_disc_index(path) {
+        return Some(FileKind::BluRay);
+    }
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
     Some(match ext.as_str() {
         "dts" | "dtshd" | "dtsma" | "cpt" => FileKind::Stream,
@@ -214,9 +297,18 @@ pub fn is_candidate(path: &Path) -> bool {
 
 /// Lists the DTS tracks in one file, each stamped with the file it was read from.
 pub fn probe_file(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> {
+    probe_file_titles(tools, path, DiscTitles::Main)
+}
+
+/// The same, with `titles` saying which titles of a disc are tracks.
+pub fn probe_file_titles(
+    tools: &Tools,
+    path: &Path,
+    titles: DiscTitles,
+) -> Result<Vec<Track>, ProbeError> {
     let io_err = |e: std::io::Error| ProbeError::Invalid(format!("cannot read the file: {e}"));
     let before = std::fs::symlink_metadata(path).map_err(io_err)?;
-    let mut tracks = probe_contents(tools, path)?;
+    let mut tracks = probe_contents(tools, path, titles)?;
     // Stamped after the probe, so files that are not DTS cost no extra read;
     // a file that changed meanwhile is not trusted.
     let stamp = SourceStamp::of_path(path).map_err(io_err)?;
@@ -226,12 +318,21 @@ pub fn probe_file(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
         ));
     }
     for t in &mut tracks {
-        t.probed = Some(stamp.clone());
+        // A disc title's tracks are stamped with its playlist, which
+        // stands for them.
+        t.probed = Some(match t.path == path {
+            true => stamp.clone(),
+            false => SourceStamp::of_path(&t.path).map_err(io_err)?,
+        });
     }
     Ok(tracks)
 }
 
-fn probe_contents(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> {
+fn probe_contents(
+    tools: &Tools,
+    path: &Path,
+    titles: DiscTitles,
+) -> Result<Vec<Track>, ProbeError> {
     let kind = kind_of(path).ok_or(ProbeError::NotDts)?;
     let io_err = |e: std::io::Error| ProbeError::Invalid(format!("cannot read the file: {e}"));
     // FFmpeg is handed this very file, checked to be a regular one.
@@ -294,7 +395,109 @@ fn probe_contents(tools: &Tools, path: &Path) -> Result<Vec<Track>, ProbeError> 
         }
         FileKind::Wav => probe_wav(tools, path, &file),
         FileKind::Flac => probe_flac_rip(tools, path, &file),
+        FileKind::BluRay => probe_bluray(tools, path, titles),
     }
+}
+
+/// Which titles of a disc become tracks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiscTitles {
+    /// The main title only (what libbluray, through FFmpeg, picks).
+    #[default]
+    Main,
+    /// Every title at least this many seconds long (FFmpeg's `bluray:`
+    /// input lists none shorter than 180 s).
+    AtLeast(u32),
+}
+
+/// A Blu-ray disc (`index` is its `BDMV/index.bdmv`): the DTS tracks of its
+/// main title (or of every title long enough). libbluray, through FFmpeg's
+/// `bluray:` input, picks the main title (the longest playlist of at least
+/// 180 s, duplicates left out); the playlist file gives the clips and the
+/// languages, the disc library the title.
+fn probe_bluray(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<Track>, ProbeError> {
+    let invalid = |e: String| ProbeError::Invalid(e);
+    let bdmv = index.parent().ok_or(ProbeError::NotDts)?;
+    let root = bluray::disc_root(index).ok_or(ProbeError::NotDts)?;
+    bluray::check_disc_tree(bdmv).map_err(invalid)?;
+    let disc = bluray::open_disc(root)
+        .map_err(|e| invalid(format!("cannot open the disc's folder: {e}")))?;
+    let (json, log) = run_ffprobe(tools, ProbeInput::Disc(&disc), &[], true).map_err(|e| {
+        invalid(format!(
+            "FFmpeg's bluray input cannot read this disc ({e}): it needs a title of at least 3 minutes, and the disc's index, PLAYLIST and CLIPINF intact (copy the disc again)"
+        ))
+    })?;
+    let main = selected_playlist(&log)
+        .ok_or_else(|| invalid("FFmpeg did not say which playlist is the main title".into()))?;
+    let disc_title = bluray::disc_title(bdmv);
+    let title_tracks = |playlist: u32, json: &Value| -> Result<Vec<Track>, ProbeError> {
+        let playlist_path = bdmv.join("PLAYLIST").join(format!("{playlist:05}.mpls"));
+        let played = bluray::read_playlist(&playlist_path)
+            .map_err(|e| invalid(format!("cannot read the title's playlist: {e}")))?;
+        let input = InputSpec::BluRay {
+            disc: root.to_path_buf(),
+            playlist,
+            clips: played.items.len() as u32,
+            main: playlist == main,
+        };
+        let ids: Vec<Option<u16>> = dts_streams(json)
+            .iter()
+            .map(|s| {
+                let id = s.get("id").and_then(Value::as_str)?;
+                u16::from_str_radix(id.trim_start_matches("0x"), 16).ok()
+            })
+            .collect();
+        let mut tracks = tracks_from_json(&playlist_path, json, input, None, None);
+        for (t, pid) in tracks.iter_mut().zip(ids) {
+            // The disc's own languages; a clip's PMT rarely carries one.
+            if let Some(lang) = pid.and_then(|p| played.language_of(p)) {
+                t.language = Some(lang.to_ascii_lowercase());
+            }
+            t.duration_seconds = Some(played.seconds());
+            if disc_title.is_some() {
+                t.title.clone_from(&disc_title);
+                t.album.clone_from(&disc_title);
+            }
+        }
+        Ok(tracks)
+    };
+    let mut tracks = title_tracks(main, &json)?;
+    if let DiscTitles::AtLeast(min) = titles {
+        for (playlist, seconds) in listed_playlists(&log) {
+            if playlist == main || seconds < min {
+                continue;
+            }
+            let args = ["-playlist".to_string(), playlist.to_string()];
+            let (json, _) = run_ffprobe(tools, ProbeInput::Disc(&disc), &args, false)
+                .map_err(|e| invalid(format!("cannot read title {playlist:05}.mpls ({e})")))?;
+            tracks.extend(title_tracks(playlist, &json)?);
+        }
+    }
+    non_empty(tracks)
+}
+
+/// The titles FFmpeg's `bluray:` input listed, with their whole seconds:
+/// "playlist 00800.mpls (2:01:13)".
+fn listed_playlists(log: &str) -> Vec<(u32, u32)> {
+    log.lines()
+        .filter_map(|line| {
+            let rest = &line[line.find("] playlist ")? + "] playlist ".len()..];
+            let (name, time) = rest.split_once(".mpls (")?;
+            let mut seconds = 0u32;
+            for part in time.trim_end().strip_suffix(')')?.split(':') {
+                seconds = seconds.checked_mul(60)?.checked_add(part.parse().ok()?)?;
+            }
+            Some((name.parse().ok()?, seconds))
+        })
+        .collect()
+}
+
+/// The playlist FFmpeg's `bluray:` input chose: "selected 00800.mpls".
+fn selected_playlist(log: &str) -> Option<u32> {
+    log.lines().find_map(|line| {
+        let rest = &line[line.find("selected ")? + "selected ".len()..];
+        rest.strip_suffix(".mpls")?.trim().parse().ok()
+    })
 }
 
 fn non_empty(tracks: Vec<Track>) -> Result<Vec<Track>, ProbeError> {
@@ -498,6 +701,8 @@ pub fn input_args(input: &InputSpec) -> Vec<String> {
             offset.to_string(),
         ],
         InputSpec::PcmInFlac { packing, .. } => vec!["-f".into(), packing.ffmpeg_format().into()],
+        // Named, so FFmpeg never picks another title than the scan did.
+        InputSpec::BluRay { playlist, .. } => vec!["-playlist".into(), playlist.to_string()],
     }
 }
 
@@ -509,11 +714,36 @@ fn ffprobe(
     pre_input: &[String],
     stdin: Option<&[u8]>,
 ) -> Result<Value, String> {
+    let input = match (file, stdin) {
+        (Some((path, f)), _) => ProbeInput::File(path, f),
+        (None, data) => ProbeInput::Stdin(data.unwrap_or_default()),
+    };
+    run_ffprobe(tools, input, pre_input, false).map(|(json, _)| json)
+}
+
+/// What ffprobe reads.
+enum ProbeInput<'a> {
+    /// A file opened with `safe_open`, named like this path.
+    File(&'a Path, &'a File),
+    /// These bytes, on its stdin.
+    Stdin(&'a [u8]),
+    /// A Blu-ray disc's root folder (`bluray:/proc/self/fd/N`).
+    Disc(&'a File),
+}
+
+/// Runs ffprobe and returns its JSON and, with `informative`, its log
+/// (where FFmpeg's `bluray:` input names the title it chose).
+fn run_ffprobe(
+    tools: &Tools,
+    source: ProbeInput,
+    pre_input: &[String],
+    informative: bool,
+) -> Result<(Value, String), String> {
     let mut cmd = Command::new(&tools.ffprobe);
     cmd.args([
         "-hide_banner",
         "-v",
-        "error",
+        if informative { "info" } else { "error" },
         "-print_format",
         "json",
         "-show_format",
@@ -521,9 +751,16 @@ fn ffprobe(
     ]);
     cmd.args(pre_input);
     cmd.arg("-i");
-    let input = match file {
-        Some((path, f)) => ffmpeg_file_arg(&safe_open::pass_to_child(&mut cmd, f, Some(path))),
-        None => "pipe:0".into(),
+    let (input, stdin) = match source {
+        ProbeInput::File(path, f) => (
+            ffmpeg_file_arg(&safe_open::pass_to_child(&mut cmd, f, Some(path))),
+            None,
+        ),
+        ProbeInput::Stdin(data) => ("pipe:0".into(), Some(data)),
+        ProbeInput::Disc(folder) => (
+            bluray_arg(&safe_open::pass_to_child(&mut cmd, folder, None)),
+            None,
+        ),
     };
     cmd.arg(&input);
     cmd.stdin(if stdin.is_some() {
@@ -551,14 +788,21 @@ fn ffprobe(
     }
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
+        let lines = || err.lines().rev().map(str::trim).filter(|l| !l.is_empty());
+        // The bluray input says why before FFmpeg's bare "Input/output
+        // error" (an encrypted disc, no title long enough).
+        let said_by_bluray = lines()
+            .find_map(|l| l.strip_prefix("[bluray @"))
+            .and_then(|l| l.split_once(']'))
+            .map(|(_, why)| why.trim().trim_end_matches(':'));
+        let last = said_by_bluray
+            .or_else(|| lines().next())
             .unwrap_or("unknown error");
         return Err(strip_input_prefix(last, &input));
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("unreadable ffprobe output: {e}"))
+    let json = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("unreadable ffprobe output: {e}"))?;
+    Ok((json, String::from_utf8_lossy(&out.stderr).into_owned()))
 }
 
 /// ffprobe prefixes errors with its input's name; the user sees the file's.
@@ -588,6 +832,21 @@ fn num<T: std::str::FromStr>(v: &Value, key: &str) -> Option<T> {
     }
 }
 
+/// The decodable DTS streams of ffprobe's JSON, in its order.
+fn dts_streams(json: &Value) -> Vec<&Value> {
+    let Some(streams) = json.get("streams").and_then(Value::as_array) else {
+        return vec![];
+    };
+    streams
+        .iter()
+        .filter(|s| s.get("codec_type").and_then(Value::as_str) == Some("audio"))
+        .filter(|s| s.get("codec_name").and_then(Value::as_str) == Some("dts"))
+        // No channels or rate: FFmpeg found a sync word but no decodable frame.
+        .filter(|s| num::<u32>(s, "channels").unwrap_or(0) > 0)
+        .filter(|s| num::<u32>(s, "sample_rate").unwrap_or(0) > 0)
+        .collect()
+}
+
 fn tracks_from_json(
     path: &Path,
     json: &Value,
@@ -595,20 +854,8 @@ fn tracks_from_json(
     header: Option<&DtsHdHeader>,
     source_bits: Option<u8>,
 ) -> Vec<Track> {
-    let empty = vec![];
-    let streams = json
-        .get("streams")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
     let format = json.get("format").cloned().unwrap_or(Value::Null);
-    let dts: Vec<&Value> = streams
-        .iter()
-        .filter(|s| s.get("codec_type").and_then(Value::as_str) == Some("audio"))
-        .filter(|s| s.get("codec_name").and_then(Value::as_str) == Some("dts"))
-        // No channels or rate: FFmpeg found a sync word but no decodable frame.
-        .filter(|s| num::<u32>(s, "channels").unwrap_or(0) > 0)
-        .filter(|s| num::<u32>(s, "sample_rate").unwrap_or(0) > 0)
-        .collect();
+    let dts = dts_streams(json);
     let count = dts.len() as u32;
     dts.iter()
         .enumerate()
@@ -677,6 +924,17 @@ mod tests {
         assert_eq!(Profile::from_ffprobe("DTS-ES"), Profile::Es);
         assert_eq!(Profile::from_ffprobe("DTS"), Profile::Core);
         assert!(Profile::HdMa.is_lossless() && !Profile::HdHra.is_lossless());
+    }
+
+    #[test]
+    fn the_bluray_input_s_titles_are_read_from_its_log() {
+        let log = "[bluray @ 0x55] 2 usable playlists:\n\
+                   [bluray @ 0x55] playlist 00000.mpls (0:03:20)\n\
+                   [bluray @ 0x55] playlist 00800.mpls (2:01:13)\n\
+                   [bluray @ 0x55] selected 00800.mpls\n";
+        assert_eq!(listed_playlists(log), [(0, 200), (800, 7273)]);
+        assert_eq!(selected_playlist(log), Some(800));
+        assert_eq!(listed_playlists("playlist x.mpls (1:2)"), []);
     }
 
     #[test]

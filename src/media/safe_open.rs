@@ -114,6 +114,28 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     open_existing(path, false)
 }
 
+/// Opens an existing folder, never through a symlink in its last
+/// component: a Blu-ray disc's root, whose descriptor FFmpeg's `bluray:`
+/// input is handed (libbluray opens the disc's files below it by name).
+pub fn open_folder(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a symbolic link, not a folder", name_of(path)),
+            ),
+            Some(libc::ENOTDIR) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a folder", name_of(path)),
+            ),
+            _ => e,
+        })?;
+    Ok(file)
+}
+
 /// The same, for reading and writing (our own temporary files).
 pub fn open_regular_rw(path: &Path) -> io::Result<File> {
     open_existing(path, true)

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::probe::{self, ProbeError, Track};
+use super::bluray;
+use super::probe::{self, DiscTitles, ProbeError, Track};
 use super::tools::Tools;
 
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct ScanLimits {
     pub stop: Option<Arc<AtomicBool>>,
     /// Where the scan tells how far it has got, for whoever shows it.
     pub progress: Option<Arc<ScanProgress>>,
+    /// Which titles of a Blu-ray disc are tracks.
+    pub disc_titles: DiscTitles,
 }
 
 /// How far a scan has got: counters it updates as it goes, which anyone
@@ -77,6 +80,7 @@ impl Default for ScanLimits {
             max_entries: 200_000,
             stop: None,
             progress: None,
+            disc_titles: DiscTitles::Main,
         }
     }
 }
@@ -151,6 +155,11 @@ pub fn walk(roots: &[PathBuf], limits: &ScanLimits) -> Listing {
                 .out
                 .files
                 .push((root.parent().unwrap_or(&root).to_path_buf(), root.clone())),
+            // A disc's own BDMV folder, named as such: the disc.
+            Ok(m) if m.is_dir() && bluray::disc_index(&root).is_some() => {
+                let disc = root.parent().unwrap_or(&root).to_path_buf();
+                walk.disc(&disc, &root);
+            }
             Ok(m) if m.is_dir() => walk.dir(&root, &root, m.dev(), 0),
             Ok(_) => walk.problem(&root, "not a file or folder".into()),
             Err(e) => walk.problem(&root, format!("cannot open: {e}")),
@@ -193,6 +202,19 @@ impl Walk<'_> {
     fn left_out(&mut self, path: &Path, reason: String) {
         self.out.complete = false;
         self.problem(path, reason);
+    }
+
+    /// Lists the disc whose `BDMV` folder `dir` is, by its index file;
+    /// false if `dir` is no disc's.
+    fn disc(&mut self, root: &Path, dir: &Path) -> bool {
+        let Some(index) = bluray::disc_index(dir) else {
+            return false;
+        };
+        self.out.files.push((root.to_path_buf(), index));
+        if let Some(p) = &self.limits.progress {
+            p.listed.fetch_add(1, Ordering::Relaxed);
+        }
+        true
     }
 
     fn dir(&mut self, root: &Path, dir: &Path, dev: u64, depth: usize) {
@@ -250,6 +272,10 @@ impl Walk<'_> {
                     continue;
                 };
                 if !meta.is_dir() || meta.dev() != dev {
+                    continue;
+                }
+                // A Blu-ray disc is one source: its clips are never listed.
+                if self.disc(root, &path) {
                     continue;
                 }
                 if depth + 1 >= self.limits.max_depth {
@@ -315,7 +341,7 @@ fn probe_all(
                         if let (Some(p), Some(folder)) = (progress, path.parent()) {
                             p.reading(folder);
                         }
-                        let result = probe::probe_file(tools, path);
+                        let result = probe::probe_file_titles(tools, path, limits.disc_titles);
                         if let Some(p) = progress {
                             p.looked_at.fetch_add(1, Ordering::Relaxed);
                             let tracks = result.as_ref().map_or(0, Vec::len);
@@ -432,6 +458,38 @@ mod tests {
         let report = probe_all(&tools, &files, vec![], &stop);
         assert!(report.found.is_empty());
         assert_eq!(stopped.counts().files_looked_at, 0);
+    }
+
+    #[test]
+    fn a_blu_ray_folder_is_listed_once_by_its_index_and_its_clips_never() {
+        let tree = tempfile::tempdir().unwrap();
+        let bdmv = tree.path().join("Film (2009)").join("BDMV");
+        for d in ["PLAYLIST", "STREAM", "BACKUP"] {
+            std::fs::create_dir_all(bdmv.join(d)).unwrap();
+        }
+        std::fs::write(bdmv.join("index.bdmv"), b"INDX0200").unwrap();
+        std::fs::write(bdmv.join("STREAM").join("00001.m2ts"), b"x").unwrap();
+        std::fs::write(bdmv.join("BACKUP").join("00001.m2ts"), b"x").unwrap();
+        // A disc reached through a symlinked folder is not walked into.
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(
+            tree.path().join("Film (2009)"),
+            elsewhere.path().join("Link"),
+        )
+        .unwrap();
+        let root = std::fs::canonicalize(tree.path()).unwrap();
+        let listing = walk(&[root.clone()], &ScanLimits::default());
+        let files: Vec<&PathBuf> = listing.files.iter().map(|(_, f)| f).collect();
+        assert_eq!(files, [&root.join("Film (2009)/BDMV/index.bdmv")]);
+        assert!(
+            walk(&[elsewhere.path().to_path_buf()], &ScanLimits::default())
+                .files
+                .is_empty()
+        );
+        // Named itself, a BDMV folder is its disc too.
+        let named = walk(&[root.join("Film (2009)/BDMV")], &ScanLimits::default());
+        assert_eq!(named.files.len(), 1);
+        assert_eq!(named.files[0].0, root.join("Film (2009)"));
     }
 
     #[test]

@@ -444,6 +444,19 @@ pub fn ffmpeg_file_arg(path: &std::path::Path) -> OsString {
     arg
 }
 
+/// A disc folder as FFmpeg's `bluray:` input must see it. Always an
+/// absolute path (ours are `/proc/self/fd/N`), so no part of it can be read
+/// as an option.
+pub fn bluray_arg(folder: &std::path::Path) -> OsString {
+    let mut arg = OsString::from("bluray:");
+    if folder.is_absolute() {
+        arg.push(folder.as_os_str());
+    } else {
+        arg.push(std::path::Path::new("/proc/self/cwd").join(folder));
+    }
+    arg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::control::ConvertOptions;
 use crate::media::probe::{input_args, InputSpec, Track};
-use crate::media::tools::{ffmpeg_file_arg, flac_file_arg};
+use crate::media::tools::{bluray_arg, ffmpeg_file_arg, flac_file_arg};
 
 const LOG_ARGS: [&str; 6] = [
     "-nostdin",
@@ -29,6 +29,8 @@ pub(super) fn decode_input_args(track: &Track, source: &Path) -> (Vec<OsString>,
     a.push("-i".into());
     match track.input {
         InputSpec::PcmInFlac { .. } => a.push("pipe:0".into()),
+        // `source` is then the disc's root folder.
+        InputSpec::BluRay { .. } => a.push(bluray_arg(source)),
         _ => a.push(ffmpeg_file_arg(source)),
     }
     let source = format!("[0:{}]", track.stream_index);

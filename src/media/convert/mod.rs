@@ -20,8 +20,9 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
+use super::bluray;
 use super::flacmeta;
-use super::probe::Track;
+use super::probe::{InputSpec, Track};
 use super::tools::Tools;
 
 pub use control::{
@@ -54,6 +55,11 @@ pub fn convert_track(
     let (identity, source) = SourceIdentity::open(track).map_err(|e| {
         ConvertError::new(FailureKind::Input, format!("cannot read the source: {e}"))
     })?;
+    // A disc title: FFmpeg reads the disc's folder, checked again now.
+    let source = match &track.input {
+        InputSpec::BluRay { disc, .. } => open_disc(disc)?,
+        _ => source,
+    };
     // The probe's length, trim and layout are of the file as it was then.
     if let Some(change) = track
         .probed
@@ -168,6 +174,14 @@ pub fn convert_track(
         decode_lanes: lanes,
         flac_threads: encoder_threads(tools, options, lanes),
     })
+}
+
+/// A disc's root folder for FFmpeg, once its `BDMV` holds only folders
+/// and regular files (see `bluray::check_disc_tree`).
+fn open_disc(disc: &Path) -> Result<fs::File, ConvertError> {
+    let input = |e: String| ConvertError::new(FailureKind::Input, e);
+    bluray::check_disc_tree(&disc.join("BDMV")).map_err(input)?;
+    bluray::open_disc(disc).map_err(|e| input(format!("cannot open the disc's folder: {e}")))
 }
 
 /// A track as the unit tests of the parts need it.

@@ -36,12 +36,7 @@ pub fn temp_path_for(output: &Path) -> PathBuf {
 /// several DTS tracks → `Film.2.eng.flac`; a DTS-CD rip that is itself a
 /// `.flac` → `Track01.dts.flac` so the source is never overwritten.
 pub fn output_name(track: &Track) -> String {
-    let stem = track
-        .path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "track".into());
-    let mut name = stem;
+    let mut name = track.source_stem();
     if let Some(part) = track.part_name() {
         name.push('.');
         name.push_str(&part);
@@ -57,7 +52,7 @@ pub fn output_name(track: &Track) -> String {
 /// (`Film.dts` and `Film.dtshd`) keep their extension (`Film.dts.flac`).
 pub fn plan_outputs(found: &[Found], output_dir: Option<&Path>) -> Vec<PathBuf> {
     let dest_dir = |f: &Found| -> PathBuf {
-        let parent = f.track.path.parent().unwrap_or(Path::new("/"));
+        let parent = f.track.source_folder();
         match output_dir {
             Some(out) => out.join(parent.strip_prefix(&f.root).unwrap_or(Path::new(""))),
             None => parent.to_path_buf(),
@@ -76,19 +71,9 @@ pub fn plan_outputs(found: &[Found], output_dir: Option<&Path>) -> Vec<PathBuf> 
         .zip(&first)
         .map(|(f, p)| {
             if count[p] > 1 {
-                let name = f
-                    .track
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let name = f.track.source_file_name();
                 let wanted = output_name(&f.track);
-                let stem = f
-                    .track
-                    .path
-                    .file_stem()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let stem = f.track.source_stem();
                 dest_dir(f).join(wanted.replacen(&stem, &name, 1))
             } else {
                 p.clone()
@@ -379,6 +364,42 @@ mod tests {
             offset: 0,
         };
         assert_eq!(output_name(&rip), "Track01.dts.flac");
+    }
+
+    #[test]
+    fn a_disc_s_flacs_are_named_after_its_folder_and_sit_beside_its_bdmv() {
+        let mut t = track("/m/Film (2009)/BDMV/PLAYLIST/00000.mpls", "5.1", 6);
+        t.input = InputSpec::BluRay {
+            disc: PathBuf::from("/m/Film (2009)"),
+            playlist: 0,
+            clips: 2,
+            main: true,
+        };
+        (t.tracks_in_file, t.track_number, t.language) = (2, 1, Some("eng".into()));
+        let found = [Found {
+            root: PathBuf::from("/m"),
+            track: t.clone(),
+        }];
+        assert_eq!(
+            plan_outputs(&found, None),
+            [PathBuf::from("/m/Film (2009)/Film (2009).1.eng.flac")]
+        );
+        assert_eq!(
+            plan_outputs(&found, Some(Path::new("/out"))),
+            [PathBuf::from("/out/Film (2009)/Film (2009).1.eng.flac")]
+        );
+        // Lists (the page, the panel, convert) name the disc, not its playlist.
+        assert_eq!(t.source_name(), "Film (2009)");
+        assert_eq!(t.source_path(), Path::new("/m/Film (2009)"));
+        // Another title of the disc says its playlist.
+        t.input = InputSpec::BluRay {
+            disc: PathBuf::from("/m/Film (2009)"),
+            playlist: 800,
+            clips: 1,
+            main: false,
+        };
+        assert_eq!(output_name(&t), "Film (2009).00800.1.eng.flac");
+        assert_eq!(t.source_name(), "Film (2009).00800");
     }
 
     #[test]

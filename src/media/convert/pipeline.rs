@@ -314,7 +314,13 @@ pub(super) fn run_conversion(
 fn pass_stages(plan: &PassPlan) -> Vec<Stage> {
     let (tools, track) = (plan.tools, plan.track);
     let mut stages: Vec<Stage> = Vec::new();
-    let source = Some((track.path.as_path(), plan.source));
+    // A disc's folder is handed over as it is (`/proc/self/fd/N`, no link
+    // named like a file).
+    let named_like = match track.input {
+        InputSpec::BluRay { .. } => Path::new(""),
+        _ => track.path.as_path(),
+    };
+    let source = Some((named_like, plan.source));
     let rip = matches!(track.input, InputSpec::PcmInFlac { .. });
     if rip {
         // A DTS-CD rip in FLAC is decoded to its raw PCM bytes first.

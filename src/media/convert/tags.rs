@@ -78,11 +78,7 @@ pub(super) fn tags(
     lossless: bool,
 ) -> Vec<(String, String)> {
     let file_name = identity.name.clone();
-    let stem = track
-        .path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let stem = track.source_stem();
     let mut title = track.title.clone().unwrap_or(stem);
     if track.title.is_none() && track.tracks_in_file > 1 {
         title = format!("{title} (track {})", track.track_number);
