@@ -35,10 +35,11 @@ debian_mirror() {
 # What each root holds. FFmpeg and flac are what the tests are about; the FUSE
 # drivers and file-system tools are those the box uses on drives. The arm64
 # root leaves the FUSE drivers out: the package recommends them, so
-# installing it fetches them from the mirror, as it would on a Pi.
+# installing it fetches them from the mirror, as it would on a Pi. python3
+# runs ../shared/tools/mkbdmv.py, which the Blu-ray tests author discs with.
 trixie_packages() {
     case $1 in
-        amd64) echo ffmpeg flac fuse3 exfat-fuse ntfs-3g fusefat exfatprogs dosfstools e2fsprogs ;;
+        amd64) echo ffmpeg flac python3 fuse3 exfat-fuse ntfs-3g fusefat exfatprogs dosfstools e2fsprogs ;;
         arm64) echo ffmpeg flac ca-certificates ;;
         *) die "no trixie root recipe for architecture $1" ;;
     esac
