@@ -11,12 +11,17 @@
 //!   `total`: a new one beyond them closes the oldest connection of its
 //!   own address, or, when the box is full, of the address holding most.
 //!   A newcomer is always served; a flooder only displaces itself.
+//! - A displaced connection keeps its descriptor until its task has run,
+//!   so the accept loop holds a permit per accepted socket until the
+//!   socket is closed: a burst of accepts waits for the displaced to go
+//!   instead of running the process out of descriptors.
 //! - Event streams are capped too (`EventStreams`): per address and
 //!   overall, refused with a 503 that says why.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +35,9 @@ use crate::logging::log;
 pub const FD_RESERVE: u64 = 128;
 const MAX_CONNECTIONS: usize = 1024;
 const PER_ADDRESS: usize = 32;
+/// Sockets beyond the cap that may be open at once: newcomers accepted
+/// while the connections they displaced are still closing.
+const DISPLACED_IN_FLIGHT: usize = 8;
 /// Time to send a request head (per request).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Event streams per address and overall.
@@ -147,6 +155,22 @@ impl Registry {
 pub struct Connections {
     limits: Limits,
     registry: Mutex<Registry>,
+    /// One permit per socket the server holds, displaced or not.
+    sockets: Arc<tokio::sync::Semaphore>,
+    open_sockets: AtomicUsize,
+    most_sockets: AtomicUsize,
+}
+
+/// An accepted socket's place; dropped after the socket is closed.
+struct SocketSlot {
+    conns: Arc<Connections>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.conns.open_sockets.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One registered connection; dropping it forgets the connection.
@@ -168,7 +192,33 @@ impl Connections {
         Arc::new(Connections {
             limits,
             registry: Mutex::new(Registry::default()),
+            sockets: Arc::new(tokio::sync::Semaphore::new(
+                limits.total + DISPLACED_IN_FLIGHT,
+            )),
+            open_sockets: AtomicUsize::new(0),
+            most_sockets: AtomicUsize::new(0),
         })
+    }
+
+    /// The most sockets the server has held at once.
+    pub fn most_sockets(&self) -> usize {
+        self.most_sockets.load(Ordering::Relaxed)
+    }
+
+    /// Waits until one more socket fits.
+    async fn socket_slot(self: &Arc<Self>) -> SocketSlot {
+        let permit = self
+            .sockets
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the socket semaphore is never closed");
+        let open = self.open_sockets.fetch_add(1, Ordering::Relaxed) + 1;
+        self.most_sockets.fetch_max(open, Ordering::Relaxed);
+        SocketSlot {
+            conns: self.clone(),
+            _permit: permit,
+        }
     }
 
     pub fn open(&self) -> usize {
@@ -212,6 +262,10 @@ pub async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut last_error_logged: Option<std::time::Instant> = None;
     loop {
+        let slot = tokio::select! {
+            _ = &mut shutdown => break,
+            slot = conns.socket_slot() => slot,
+        };
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -233,6 +287,8 @@ pub async fn serve(
         let router = router.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
+            // Declared first, so dropped last: after the socket is closed.
+            let _slot = slot;
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(ConnectInfo(peer));
@@ -393,6 +449,75 @@ mod tests {
         }
         assert!(!r.by_ip.contains_key(&ip(1)));
         assert_eq!(r.total, limits.total - 2);
+    }
+
+    /// A burst of connections (all waiting in the listen queue) is
+    /// accepted without holding more sockets than the cap and a few: the
+    /// ones they displace are closed before more are accepted.
+    #[test]
+    fn a_burst_of_connections_never_holds_more_sockets_than_the_cap() {
+        use std::io::{Read, Write};
+        let limits = Limits {
+            total: 16,
+            per_address: 4,
+        };
+        let conns = Connections::new(limits);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = {
+            let conns = conns.clone();
+            std::thread::spawn(move || {
+                // One thread, as on a busy board: the accept loop runs
+                // until it must wait, before any displaced task runs.
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+                    let stop = async move {
+                        let _ = stop_rx.await;
+                    };
+                    serve(listener, router, conns, stop, Duration::from_secs(1)).await;
+                })
+            })
+        };
+        // 300 connections from 10 addresses, complete in the kernel's
+        // queue before the server takes them.
+        let flood: Vec<_> = (10..20u8)
+            .flat_map(|last| (0..30).map(move |_| last))
+            .map(|last| {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .unwrap();
+                s.bind(&SocketAddr::from(([127, 0, 0, last], 0)).into())
+                    .unwrap();
+                s.connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+                    .unwrap();
+                std::net::TcpStream::from(s)
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(1));
+        // A newcomer is served.
+        let mut page = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        page.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        page.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        page.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let most = conns.most_sockets();
+        assert!(
+            most <= limits.total + DISPLACED_IN_FLIGHT,
+            "{most} sockets held at once for a cap of {}",
+            limits.total
+        );
+        assert!(conns.open() <= limits.total);
+        drop(flood);
+        let _ = stop_tx.send(());
+        server.join().unwrap();
     }
 
     #[test]
