@@ -1244,6 +1244,103 @@ fn listing(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
 }
 
 #[test]
+fn an_mkv_s_chapters_are_in_its_flacs_as_comments_and_a_cuesheet_at_their_samples() {
+    let work = tempfile::tempdir().unwrap();
+    let plain = make_film(work.path());
+    let meta = work.path().join("chapters.txt");
+    fs::write(
+        &meta,
+        ";FFMETADATA1\n\
+         [CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=750\ntitle=Opening\n\
+         [CHAPTER]\nTIMEBASE=1/1000\nSTART=750\nEND=1500\ntitle=Storm\n\
+         [CHAPTER]\nTIMEBASE=1/1000\nSTART=1500\nEND=2000\n",
+    )
+    .unwrap();
+    let drive = work.path().join("drive");
+    fs::create_dir(&drive).unwrap();
+    let film = drive.join("Chaptered.mkv");
+    ffmpeg(
+        &[
+            "-i",
+            plain.to_str().unwrap(),
+            "-i",
+            meta.to_str().unwrap(),
+            "-map",
+            "0",
+            "-map_chapters",
+            "1",
+            "-c",
+            "copy",
+        ],
+        &film,
+    );
+    let scan = dtsflac(&["scan", "--json"], &[&film]);
+    assert_eq!(scan.code, 0, "{}", scan.all());
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&scan.stdout).unwrap();
+    assert_eq!(
+        tracks[0]["chapters"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        scan.stdout
+    );
+
+    // The FLAC starts with the DTS stream, which the muxer started 5 ms
+    // after the AC-3 one: the chapters are placed from there.
+    let start: f64 = run_tool_output(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=start_time",
+            "-of",
+            "csv=p=0",
+            film.to_str().unwrap(),
+        ],
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    let at = |seconds: f64| ((seconds - start) * 48_000.0).round() as u64;
+    let clock = |sample: u64| {
+        let ms = sample * 1000 / 48_000;
+        format!("00:00:{:02}.{:03}", ms / 1000, ms % 1000)
+    };
+
+    let run = dtsflac(&["convert"], &[&drive]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let flacs = flac_files(&drive);
+    assert_eq!(flacs.len(), 2);
+    for flac in &flacs {
+        let tags = flac_tags(flac);
+        let chapter = |k: &str| tags.get(k).cloned();
+        assert_eq!(chapter("CHAPTER001"), Some(clock(0)), "{tags:?}");
+        assert_eq!(chapter("CHAPTER001NAME").as_deref(), Some("Opening"));
+        assert_eq!(chapter("CHAPTER002"), Some(clock(at(0.75))));
+        assert_eq!(chapter("CHAPTER002NAME").as_deref(), Some("Storm"));
+        assert_eq!(chapter("CHAPTER003"), Some(clock(at(1.5))));
+        assert_eq!(chapter("CHAPTER003NAME").as_deref(), Some("Chapter 3"));
+        assert_eq!(chapter("CHAPTER004"), None);
+        let total: u64 = String::from_utf8(run_tool(
+            "metaflac",
+            &[OsStr::new("--show-total-samples"), flac.as_os_str()],
+        ))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        assert_eq!(
+            cuesheet_tracks(flac),
+            [(1, 0), (2, at(0.75)), (3, at(1.5)), (255, total)],
+            "{}",
+            flac.display()
+        );
+    }
+}
+
+#[test]
 fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_disc() {
     let work = tempfile::tempdir().unwrap();
     let clips = work.path().join("clips");
@@ -1372,6 +1469,20 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
         assert_eq!(tags["LANGUAGE"], lang);
         assert_eq!(tags["TITLE"], "The Film");
         assert_eq!(tags["ALBUM"], "The Film");
+        // The playlist marks a chapter at the start of each play item: on
+        // the title's clock, which runs each item to its last picture, so
+        // the second is where the second clip's audio starts within one
+        // DTS frame (the first item's 10 ms longer than its audio).
+        assert_eq!(tags["CHAPTER001"], "00:00:00.000");
+        assert!(tags["CHAPTER002"].starts_with("00:01:40.0"), "{tags:?}");
+        assert_eq!(tags["CHAPTER002NAME"], "Chapter 2");
+        assert!(!tags.contains_key("CHAPTER003"), "{tags:?}");
+        let cues = cuesheet_tracks(flac);
+        assert_eq!(cues.len(), 3, "{cues:?}");
+        assert_eq!(cues[0], (1, 0));
+        assert_eq!(cues[1].0, 2);
+        assert!(cues[1].1.abs_diff(100 * 48_000) <= 512, "{lang}: {cues:?}");
+        assert_eq!(cues[2], (255, samples));
     }
 
     let again = dtsflac(&["convert"], &[&drive]);

@@ -132,6 +132,8 @@ pub struct Playlist {
     /// The first play item's primary audio streams (the others list the
     /// same streams for their own clips).
     pub audio: Vec<AudioStream>,
+    /// The entry marks (chapters): play item and time on its clip (45 kHz).
+    pub marks: Vec<(u16, u32)>,
 }
 
 impl Playlist {
@@ -143,6 +145,32 @@ impl Playlist {
             .map(|i| u64::from(i.out_time.saturating_sub(i.in_time)))
             .sum();
         ticks as f64 / TICKS_PER_SECOND
+    }
+
+    /// Where each chapter starts on the title's own clock, in seconds: the
+    /// spans of the items before its item, and its distance from that
+    /// item's IN time. Marks outside their item are left out.
+    pub fn chapter_seconds(&self) -> Vec<f64> {
+        let mut before = 0u64;
+        let mut item_starts = Vec::with_capacity(self.items.len());
+        for i in &self.items {
+            item_starts.push(before);
+            before += u64::from(i.out_time.saturating_sub(i.in_time));
+        }
+        let mut out: Vec<f64> = self
+            .marks
+            .iter()
+            .filter_map(|&(item, time)| {
+                let played = self.items.get(usize::from(item))?;
+                if time < played.in_time || time >= played.out_time {
+                    return None;
+                }
+                let ticks = item_starts[usize::from(item)] + u64::from(time - played.in_time);
+                Some(ticks as f64 / TICKS_PER_SECOND)
+            })
+            .collect();
+        out.sort_by(f64::total_cmp);
+        out
     }
 
     /// The disc's language for the stream with this PID.
@@ -229,6 +257,7 @@ pub fn parse_playlist(data: &[u8]) -> Result<Playlist, String> {
     }
     head.bytes(4)?; // version
     let list_start = head.u32()? as usize;
+    let mark_start = head.u32()? as usize;
     let mut list = Reader::at(data, list_start)?.block(4)?;
     list.u16()?; // reserved
     let item_count = list.u16()?;
@@ -259,7 +288,27 @@ pub fn parse_playlist(data: &[u8]) -> Result<Playlist, String> {
         }
         playlist.audio = parse_stn_audio(&mut item.block(2)?)?;
     }
+    // Chapters are a nicety: a damaged mark table costs them, not the title.
+    playlist.marks = parse_marks(data, mark_start).unwrap_or_default();
     Ok(playlist)
+}
+
+/// The entry marks of a PlayListMark table: (play item, time stamp).
+fn parse_marks(data: &[u8], start: usize) -> Result<Vec<(u16, u32)>, String> {
+    let mut table = Reader::at(data, start)?.block(4)?;
+    let count = table.u16()?;
+    let mut marks = Vec::new();
+    for _ in 0..count {
+        table.u8()?; // reserved
+        let kind = table.u8()?;
+        let item = table.u16()?;
+        let time = table.u32()?;
+        table.bytes(2 + 4)?; // entry PID, duration
+        if kind == 1 {
+            marks.push((item, time));
+        }
+    }
+    Ok(marks)
 }
 
 /// The primary audio streams of an STN table: video entries are skipped,
@@ -390,6 +439,38 @@ mod tests {
             None,
             "a video PID has no audio language"
         );
+    }
+
+    #[test]
+    fn chapter_marks_are_placed_on_the_title_s_clock() {
+        let mut data = mpls(
+            &[("00001", 45_000, 4_545_000), ("00002", 900, 4_500_900)],
+            &[(0x1100, "eng")],
+        );
+        let marks = [
+            (1u8, 0u16, 45_000u32), // the start
+            (1, 0, 2_745_000),      // 60 s in
+            (2, 0, 90_000),         // a link point, not a chapter
+            (1, 1, 900 + 450_000),  // 10 s into the second item: 110 s
+            (1, 1, 10),             // before its item's IN time
+            (1, 7, 0),              // no such item
+        ];
+        let mark_start = data.len() as u32;
+        data[12..16].copy_from_slice(&mark_start.to_be_bytes());
+        data.extend((2 + 14 * marks.len() as u32).to_be_bytes());
+        data.extend((marks.len() as u16).to_be_bytes());
+        for (kind, item, time) in marks {
+            data.extend([0, kind]);
+            data.extend(item.to_be_bytes());
+            data.extend(time.to_be_bytes());
+            data.extend([0xff, 0xff, 0, 0, 0, 0]);
+        }
+        let p = parse_playlist(&data).unwrap();
+        assert_eq!(p.chapter_seconds(), [0.0, 60.0, 110.0]);
+        // A cut mark table costs the chapters, not the playlist.
+        let cut = parse_playlist(&data[..data.len() - 3]).unwrap();
+        assert!(cut.marks.is_empty());
+        assert_eq!(cut.items.len(), 2);
     }
 
     #[test]

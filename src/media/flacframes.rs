@@ -728,7 +728,7 @@ pub(crate) mod tests {
             std::fs::read(p).unwrap()[at..].to_vec()
         };
         let before = audio(&ours);
-        crate::media::flacmeta::write_tags(&ours, "test", &[], &found).unwrap();
+        crate::media::flacmeta::write_tags(&ours, "test", &[], &found, &[]).unwrap();
         assert_eq!(metaflac_seek_points(&ours), expected);
         assert_eq!(audio(&ours), before);
         let test = Command::new("flac")

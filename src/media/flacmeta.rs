@@ -162,6 +162,7 @@ fn parse_comments(b: &[u8]) -> io::Result<BTreeMap<String, String>> {
 const BLOCK_PADDING: u8 = 1;
 const BLOCK_SEEKTABLE: u8 = 3;
 const BLOCK_VORBIS_COMMENT: u8 = 4;
+const BLOCK_CUESHEET: u8 = 5;
 /// Bytes of one SEEKTABLE entry.
 const SEEK_POINT_BYTES: usize = 18;
 
@@ -177,7 +178,10 @@ pub struct SeekPoint {
 
 /// The blocks `write_tags` replaces: what it writes, and room to grow.
 fn replaceable(kind: u8) -> bool {
-    matches!(kind, BLOCK_PADDING | BLOCK_SEEKTABLE | BLOCK_VORBIS_COMMENT)
+    matches!(
+        kind,
+        BLOCK_PADDING | BLOCK_SEEKTABLE | BLOCK_VORBIS_COMMENT | BLOCK_CUESHEET
+    )
 }
 
 fn seek_table_block(points: &[SeekPoint]) -> Vec<u8> {
@@ -284,8 +288,9 @@ fn block_header(kind: u8, last: bool, len: usize) -> [u8; 4] {
     [kind | if last { 0x80 } else { 0 }, l[1], l[2], l[3]]
 }
 
-/// Replaces a FLAC file's Vorbis comments with `tags` (in this order) and
-/// its SEEKTABLE with `seek_points` (none: no table). The audio frames and
+/// Replaces a FLAC file's Vorbis comments with `tags` (in this order), its
+/// SEEKTABLE with `seek_points` (none: no table) and its CUESHEET with
+/// `cuesheet` (a block's body; empty: none). The audio frames and
 /// STREAMINFO (with its MD5) are never touched: the new blocks are written
 /// into the old comment, seek table and padding space when the comments
 /// fit (the seek table thinned out if it must be), otherwise the file is
@@ -295,10 +300,19 @@ pub fn write_tags(
     vendor: &str,
     tags: &[(String, String)],
     seek_points: &[SeekPoint],
+    cuesheet: &[u8],
 ) -> io::Result<()> {
     let comment = comment_block(vendor, tags);
-    if comment.len() >= 1 << 24 {
+    if comment.len() >= 1 << 24 || cuesheet.len() >= 1 << 24 {
         return Err(invalid("tags too large for a FLAC comment block"));
+    }
+    // The blocks of a fixed size: the comments, then the cue sheet.
+    let mut fixed = Vec::with_capacity(8 + comment.len() + cuesheet.len());
+    fixed.extend_from_slice(&block_header(BLOCK_VORBIS_COMMENT, false, comment.len()));
+    fixed.extend_from_slice(&comment);
+    if !cuesheet.is_empty() {
+        fixed.extend_from_slice(&block_header(BLOCK_CUESHEET, false, cuesheet.len()));
+        fixed.extend_from_slice(cuesheet);
     }
     let mut f = super::safe_open::open_regular_rw(path)?;
     let blocks = block_list(&mut f)?;
@@ -312,7 +326,7 @@ pub fn write_tags(
         if j > i {
             let start = blocks[i].offset;
             let space = blocks[j - 1].offset + 4 + blocks[j - 1].len - start;
-            let need = 4 + comment.len() as u64;
+            let need = fixed.len() as u64;
             // Points that fit beside the comments, leaving room for the
             // padding block's header (the remainder may not be 1–3 bytes).
             let room = space.saturating_sub(need + 8) as usize / SEEK_POINT_BYTES;
@@ -330,12 +344,16 @@ pub fn write_tags(
                     out.extend_from_slice(&block_header(BLOCK_SEEKTABLE, false, table.len()));
                     out.extend_from_slice(&table);
                 }
-                out.extend_from_slice(&block_header(
-                    BLOCK_VORBIS_COMMENT,
-                    last && rest == 0,
-                    comment.len(),
-                ));
-                out.extend_from_slice(&comment);
+                let fixed_at = out.len();
+                out.extend_from_slice(&fixed);
+                if last && rest == 0 {
+                    // The last of the fixed blocks ends the metadata.
+                    let last_header = match cuesheet.is_empty() {
+                        true => fixed_at,
+                        false => fixed_at + 4 + comment.len(),
+                    };
+                    out[last_header] |= 0x80;
+                }
                 if rest >= 4 {
                     out.extend_from_slice(&block_header(BLOCK_PADDING, last, rest as usize - 4));
                     out.resize(space as usize, 0);
@@ -353,14 +371,14 @@ pub fn write_tags(
     if table.len() >= 1 << 24 {
         return Err(invalid("seek table too large for a FLAC block"));
     }
-    rebuild_with(&mut f, path, &blocks, &comment, &table)
+    rebuild_with(&mut f, path, &blocks, &fixed, &table)
 }
 
 fn rebuild_with(
     f: &mut File,
     path: &Path,
     blocks: &[BlockAt],
-    comment: &[u8],
+    fixed: &[u8],
     table: &[u8],
 ) -> io::Result<()> {
     let tmp = path.with_extension("retag");
@@ -377,8 +395,7 @@ fn rebuild_with(
             w.write_all(&block_header(BLOCK_SEEKTABLE, false, table.len()))?;
             w.write_all(table)?;
         }
-        w.write_all(&block_header(BLOCK_VORBIS_COMMENT, false, comment.len()))?;
-        w.write_all(comment)?;
+        w.write_all(fixed)?;
         w.write_all(&block_header(BLOCK_PADDING, true, 4096))?;
         w.write_all(&[0u8; 4096])?;
         let frames = blocks.last().map_or(4, |b| b.offset + 4 + b.len);
@@ -474,7 +491,7 @@ mod tests {
             let p = dir.path().join(format!("{name}.flac"));
             let original = tiny_flac(&blocks);
             std::fs::write(&p, &original).unwrap();
-            write_tags(&p, "dtsflac test", &tags, &points).unwrap();
+            write_tags(&p, "dtsflac test", &tags, &points, &[]).unwrap();
             let m = read(&p).unwrap();
             let table = &m.seek_points;
             if name == "roomy" {

@@ -2,6 +2,7 @@
 //! The command line and the daemon both drive it; it knows nothing of either.
 
 pub mod bluray;
+pub mod chapters;
 pub mod convert;
 pub mod dtshd;
 pub mod dtslength;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::bluray;
+use super::chapters::{self, Chapter};
 use super::dtshd::{self, DtsHdHeader};
 use super::dtslength;
 use super::flacdecode;
@@ -141,6 +142,9 @@ pub struct Track {
     /// The file this was probed from; a job converts only that very file.
     #[serde(default)]
     pub probed: Option<SourceStamp>,
+    /// Chapter marks (a container's, a disc title's), from the track's start.
+    #[serde(default)]
+    pub chapters: Vec<Chapter>,
 }
 
 impl Track {
@@ -454,6 +458,16 @@ fn probe_bluray(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<T
                 t.language = Some(lang.to_ascii_lowercase());
             }
             t.duration_seconds = Some(played.seconds());
+            t.chapters = chapters::tidy(
+                played
+                    .chapter_seconds()
+                    .into_iter()
+                    .map(|start_seconds| Chapter {
+                        start_seconds,
+                        name: None,
+                    })
+                    .collect(),
+            );
             if disc_title.is_some() {
                 t.title.clone_from(&disc_title);
                 t.album.clone_from(&disc_title);
@@ -748,6 +762,7 @@ fn run_ffprobe(
         "json",
         "-show_format",
         "-show_streams",
+        "-show_chapters",
     ]);
     cmd.args(pre_input);
     cmd.arg("-i");
@@ -906,6 +921,7 @@ fn tracks_from_json(
                 input: input.clone(),
                 trim,
                 probed: None,
+                chapters: chapters::from_ffprobe(json, num(s, "start_time").unwrap_or(0.0)),
             }
         })
         .collect()

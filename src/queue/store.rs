@@ -970,6 +970,7 @@ mod tests {
             input: InputSpec::Probed,
             trim: None,
             probed: crate::media::stamp::SourceStamp::of_path(&path).ok(),
+            chapters: Vec::new(),
         }
     }
 

@@ -211,6 +211,36 @@ pub fn flac_tags(flac: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The tracks of a FLAC's CUESHEET block as `metaflac --list` shows
+/// them: (track number, sample offset), the lead-out last.
+pub fn cuesheet_tracks(flac: &Path) -> Vec<(u32, u64)> {
+    let out = run_tool(
+        "metaflac",
+        &[
+            OsStr::new("--list"),
+            OsStr::new("--block-type=CUESHEET"),
+            flac.as_os_str(),
+        ],
+    );
+    let text = String::from_utf8(out).unwrap();
+    let mut tracks = Vec::new();
+    let mut offset = None;
+    let mut in_track = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("track[") {
+            in_track = true;
+        } else if line.starts_with("index[") {
+            in_track = false;
+        } else if let (true, Some(v)) = (in_track, line.strip_prefix("offset: ")) {
+            offset = v.parse().ok();
+        } else if let (true, Some(v), Some(o)) = (in_track, line.strip_prefix("number: "), offset) {
+            tracks.push((v.split_whitespace().next().unwrap().parse().unwrap(), o));
+            offset = None;
+        }
+    }
+    tracks
+}
+
 pub fn flac_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()

@@ -21,6 +21,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::bluray;
+use super::chapters;
 use super::flacmeta;
 use super::probe::{InputSpec, Track};
 use super::tools::Tools;
@@ -143,11 +144,19 @@ pub fn convert_track(
             pass.decoder_warnings.first().map(String::as_str).unwrap_or("decoder errors")
         ));
     }
+    let mut comments = tags(track, &identity, tools, lossless);
+    let rate = verified.sample_rate;
+    comments.extend(chapters::vorbis_comments(
+        &track.chapters,
+        rate,
+        verified.total_samples,
+    ));
     flacmeta::write_tags(
         &temp,
         &vendor(tools),
-        &tags(track, &identity, tools, lossless),
+        &comments,
         &seek_points,
+        &chapters::cuesheet_block(&track.chapters, rate, verified.total_samples),
     )
     .map_err(|e| destination_error(dest_dir, &e))?;
 
@@ -209,5 +218,6 @@ pub(crate) fn test_track(path: &str, layout: &str, channels: u32) -> Track {
             samples: 2048,
         }),
         probed: None,
+        chapters: Vec::new(),
     }
 }
