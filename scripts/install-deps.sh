@@ -21,6 +21,7 @@ packages=(
   # drives: FUSE drivers for kernels without exFAT/NTFS/FAT, and the tools
   # the tests make disk images with
   fuse3 exfat-fuse ntfs-3g fusefat exfatprogs dosfstools e2fsprogs util-linux
+  dvdauthor         # the tests author DVD title sets with it
   curl              # the demo talks to the box's API
   chromium          # the page's end-to-end tests run in a real browser
 )

@@ -36,10 +36,11 @@ debian_mirror() {
 # drivers and file-system tools are those the box uses on drives. The arm64
 # root leaves the FUSE drivers out: the package recommends them, so
 # installing it fetches them from the mirror, as it would on a Pi. python3
-# runs ../shared/tools/mkbdmv.py, which the Blu-ray tests author discs with.
+# runs ../shared/tools/mkbdmv.py, which the Blu-ray tests author discs with,
+# and dvdauthor the DVD tests' title sets.
 trixie_packages() {
     case $1 in
-        amd64) echo ffmpeg flac python3 fuse3 exfat-fuse ntfs-3g fusefat exfatprogs dosfstools e2fsprogs ;;
+        amd64) echo ffmpeg flac python3 dvdauthor fuse3 exfat-fuse ntfs-3g fusefat exfatprogs dosfstools e2fsprogs ;;
         arm64) echo ffmpeg flac ca-certificates ;;
         *) die "no trixie root recipe for architecture $1" ;;
     esac

@@ -64,9 +64,9 @@ pub struct ConvertConfig {
     /// otherwise sit idle; unset: from 4 usable cores, two fewer than them
     /// (2 to 4), else 1; 1 turns this off.
     pub decode_lanes: Option<usize>,
-    /// Convert every title of a Blu-ray disc at least this many seconds
-    /// long, not only its main one; unset: the main title only. FFmpeg
-    /// lists no title under 180 s.
+    /// Convert every title of a Blu-ray or DVD disc at least this many
+    /// seconds long, not only its main one; unset: the main title only.
+    /// FFmpeg lists no Blu-ray title under 180 s.
     pub all_titles_over_seconds: Option<u32>,
 }
 

@@ -24,9 +24,9 @@ enum Command {
         /// Print a JSON array (one object per track) instead of a table.
         #[arg(long)]
         json: bool,
-        /// List every title of a Blu-ray disc at least SECONDS long, not
-        /// only its main one (FFmpeg lists no title under 180 s).
-        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(180..))]
+        /// List every title of a Blu-ray or DVD disc at least SECONDS long,
+        /// not only its main one (FFmpeg lists no Blu-ray title under 180 s).
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
         all_titles_over: Option<u32>,
         /// Files and folders to search (folders are searched recursively).
         #[arg(required = true)]

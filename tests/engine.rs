@@ -1687,3 +1687,202 @@ fn a_dts_hd_master_audio_disc_title_is_the_lossless_decode_of_its_clips_joined()
     );
     assert_eq!(flac_tags(&flacs[0])["DTSFLAC_LOSSLESS"], "yes");
 }
+
+/// A DVD title's program stream as FFmpeg's DVD muxer writes it: NTSC
+/// MPEG-2 video and, per frequency, a stereo DTS track.
+fn dvd_program_stream(path: &Path, seconds: u32, tones: &[u32]) {
+    let d = seconds.to_string();
+    let video = format!("testsrc=s=720x480:r=30000/1001:d={d}");
+    let mut args: Vec<String> = vec!["-f".into(), "lavfi".into(), "-i".into(), video];
+    for hz in tones {
+        args.extend(["-f", "lavfi", "-i"].map(String::from));
+        args.push(format!("sine=f={hz}:d={d}:r=48000"));
+    }
+    for input in 0..=tones.len() {
+        args.extend(["-map".to_string(), input.to_string()]);
+    }
+    args.extend(
+        [
+            "-c:v",
+            "mpeg2video",
+            "-b:v",
+            "1M",
+            "-c:a",
+            "dca",
+            "-strict",
+            "-2",
+            "-b:a",
+            "768k",
+            "-ac",
+            "2",
+            "-ar",
+            "48000",
+            "-f",
+            "dvd",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ffmpeg(&args, path);
+}
+
+/// dvdauthor's title set `mpg` in `disc` (languages as `dts+en,dts+de`).
+fn dvdauthor_title(disc: &Path, mpg: &Path, audio: &str) {
+    let out = std::process::Command::new("dvdauthor")
+        .env("VIDEO_FORMAT", "NTSC")
+        .arg("-o")
+        .arg(disc)
+        .args(["-t", "-a", audio])
+        .arg(mpg)
+        .output()
+        .expect("cannot run dvdauthor: apt-get install dvdauthor");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joined() {
+    let work = tempfile::tempdir().unwrap();
+    let (film, trailer) = (
+        work.path().join("film.mpg"),
+        work.path().join("trailer.mpg"),
+    );
+    dvd_program_stream(&film, 20, &[440, 660]);
+    dvd_program_stream(&trailer, 3, &[880]);
+    let drive = work.path().join("drive");
+    let disc = drive.join("Film");
+    fs::create_dir_all(&disc).unwrap();
+    // The trailer comes first on the disc; the film is the main title.
+    dvdauthor_title(&disc, &trailer, "dts+fr");
+    dvdauthor_title(&disc, &film, "dts+en,dts+de");
+    let out = std::process::Command::new("dvdauthor")
+        .env("VIDEO_FORMAT", "NTSC")
+        .arg("-o")
+        .arg(&disc)
+        .arg("-T")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The copy cut the film's VOB in two at a pack boundary, in the middle
+    // of the stream (no frame ends there).
+    let video_ts = disc.join("VIDEO_TS");
+    let whole = fs::read(video_ts.join("VTS_02_1.VOB")).unwrap();
+    let cut = (whole.len() / 2048 / 2) * 2048 + 2048 * 7;
+    fs::write(video_ts.join("VTS_02_1.VOB"), &whole[..cut]).unwrap();
+    fs::write(video_ts.join("VTS_02_2.VOB"), &whole[cut..]).unwrap();
+    let joined = work.path().join("joined.vob");
+    fs::write(&joined, &whole).unwrap();
+
+    let scan = dtsflac(&["scan", "--json"], &[&drive]);
+    assert_eq!(scan.code, 0, "{}", scan.all());
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&scan.stdout).unwrap();
+    assert_eq!(
+        tracks.len(),
+        2,
+        "the main title only, and its VOBs not one by one: {}",
+        scan.stdout
+    );
+    for (t, lang) in tracks.iter().zip(["eng", "ger"]) {
+        assert_eq!(t["language"], lang, "{t}");
+        assert_eq!(t["disc"]["title_set"], 2, "{t}");
+        assert_eq!(
+            t["disc"]["vobs"],
+            serde_json::json!(["VTS_02_1.VOB", "VTS_02_2.VOB"])
+        );
+        assert_eq!(t["disc"]["main_title"], true);
+    }
+    let table = dtsflac(&["scan"], &[&drive]);
+    assert!(
+        table
+            .stdout
+            .contains("Film [DVD title set 2, 0:20, 2 VOB(s); 2.ger, stream 3]"),
+        "{}",
+        table.stdout
+    );
+
+    let before = listing(&video_ts);
+    let run = dtsflac(&["convert"], &[&drive]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(
+        listing(&video_ts),
+        before,
+        "nothing is written inside the disc"
+    );
+    let flacs = flac_files(&disc);
+    let names: Vec<String> = flacs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["Film.1.eng.flac", "Film.2.ger.flac"]);
+    assert!(
+        flac_files(&drive).is_empty(),
+        "beside the disc, in its folder"
+    );
+    for (i, (flac, lang)) in flacs.iter().zip(["eng", "ger"]).enumerate() {
+        let decode = |input: &Path, map: &str| {
+            String::from_utf8(run_tool(
+                "ffmpeg",
+                &[
+                    OsStr::new("-nostdin"),
+                    "-v".as_ref(),
+                    "error".as_ref(),
+                    "-i".as_ref(),
+                    input.as_os_str(),
+                    "-map".as_ref(),
+                    map.as_ref(),
+                    "-c:a".as_ref(),
+                    "pcm_s24le".as_ref(),
+                    "-f".as_ref(),
+                    "md5".as_ref(),
+                    "-".as_ref(),
+                ],
+            ))
+            .unwrap()
+        };
+        assert_eq!(
+            decode(flac, "0:a:0"),
+            decode(&joined, &format!("0:a:{i}")),
+            "{lang}: the FLAC is the decode of the VOBs joined"
+        );
+        let samples: u64 = String::from_utf8(run_tool(
+            "metaflac",
+            &[OsStr::new("--show-total-samples"), flac.as_os_str()],
+        ))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        assert!(
+            samples.abs_diff(20 * 48_000) <= 512,
+            "{lang}: {samples} samples for 20 s"
+        );
+        assert_eq!(flac_tags(flac)["LANGUAGE"], lang);
+    }
+
+    let again = dtsflac(&["convert"], &[&drive]);
+    assert!(
+        again.stdout.contains("0 converted, 2 skipped"),
+        "{}",
+        again.all()
+    );
+    // Every title set of at least 2 s: the trailer too, named by its set.
+    let every = dtsflac(&["convert", "--all-titles-over", "2"], &[&drive]);
+    assert_eq!(every.code, 0, "{}", every.all());
+    let names: Vec<String> = flac_files(&disc)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["Film.1.eng.flac", "Film.2.ger.flac", "Film.VTS_01.flac"]
+    );
+    assert_eq!(flac_tags(&disc.join("Film.VTS_01.flac"))["LANGUAGE"], "fre");
+}

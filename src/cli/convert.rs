@@ -46,9 +46,9 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "N", default_value_t = dtsflac::media::convert::DEFAULT_COMPRESSION_LEVEL,
           value_parser = clap::value_parser!(u8).range(0..=8))]
     compression_level: u8,
-    /// Convert every title of a Blu-ray disc at least SECONDS long, not only
-    /// its main one (FFmpeg lists no title under 180 s).
-    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(180..))]
+    /// Convert every title of a Blu-ray or DVD disc at least SECONDS long,
+    /// not only its main one (FFmpeg lists no Blu-ray title under 180 s).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
     all_titles_over: Option<u32>,
     /// Files and folders to convert (folders are searched recursively).
     #[arg(required = true)]
@@ -338,11 +338,13 @@ impl View {
     fn update(&mut self, event: &Event) {
         match event {
             Event::Started { job } => {
-                let name = self.tracks[job]
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
+                let track = &self.tracks[job];
+                // Tracks of one source told apart as their FLACs are: "Film [2.ger]".
+                let part = track
+                    .part_name()
+                    .map(|p| format!(" [{p}]"))
                     .unwrap_or_default();
+                let name = format!("{}{part}", track.source_name());
                 let seconds = self.tracks[job].duration_seconds.unwrap_or(0.0);
                 if let Some((multi, overall, per_job)) = &mut self.bars {
                     let bar =
@@ -357,7 +359,7 @@ impl View {
                     bar.set_prefix(name);
                     per_job.insert(*job, bar);
                 } else {
-                    println!("converting: {}", self.tracks[job].path.display());
+                    println!("converting: {}{part}", track.source_path().display());
                 }
             }
             Event::Progress { job, progress } => {

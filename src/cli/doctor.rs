@@ -109,6 +109,8 @@ fn print_features(f: &ToolFeatures) {
             "FFmpeg 7 or later with libdvdnav has it"
         )
     );
+    // Every FFmpeg reads a DVD folder: a title set's VOBs, joined.
+    println!("          DVD folders (VIDEO_TS, a title set's VOBs joined): yes; DVD ISO images: not read");
     println!(
         "          flac encoder threads (flac -j): {}",
         yes_no(f.flac_threads, "libFLAC 1.5 or later has them")

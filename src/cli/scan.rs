@@ -58,6 +58,22 @@ pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
                         stream.replace(" [", "; ").replace(']', "")
                     ),
                 ),
+                InputSpec::Dvd {
+                    disc,
+                    title_set,
+                    vobs,
+                    ..
+                } => (
+                    disc.as_path(),
+                    format!(
+                        " [DVD title set {title_set}, {}, {} VOB(s){}]",
+                        t.duration_seconds
+                            .map(fmt::duration)
+                            .unwrap_or_else(|| "?".into()),
+                        vobs.len(),
+                        stream.replace(" [", "; ").replace(']', "")
+                    ),
+                ),
                 _ => (t.path.as_path(), stream),
             };
             println!(
@@ -85,7 +101,8 @@ pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
 }
 
 /// A track as `scan --json` shows it; a disc's tracks add a `disc` object
-/// (its folder, the main title's playlist, length and clips, its title).
+/// (its folder, the main title's playlist, length and clips, its title;
+/// for a DVD its title set and VOBs).
 fn track_json(track: &Track) -> serde_json::Value {
     let mut value = serde_json::to_value(track).expect("tracks serialise");
     if let InputSpec::BluRay {
@@ -100,6 +117,23 @@ fn track_json(track: &Track) -> serde_json::Value {
             "playlist": format!("{playlist:05}.mpls"),
             "playlist_number": playlist,
             "clips": clips,
+            "main_title": main,
+            "duration_seconds": track.duration_seconds,
+            "title": track.title,
+        });
+    }
+    if let InputSpec::Dvd {
+        disc,
+        title_set,
+        vobs,
+        main,
+        ..
+    } = &track.input
+    {
+        value["disc"] = serde_json::json!({
+            "root": disc,
+            "title_set": title_set,
+            "vobs": vobs,
             "main_title": main,
             "duration_seconds": track.duration_seconds,
             "title": track.title,

@@ -6,6 +6,7 @@ pub mod chapters;
 pub mod convert;
 pub mod dtshd;
 pub mod dtslength;
+pub mod dvd;
 pub mod flacdecode;
 pub mod flacframes;
 pub mod flacmeta;

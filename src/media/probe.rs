@@ -15,12 +15,13 @@ use super::bluray;
 use super::chapters::{self, Chapter};
 use super::dtshd::{self, DtsHdHeader};
 use super::dtslength;
+use super::dvd;
 use super::flacdecode;
 use super::flacmeta;
 use super::safe_open;
 use super::sniff::{self, PcmPacking};
 use super::stamp::SourceStamp;
-use super::tools::{bluray_arg, ffmpeg_file_arg, Tools};
+use super::tools::{bluray_arg, ffmpeg_file_arg, joined_vobs_arg, Tools};
 
 /// The DTS flavours a user can tell apart; the names are what people read on
 /// disc boxes and in players.
@@ -109,6 +110,21 @@ pub enum InputSpec {
         /// their names).
         main: bool,
     },
+    /// A title set of a DVD-Video disc (the track's path is its first VOB):
+    /// its content VOBs read as one program stream (`concat:`), so nothing
+    /// is broken where the disc's copy cut them at 1 GiB.
+    Dvd {
+        /// The folder holding `VIDEO_TS`.
+        disc: PathBuf,
+        /// `VIDEO_TS` as the drive spells it (FAT copies are often lower case).
+        video_ts: String,
+        title_set: u8,
+        /// The VOBs in order, as the folder names them.
+        vobs: Vec<String>,
+        /// The disc's main title (the others' FLACs carry the title set in
+        /// their names).
+        main: bool,
+    },
 }
 
 /// Samples to keep from the decode, per channel, at the decoded rate.
@@ -178,7 +194,7 @@ impl Track {
     /// or a disc's root (beside its `BDMV`, never inside it).
     pub fn source_folder(&self) -> &Path {
         match &self.input {
-            InputSpec::BluRay { disc, .. } => disc,
+            InputSpec::BluRay { disc, .. } | InputSpec::Dvd { disc, .. } => disc,
             _ => self.path.parent().unwrap_or(Path::new("/")),
         }
     }
@@ -198,6 +214,17 @@ impl Track {
                     true => name,
                     false => format!("{name}.{playlist:05}"),
                 }),
+            InputSpec::Dvd {
+                disc,
+                title_set,
+                main,
+                ..
+            } => bluray::disc_name(disc)
+                .or_else(|| self.title.clone())
+                .map(|name| match main {
+                    true => name,
+                    false => format!("{name}.VTS_{title_set:02}"),
+                }),
             _ => self
                 .path
                 .file_stem()
@@ -210,7 +237,7 @@ impl Track {
     /// folder.
     pub fn source_path(&self) -> &Path {
         match &self.input {
-            InputSpec::BluRay { disc, .. } => disc,
+            InputSpec::BluRay { disc, .. } | InputSpec::Dvd { disc, .. } => disc,
             _ => &self.path,
         }
     }
@@ -219,7 +246,7 @@ impl Track {
     /// (with the playlist of a title other than the main one).
     pub fn source_name(&self) -> String {
         match &self.input {
-            InputSpec::BluRay { .. } => self.source_stem(),
+            InputSpec::BluRay { .. } | InputSpec::Dvd { .. } => self.source_stem(),
             _ => self.source_file_name(),
         }
     }
@@ -229,6 +256,7 @@ impl Track {
     pub fn source_file_name(&self) -> String {
         match &self.input {
             InputSpec::BluRay { .. } => format!("{}.BDMV", self.source_stem()),
+            InputSpec::Dvd { .. } => format!("{}.VIDEO_TS", self.source_stem()),
             _ => self
                 .path
                 .file_name()
@@ -276,11 +304,16 @@ enum FileKind {
     Flac,
     /// A Blu-ray disc, listed by its `BDMV/index.bdmv`.
     BluRay,
+    /// A DVD-Video disc, listed by its `VIDEO_TS/VIDEO_TS.IFO`.
+    Dvd,
 }
 
 fn kind_of(path: &Path) -> Option<FileKind> {
     if bluray::is_disc_index(path) {
         return Some(FileKind::BluRay);
+    }
+    if dvd::is_disc_index(path) {
+        return Some(FileKind::Dvd);
     }
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
     Some(match ext.as_str() {
@@ -400,6 +433,7 @@ fn probe_contents(
         FileKind::Wav => probe_wav(tools, path, &file),
         FileKind::Flac => probe_flac_rip(tools, path, &file),
         FileKind::BluRay => probe_bluray(tools, path, titles),
+        FileKind::Dvd => probe_dvd(tools, path, titles),
     }
 }
 
@@ -512,6 +546,79 @@ fn selected_playlist(log: &str) -> Option<u32> {
         let rest = &line[line.find("selected ")? + "selected ".len()..];
         rest.strip_suffix(".mpls")?.trim().parse().ok()
     })
+}
+
+/// A DVD-Video disc (`index` is its `VIDEO_TS/VIDEO_TS.IFO`): the DTS
+/// tracks of its main title set (the one with the most content), or of
+/// every title set at least `AtLeast` seconds long. Each title set's VOBs
+/// are read joined, on every FFmpeg; the languages come from its IFO.
+fn probe_dvd(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<Track>, ProbeError> {
+    let invalid = |e: String| ProbeError::Invalid(e);
+    let video_ts = index.parent().ok_or(ProbeError::NotDts)?;
+    let root = dvd::disc_root(index).ok_or(ProbeError::NotDts)?;
+    dvd::check_tree(video_ts).map_err(invalid)?;
+    let sets = dvd::title_sets(video_ts).map_err(invalid)?;
+    let main = dvd::main_title_set(&sets)
+        .ok_or_else(|| {
+            invalid("the VIDEO_TS folder holds no title (VTS_nn_1.VOB); copy the disc again".into())
+        })?
+        .number;
+    let folder = dvd::open_folder(video_ts)
+        .map_err(|e| invalid(format!("cannot open the disc's folder: {e}")))?;
+    let mut tracks = Vec::new();
+    for set in &sets {
+        if set.number != main && titles == DiscTitles::Main {
+            continue;
+        }
+        let input = InputSpec::Dvd {
+            disc: root.to_path_buf(),
+            video_ts: video_ts
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            title_set: set.number,
+            vobs: set.vobs.clone(),
+            main: set.number == main,
+        };
+        let (json, _) = run_ffprobe(tools, ProbeInput::DvdTitle(&folder, &set.vobs), &input_args(&input), false)
+            .map_err(|e| {
+                invalid(format!(
+                    "cannot read title set {} ({e}): its VOBs may be damaged or encrypted (copy the disc again, decrypted)",
+                    set.number
+                ))
+            })?;
+        // DTS stream n of a title set is MPEG-PS substream 0x88 + n.
+        let numbers: Vec<Option<usize>> = dts_streams(&json)
+            .iter()
+            .map(|s| {
+                let id = s.get("id").and_then(Value::as_str)?;
+                let id = usize::from_str_radix(id.trim_start_matches("0x"), 16).ok()?;
+                id.checked_sub(0x88).filter(|n| *n < 8)
+            })
+            .collect();
+        let languages = set
+            .ifo
+            .as_ref()
+            .and_then(|ifo| dvd::read_audio_languages(&video_ts.join(ifo)).ok())
+            .unwrap_or_default();
+        let mut found = tracks_from_json(&video_ts.join(&set.vobs[0]), &json, input, None, None);
+        if let DiscTitles::AtLeast(min) = titles {
+            let long_enough = found
+                .first()
+                .and_then(|t| t.duration_seconds)
+                .is_some_and(|s| s >= f64::from(min));
+            if set.number != main && !long_enough {
+                continue;
+            }
+        }
+        for (t, n) in found.iter_mut().zip(numbers) {
+            if let Some(Some(lang)) = n.and_then(|n| languages.get(n)) {
+                t.language = Some(lang.clone());
+            }
+        }
+        tracks.extend(found);
+    }
+    non_empty(tracks)
 }
 
 fn non_empty(tracks: Vec<Track>) -> Result<Vec<Track>, ProbeError> {
@@ -717,6 +824,8 @@ pub fn input_args(input: &InputSpec) -> Vec<String> {
         InputSpec::PcmInFlac { packing, .. } => vec!["-f".into(), packing.ffmpeg_format().into()],
         // Named, so FFmpeg never picks another title than the scan did.
         InputSpec::BluRay { playlist, .. } => vec!["-playlist".into(), playlist.to_string()],
+        // The joined VOBs are one MPEG program stream.
+        InputSpec::Dvd { .. } => vec!["-f".into(), "mpeg".into()],
     }
 }
 
@@ -743,6 +852,8 @@ enum ProbeInput<'a> {
     Stdin(&'a [u8]),
     /// A Blu-ray disc's root folder (`bluray:/proc/self/fd/N`).
     Disc(&'a File),
+    /// A DVD title set: these VOBs below its `VIDEO_TS` folder, joined.
+    DvdTitle(&'a File, &'a [String]),
 }
 
 /// Runs ffprobe and returns its JSON and, with `informative`, its log
@@ -774,6 +885,10 @@ fn run_ffprobe(
         ProbeInput::Stdin(data) => ("pipe:0".into(), Some(data)),
         ProbeInput::Disc(folder) => (
             bluray_arg(&safe_open::pass_to_child(&mut cmd, folder, None)),
+            None,
+        ),
+        ProbeInput::DvdTitle(folder, vobs) => (
+            joined_vobs_arg(&safe_open::pass_to_child(&mut cmd, folder, None), vobs),
             None,
         ),
     };

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::bluray;
+use super::dvd;
 use super::probe::{self, DiscTitles, ProbeError, Track};
 use super::tools::Tools;
 
@@ -155,8 +156,8 @@ pub fn walk(roots: &[PathBuf], limits: &ScanLimits) -> Listing {
                 .out
                 .files
                 .push((root.parent().unwrap_or(&root).to_path_buf(), root.clone())),
-            // A disc's own BDMV folder, named as such: the disc.
-            Ok(m) if m.is_dir() && bluray::disc_index(&root).is_some() => {
+            // A disc's own BDMV or VIDEO_TS folder, named as such: the disc.
+            Ok(m) if m.is_dir() && disc_index(&root).is_some() => {
                 let disc = root.parent().unwrap_or(&root).to_path_buf();
                 walk.disc(&disc, &root);
             }
@@ -178,6 +179,11 @@ pub fn walk(roots: &[PathBuf], limits: &ScanLimits) -> Listing {
         walk.out.complete = false;
     }
     walk.out
+}
+
+/// The index file of the Blu-ray (`BDMV`) or DVD (`VIDEO_TS`) folder `dir`.
+fn disc_index(dir: &Path) -> Option<PathBuf> {
+    bluray::disc_index(dir).or_else(|| dvd::disc_index(dir))
 }
 
 struct Walk<'a> {
@@ -204,10 +210,10 @@ impl Walk<'_> {
         self.problem(path, reason);
     }
 
-    /// Lists the disc whose `BDMV` folder `dir` is, by its index file;
-    /// false if `dir` is no disc's.
+    /// Lists the disc whose `BDMV` or `VIDEO_TS` folder `dir` is, by its
+    /// index file; false if `dir` is no disc's.
     fn disc(&mut self, root: &Path, dir: &Path) -> bool {
-        let Some(index) = bluray::disc_index(dir) else {
+        let Some(index) = disc_index(dir) else {
             return false;
         };
         self.out.files.push((root.to_path_buf(), index));
@@ -274,7 +280,7 @@ impl Walk<'_> {
                 if !meta.is_dir() || meta.dev() != dev {
                     continue;
                 }
-                // A Blu-ray disc is one source: its clips are never listed.
+                // A disc is one source: its clips and VOBs are never listed.
                 if self.disc(root, &path) {
                     continue;
                 }

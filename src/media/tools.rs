@@ -457,6 +457,20 @@ pub fn bluray_arg(folder: &std::path::Path) -> OsString {
     arg
 }
 
+/// A DVD title set's VOBs below its `VIDEO_TS` folder (`/proc/self/fd/N`),
+/// read as one stream: `concat:file:…/VTS_01_1.VOB|file:…/VTS_01_2.VOB`.
+/// The names are `dvd::title_sets`' (`VTS_nn_k.VOB`), which hold no `|`.
+pub fn joined_vobs_arg(folder: &std::path::Path, vobs: &[String]) -> OsString {
+    let mut arg = OsString::from("concat:");
+    for (i, vob) in vobs.iter().enumerate() {
+        if i > 0 {
+            arg.push("|");
+        }
+        arg.push(ffmpeg_file_arg(&folder.join(vob)));
+    }
+    arg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::control::ConvertOptions;
 use crate::media::probe::{input_args, InputSpec, Track};
-use crate::media::tools::{bluray_arg, ffmpeg_file_arg, flac_file_arg};
+use crate::media::tools::{bluray_arg, ffmpeg_file_arg, flac_file_arg, joined_vobs_arg};
 
 const LOG_ARGS: [&str; 6] = [
     "-nostdin",
@@ -27,10 +27,12 @@ pub(super) fn decode_input_args(track: &Track, source: &Path) -> (Vec<OsString>,
     a.extend(["-err_detect", "crccheck"].iter().map(OsString::from));
     a.extend(input_args(&track.input).into_iter().map(OsString::from));
     a.push("-i".into());
-    match track.input {
+    match &track.input {
         InputSpec::PcmInFlac { .. } => a.push("pipe:0".into()),
         // `source` is then the disc's root folder.
         InputSpec::BluRay { .. } => a.push(bluray_arg(source)),
+        // `source` is then the disc's `VIDEO_TS` folder.
+        InputSpec::Dvd { vobs, .. } => a.push(joined_vobs_arg(source, vobs)),
         _ => a.push(ffmpeg_file_arg(source)),
     }
     let source = format!("[0:{}]", track.stream_index);

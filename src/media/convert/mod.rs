@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use super::bluray;
 use super::chapters;
+use super::dvd;
 use super::flacmeta;
 use super::probe::{InputSpec, Track};
 use super::tools::Tools;
@@ -59,6 +60,7 @@ pub fn convert_track(
     // A disc title: FFmpeg reads the disc's folder, checked again now.
     let source = match &track.input {
         InputSpec::BluRay { disc, .. } => open_disc(disc)?,
+        InputSpec::Dvd { disc, video_ts, .. } => open_dvd(&disc.join(video_ts))?,
         _ => source,
     };
     // The probe's length, trim and layout are of the file as it was then.
@@ -191,6 +193,14 @@ fn open_disc(disc: &Path) -> Result<fs::File, ConvertError> {
     let input = |e: String| ConvertError::new(FailureKind::Input, e);
     bluray::check_disc_tree(&disc.join("BDMV")).map_err(input)?;
     bluray::open_disc(disc).map_err(|e| input(format!("cannot open the disc's folder: {e}")))
+}
+
+/// A DVD's `VIDEO_TS` folder for FFmpeg, once it holds only regular files
+/// (see `dvd::check_tree`).
+fn open_dvd(video_ts: &Path) -> Result<fs::File, ConvertError> {
+    let input = |e: String| ConvertError::new(FailureKind::Input, e);
+    dvd::check_tree(video_ts).map_err(input)?;
+    dvd::open_folder(video_ts).map_err(|e| input(format!("cannot open the disc's folder: {e}")))
 }
 
 /// A track as the unit tests of the parts need it.

@@ -317,7 +317,7 @@ fn pass_stages(plan: &PassPlan) -> Vec<Stage> {
     // A disc's folder is handed over as it is (`/proc/self/fd/N`, no link
     // named like a file).
     let named_like = match track.input {
-        InputSpec::BluRay { .. } => Path::new(""),
+        InputSpec::BluRay { .. } | InputSpec::Dvd { .. } => Path::new(""),
         _ => track.path.as_path(),
     };
     let source = Some((named_like, plan.source));
