@@ -22,6 +22,7 @@ packages=(
   # the tests make disk images with
   fuse3 exfat-fuse ntfs-3g fusefat exfatprogs dosfstools e2fsprogs util-linux
   dvdauthor         # the tests author DVD title sets with it
+  genisoimage       # ...and Blu-ray and DVD ISO images
   curl              # the demo talks to the box's API
   chromium          # the page's end-to-end tests run in a real browser
 )

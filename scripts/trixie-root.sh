@@ -37,10 +37,10 @@ debian_mirror() {
 # root leaves the FUSE drivers out: the package recommends them, so
 # installing it fetches them from the mirror, as it would on a Pi. python3
 # runs ../shared/tools/mkbdmv.py, which the Blu-ray tests author discs with,
-# and dvdauthor the DVD tests' title sets.
+# dvdauthor the DVD tests' title sets and genisoimage their ISO images.
 trixie_packages() {
     case $1 in
-        amd64) echo ffmpeg flac python3 dvdauthor fuse3 exfat-fuse ntfs-3g fusefat exfatprogs dosfstools e2fsprogs ;;
+        amd64) echo ffmpeg flac python3 dvdauthor genisoimage fuse3 exfat-fuse ntfs-3g fusefat exfatprogs dosfstools e2fsprogs ;;
         arm64) echo ffmpeg flac ca-certificates ;;
         *) die "no trixie root recipe for architecture $1" ;;
     esac

@@ -1493,6 +1493,64 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
         again.stdout
     );
 
+    // The same disc as a UDF image: libbluray reads it itself. The FLACs
+    // sit beside the image, named after it; the image's playlists are not
+    // read here, so the languages are the clips' own (eng, ger).
+    let images = work.path().join("images");
+    fs::create_dir(&images).unwrap();
+    let iso = images.join("Film.iso");
+    run_tool(
+        "genisoimage",
+        &[
+            OsStr::new("-quiet"),
+            "-udf".as_ref(),
+            "-V".as_ref(),
+            "FILM".as_ref(),
+            "-o".as_ref(),
+            iso.as_os_str(),
+            disc.as_os_str(),
+        ],
+    );
+    // An installer's image beside it is not a disc: no FFmpeg, no problem.
+    let data = work.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("README"), "not a film").unwrap();
+    run_tool(
+        "genisoimage",
+        &[
+            OsStr::new("-quiet"),
+            "-o".as_ref(),
+            images.join("debian.iso").as_os_str(),
+            data.as_os_str(),
+        ],
+    );
+    let scan = dtsflac(&["scan", "--json"], &[&images]);
+    assert_eq!(scan.code, 0, "{}", scan.all());
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&scan.stdout).unwrap();
+    assert_eq!(tracks.len(), 2, "{}", scan.stdout);
+    for (t, lang) in tracks.iter().zip(["eng", "ger"]) {
+        assert_eq!(t["disc"]["image"], true, "{t}");
+        assert_eq!(t["disc"]["playlist"], "00000.mpls");
+        assert_eq!(t["language"], lang);
+    }
+    let image_before = listing(&images);
+    let run = dtsflac(&["convert"], &[&images]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let image_flacs = flac_files(&images);
+    let names: Vec<String> = image_flacs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["Film.1.eng.flac", "Film.2.ger.flac"]);
+    assert_eq!(listing(&images).len(), image_before.len() + 2);
+    for (from_image, from_folder) in image_flacs.iter().zip(&flacs) {
+        assert_eq!(
+            ffmpeg_md5(from_image, &["-c:a", "pcm_s24le"]),
+            ffmpeg_md5(from_folder, &["-c:a", "pcm_s24le"]),
+            "the image's title is the folder's"
+        );
+    }
+
     // With --all-titles-over, a second long title (the clips the other way
     // round) gives its own FLACs, named with its playlist.
     let boxed = work.path().join("box").join("Box (2012)");
@@ -1872,6 +1930,27 @@ fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joi
         again.stdout.contains("0 converted, 2 skipped"),
         "{}",
         again.all()
+    );
+    // The disc as an ISO image is not read yet, and says so.
+    let images = work.path().join("images");
+    fs::create_dir(&images).unwrap();
+    run_tool(
+        "genisoimage",
+        &[
+            OsStr::new("-quiet"),
+            "-dvd-video".as_ref(),
+            "-o".as_ref(),
+            images.join("Film.iso").as_os_str(),
+            disc.as_os_str(),
+        ],
+    );
+    let scan = dtsflac(&["scan"], &[&images]);
+    assert_eq!(scan.code, 1, "{}", scan.all());
+    assert!(
+        scan.stderr
+            .contains("Film.iso: a DVD image: DVD ISO images are not read yet"),
+        "{}",
+        scan.all()
     );
     // Every title set of at least 2 s: the trailer too, named by its set.
     let every = dtsflac(&["convert", "--all-titles-over", "2"], &[&drive]);

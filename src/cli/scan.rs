@@ -47,14 +47,20 @@ pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
                     disc,
                     playlist,
                     clips,
+                    image,
                     ..
                 } => (
                     disc.as_path(),
                     format!(
-                        " [Blu-ray title {playlist:05}.mpls, {}, {clips} clip(s){}]",
+                        " [Blu-ray {}title {playlist:05}.mpls, {}{}{}]",
+                        if *image { "image, " } else { "" },
                         t.duration_seconds
                             .map(fmt::duration)
                             .unwrap_or_else(|| "?".into()),
+                        match image {
+                            true => String::new(),
+                            false => format!(", {clips} clip(s)"),
+                        },
                         stream.replace(" [", "; ").replace(']', "")
                     ),
                 ),
@@ -110,6 +116,7 @@ fn track_json(track: &Track) -> serde_json::Value {
         playlist,
         clips,
         main,
+        image,
     } = &track.input
     {
         value["disc"] = serde_json::json!({
@@ -118,9 +125,14 @@ fn track_json(track: &Track) -> serde_json::Value {
             "playlist_number": playlist,
             "clips": clips,
             "main_title": main,
+            "image": image,
             "duration_seconds": track.duration_seconds,
             "title": track.title,
         });
+        if *image {
+            // An image's playlists are libbluray's alone: how many clips is unknown.
+            value["disc"]["clips"] = serde_json::Value::Null;
+        }
     }
     if let InputSpec::Dvd {
         disc,

@@ -4,6 +4,7 @@
 pub mod bluray;
 pub mod chapters;
 pub mod convert;
+pub mod discimage;
 pub mod dtshd;
 pub mod dtslength;
 pub mod dvd;

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::bluray;
 use super::chapters::{self, Chapter};
+use super::discimage::{self, ImageKind};
 use super::dtshd::{self, DtsHdHeader};
 use super::dtslength;
 use super::dvd;
@@ -109,6 +110,10 @@ pub enum InputSpec {
         /// The disc's main title (the others' FLACs carry the playlist in
         /// their names).
         main: bool,
+        /// `disc` is a Blu-ray image (`Film.iso`), which libbluray reads
+        /// itself: its FLACs go beside it, named after it.
+        #[serde(default)]
+        image: bool,
     },
     /// A title set of a DVD-Video disc (the track's path is its first VOB):
     /// its content VOBs read as one program stream (`concat:`), so nothing
@@ -194,7 +199,11 @@ impl Track {
     /// or a disc's root (beside its `BDMV`, never inside it).
     pub fn source_folder(&self) -> &Path {
         match &self.input {
-            InputSpec::BluRay { disc, .. } | InputSpec::Dvd { disc, .. } => disc,
+            InputSpec::BluRay {
+                disc, image: false, ..
+            }
+            | InputSpec::Dvd { disc, .. } => disc,
+            InputSpec::BluRay { disc, .. } => disc.parent().unwrap_or(Path::new("/")),
             _ => self.path.parent().unwrap_or(Path::new("/")),
         }
     }
@@ -207,13 +216,17 @@ impl Track {
                 disc,
                 playlist,
                 main,
+                image,
                 ..
-            } => bluray::disc_name(disc)
-                .or_else(|| self.title.clone())
-                .map(|name| match main {
-                    true => name,
-                    false => format!("{name}.{playlist:05}"),
-                }),
+            } => match image {
+                true => disc.file_stem().map(|s| s.to_string_lossy().into_owned()),
+                false => bluray::disc_name(disc),
+            }
+            .or_else(|| self.title.clone())
+            .map(|name| match main {
+                true => name,
+                false => format!("{name}.{playlist:05}"),
+            }),
             InputSpec::Dvd {
                 disc,
                 title_set,
@@ -255,7 +268,7 @@ impl Track {
     /// ("Film.dts" and "Film.dtshd"; a disc is "Film.BDMV").
     pub fn source_file_name(&self) -> String {
         match &self.input {
-            InputSpec::BluRay { .. } => format!("{}.BDMV", self.source_stem()),
+            InputSpec::BluRay { image: false, .. } => format!("{}.BDMV", self.source_stem()),
             InputSpec::Dvd { .. } => format!("{}.VIDEO_TS", self.source_stem()),
             _ => self
                 .path
@@ -306,6 +319,8 @@ enum FileKind {
     BluRay,
     /// A DVD-Video disc, listed by its `VIDEO_TS/VIDEO_TS.IFO`.
     Dvd,
+    /// A disc image (`.iso`): a Blu-ray one is read as a disc.
+    DiscImage,
 }
 
 fn kind_of(path: &Path) -> Option<FileKind> {
@@ -321,6 +336,7 @@ fn kind_of(path: &Path) -> Option<FileKind> {
         "mkv" | "mka" | "m2ts" | "mts" | "ts" | "vob" | "mp4" | "m4v" | "avi" => {
             FileKind::Container
         }
+        "iso" => FileKind::DiscImage,
         "wav" => FileKind::Wav,
         "flac" => FileKind::Flac,
         _ => return None,
@@ -434,6 +450,7 @@ fn probe_contents(
         FileKind::Flac => probe_flac_rip(tools, path, &file),
         FileKind::BluRay => probe_bluray(tools, path, titles),
         FileKind::Dvd => probe_dvd(tools, path, titles),
+        FileKind::DiscImage => probe_disc_image(tools, path, &file, titles),
     }
 }
 
@@ -460,23 +477,77 @@ fn probe_bluray(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<T
     bluray::check_disc_tree(bdmv).map_err(invalid)?;
     let disc = bluray::open_disc(root)
         .map_err(|e| invalid(format!("cannot open the disc's folder: {e}")))?;
-    let (json, log) = run_ffprobe(tools, ProbeInput::Disc(&disc), &[], true).map_err(|e| {
+    let tracks = bluray_titles(tools, &disc, root, Some(bdmv), titles).map_err(|e| {
         invalid(format!(
             "FFmpeg's bluray input cannot read this disc ({e}): it needs a title of at least 3 minutes, and the disc's index, PLAYLIST and CLIPINF intact (copy the disc again)"
         ))
     })?;
+    non_empty(tracks)
+}
+
+/// A disc image (`.iso`): a Blu-ray one is read by libbluray itself,
+/// through FFmpeg's `bluray:` input, like a folder (but its playlists
+/// cannot be read here: languages come from the clips, no chapters). Its
+/// first MiBs rule out other images without FFmpeg.
+fn probe_disc_image(
+    tools: &Tools,
+    path: &Path,
+    file: &File,
+    titles: DiscTitles,
+) -> Result<Vec<Track>, ProbeError> {
+    let kind = discimage::image_kind(file)
+        .map_err(|e| ProbeError::Invalid(format!("cannot read the image: {e}")))?;
+    match kind {
+        ImageKind::NotADisc | ImageKind::Other => return Err(ProbeError::NotDts),
+        ImageKind::Dvd => {
+            return Err(ProbeError::Invalid(
+                "a DVD image: DVD ISO images are not read yet; copy its VIDEO_TS folder onto the drive instead".into(),
+            ))
+        }
+        ImageKind::BluRay | ImageKind::UnknownUdf => {}
+    }
+    match bluray_titles(tools, file, path, None, titles) {
+        // A UDF image that names no BDMV and that libbluray cannot open is
+        // something else (a data DVD).
+        Err(_) if kind == ImageKind::UnknownUdf => Err(ProbeError::NotDts),
+        Err(e) => Err(ProbeError::Invalid(format!(
+            "FFmpeg's bluray input cannot read this Blu-ray image ({e}): it needs a title of at least 3 minutes and an unencrypted disc (copy the disc again)"
+        ))),
+        Ok(tracks) => non_empty(tracks),
+    }
+}
+
+/// The DTS tracks of a Blu-ray's main title (or of every title long
+/// enough), read through FFmpeg's `bluray:` input from `disc` (the disc's
+/// root folder, or its image, as a descriptor). `disc_path` is where the
+/// disc is; `bdmv`, for a folder, is where its playlists are read.
+fn bluray_titles(
+    tools: &Tools,
+    disc: &File,
+    disc_path: &Path,
+    bdmv: Option<&Path>,
+    titles: DiscTitles,
+) -> Result<Vec<Track>, String> {
+    let (json, log) = run_ffprobe(tools, ProbeInput::Disc(disc), &[], true)?;
     let main = selected_playlist(&log)
-        .ok_or_else(|| invalid("FFmpeg did not say which playlist is the main title".into()))?;
-    let disc_title = bluray::disc_title(bdmv);
-    let title_tracks = |playlist: u32, json: &Value| -> Result<Vec<Track>, ProbeError> {
-        let playlist_path = bdmv.join("PLAYLIST").join(format!("{playlist:05}.mpls"));
-        let played = bluray::read_playlist(&playlist_path)
-            .map_err(|e| invalid(format!("cannot read the title's playlist: {e}")))?;
+        .ok_or_else(|| "FFmpeg did not say which playlist is the main title".to_string())?;
+    let disc_title = bdmv.and_then(bluray::disc_title);
+    let title_tracks = |playlist: u32, json: &Value| -> Result<Vec<Track>, String> {
+        let (path, played) = match bdmv {
+            Some(bdmv) => {
+                let playlist_path = bdmv.join("PLAYLIST").join(format!("{playlist:05}.mpls"));
+                let played = bluray::read_playlist(&playlist_path)
+                    .map_err(|e| format!("cannot read the title's playlist: {e}"))?;
+                (playlist_path, Some(played))
+            }
+            None => (disc_path.to_path_buf(), None),
+        };
         let input = InputSpec::BluRay {
-            disc: root.to_path_buf(),
+            disc: disc_path.to_path_buf(),
             playlist,
-            clips: played.items.len() as u32,
+            clips: played.as_ref().map_or(0, |p| p.items.len() as u32),
             main: playlist == main,
+            image: bdmv.is_none(),
         };
         let ids: Vec<Option<u16>> = dts_streams(json)
             .iter()
@@ -485,7 +556,10 @@ fn probe_bluray(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<T
                 u16::from_str_radix(id.trim_start_matches("0x"), 16).ok()
             })
             .collect();
-        let mut tracks = tracks_from_json(&playlist_path, json, input, None, None);
+        let mut tracks = tracks_from_json(&path, json, input, None, None);
+        let Some(played) = played else {
+            return Ok(tracks);
+        };
         for (t, pid) in tracks.iter_mut().zip(ids) {
             // The disc's own languages; a clip's PMT rarely carries one.
             if let Some(lang) = pid.and_then(|p| played.language_of(p)) {
@@ -516,12 +590,12 @@ fn probe_bluray(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<T
                 continue;
             }
             let args = ["-playlist".to_string(), playlist.to_string()];
-            let (json, _) = run_ffprobe(tools, ProbeInput::Disc(&disc), &args, false)
-                .map_err(|e| invalid(format!("cannot read title {playlist:05}.mpls ({e})")))?;
+            let (json, _) = run_ffprobe(tools, ProbeInput::Disc(disc), &args, false)
+                .map_err(|e| format!("cannot read title {playlist:05}.mpls ({e})"))?;
             tracks.extend(title_tracks(playlist, &json)?);
         }
     }
-    non_empty(tracks)
+    Ok(tracks)
 }
 
 /// The titles FFmpeg's `bluray:` input listed, with their whole seconds:

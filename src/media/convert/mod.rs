@@ -59,7 +59,10 @@ pub fn convert_track(
     })?;
     // A disc title: FFmpeg reads the disc's folder, checked again now.
     let source = match &track.input {
-        InputSpec::BluRay { disc, .. } => open_disc(disc)?,
+        // An image is the source file itself; libbluray reads it.
+        InputSpec::BluRay {
+            disc, image: false, ..
+        } => open_disc(disc)?,
         InputSpec::Dvd { disc, video_ts, .. } => open_dvd(&disc.join(video_ts))?,
         _ => source,
     };

@@ -374,6 +374,7 @@ mod tests {
             playlist: 0,
             clips: 2,
             main: true,
+            image: false,
         };
         (t.tracks_in_file, t.track_number, t.language) = (2, 1, Some("eng".into()));
         let found = [Found {
@@ -397,9 +398,53 @@ mod tests {
             playlist: 800,
             clips: 1,
             main: false,
+            image: false,
         };
         assert_eq!(output_name(&t), "Film (2009).00800.1.eng.flac");
         assert_eq!(t.source_name(), "Film (2009).00800");
+
+        // An image's FLACs sit beside it, named after it.
+        t.path = PathBuf::from("/m/Films/Film.iso");
+        t.input = InputSpec::BluRay {
+            disc: t.path.clone(),
+            playlist: 0,
+            clips: 0,
+            main: true,
+            image: true,
+        };
+        let found = [Found {
+            root: PathBuf::from("/m"),
+            track: t.clone(),
+        }];
+        assert_eq!(
+            plan_outputs(&found, None),
+            [PathBuf::from("/m/Films/Film.1.eng.flac")]
+        );
+        assert_eq!(t.source_name(), "Film");
+        assert_eq!(t.source_path(), Path::new("/m/Films/Film.iso"));
+
+        // A DVD's too, beside its VIDEO_TS; another title set says its number.
+        t.path = PathBuf::from("/m/Film/VIDEO_TS/VTS_02_1.VOB");
+        t.input = InputSpec::Dvd {
+            disc: PathBuf::from("/m/Film"),
+            video_ts: "VIDEO_TS".into(),
+            title_set: 2,
+            vobs: vec!["VTS_02_1.VOB".into()],
+            main: true,
+        };
+        let found = [Found {
+            root: PathBuf::from("/m"),
+            track: t.clone(),
+        }];
+        assert_eq!(
+            plan_outputs(&found, None),
+            [PathBuf::from("/m/Film/Film.1.eng.flac")]
+        );
+        assert_eq!(t.source_file_name(), "Film.VIDEO_TS");
+        if let InputSpec::Dvd { main, .. } = &mut t.input {
+            *main = false;
+        }
+        assert_eq!(output_name(&t), "Film.VTS_02.1.eng.flac");
     }
 
     #[test]
