@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of drive data (fuzz/fuzz_targets/*.rs: superblocks, the
-# DTS-HD header, DTS frame splitting, FLAC metadata and frames, WAV layout)
+# DTS-HD header, DTS frame splitting, FLAC metadata and frames, WAV layout,
+# Blu-ray playlists, DVD images' directories and IFOs)
 # for SECONDS each, with libFuzzer through `cargo fuzz`:
 #
 #   ./scripts/fuzz.sh SECONDS [TARGET...]    # every target, or the ones named
@@ -100,6 +101,27 @@ mkimage exfat 4M mkfs.exfat -L FuzzExfat
 mkimage ntfs 4M mkfs.ntfs -F -f -q -L FuzzNtfs
 mkimage ext4 4M mkfs.ext4 -q -F -L fuzz-ext4
 mkimage ext2 1M mkfs.ext2 -q -F -L fuzz-ext2
+
+# A DVD image (genisoimage's ISO 9660 + UDF bridge) of a title set, its
+# VIDEO_TS directory and its IFO (dvdauthor's), each behind the byte that
+# picks the parser (dvd_structures).
+mkdir -p "$work/dvd/VIDEO_TS"
+ffmpeg -nostdin -v error -f lavfi -i testsrc=s=720x480:r=30000/1001:d=1 -f lavfi -i sine=d=1:r=48000 \
+  -c:v mpeg2video -c:a dca -strict -2 -ac 2 -f dvd "$work/title.mpg"
+VIDEO_FORMAT=NTSC dvdauthor -o "$work/dvd" -t -a dts+en "$work/title.mpg" >/dev/null 2>&1
+VIDEO_FORMAT=NTSC dvdauthor -o "$work/dvd" -T >/dev/null 2>&1
+genisoimage -quiet -dvd-video -o "$work/dvd.iso" "$work/dvd"
+{ printf '\x03'; head -c $((1 << 20)) "$work/dvd.iso"; } | seed dvd_structures image-start
+{ printf '\x01'; dd if="$work/dvd.iso" bs=2048 skip=16 count=1 status=none; } | seed dvd_structures descriptor
+{ printf '\x02'; cat "$work/dvd/VIDEO_TS/VTS_01_0.IFO"; } | seed dvd_structures ifo
+python3 - "$work/dvd.iso" <<'PY' | seed dvd_structures video-ts-directory
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+root = d[16 * 2048 + 156:16 * 2048 + 190]
+at = struct.unpack("<I", root[2:6])[0] * 2048
+directory = d[at:at + struct.unpack("<I", root[10:14])[0]]
+sys.stdout.buffer.write(b"\x00" + directory)
+PY
 
 echo "==> building the fuzz targets"
 (cd fuzz && cargo fuzz build "${flags[@]}")

@@ -1802,7 +1802,8 @@ fn dvdauthor_title(disc: &Path, mpg: &Path, audio: &str) {
 }
 
 #[test]
-fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joined() {
+fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joined_from_a_folder_or_an_image(
+) {
     let work = tempfile::tempdir().unwrap();
     let (film, trailer) = (
         work.path().join("film.mpg"),
@@ -1931,7 +1932,8 @@ fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joi
         "{}",
         again.all()
     );
-    // The disc as an ISO image is not read yet, and says so.
+    // The disc as an ISO image: its VIDEO_TS is listed from the image's
+    // ISO 9660 directories and each VOB read as a range of the image.
     let images = work.path().join("images");
     fs::create_dir(&images).unwrap();
     run_tool(
@@ -1944,14 +1946,32 @@ fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joi
             disc.as_os_str(),
         ],
     );
-    let scan = dtsflac(&["scan"], &[&images]);
-    assert_eq!(scan.code, 1, "{}", scan.all());
+    let table = dtsflac(&["scan"], &[&images]);
     assert!(
-        scan.stderr
-            .contains("Film.iso: a DVD image: DVD ISO images are not read yet"),
+        table
+            .stdout
+            .contains("Film.iso [DVD image, title set 2, 0:20, 2 VOB(s); 2.ger, stream 3]"),
         "{}",
-        scan.all()
+        table.all()
     );
+    let image_before = listing(&images);
+    let run = dtsflac(&["convert"], &[&images]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let image_flacs = flac_files(&images);
+    let names: Vec<String> = image_flacs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["Film.1.eng.flac", "Film.2.ger.flac"]);
+    assert_eq!(listing(&images).len(), image_before.len() + 2);
+    for ((from_image, from_folder), lang) in image_flacs.iter().zip(&flacs).zip(["eng", "ger"]) {
+        assert_eq!(
+            ffmpeg_md5(from_image, &["-c:a", "pcm_s24le"]),
+            ffmpeg_md5(from_folder, &["-c:a", "pcm_s24le"]),
+            "{lang}: the image's title set is the folder's"
+        );
+        assert_eq!(flac_tags(from_image)["LANGUAGE"], lang);
+    }
     // Every title set of at least 2 s: the trailer too, named by its set.
     let every = dtsflac(&["convert", "--all-titles-over", "2"], &[&drive]);
     assert_eq!(every.code, 0, "{}", every.all());

@@ -12,9 +12,15 @@
 #[path = "../../src/media/bluray.rs"]
 #[doc(hidden)]
 pub mod bluray;
+#[path = "../../src/media/discimage.rs"]
+#[doc(hidden)]
+pub mod discimage;
 #[path = "../../src/media/dtshd.rs"]
 #[doc(hidden)]
 pub mod dtshd;
+#[path = "../../src/media/dvd.rs"]
+#[doc(hidden)]
+pub mod dvd;
 #[path = "../../src/media/flacdecode.rs"]
 #[doc(hidden)]
 pub mod flacdecode;
@@ -24,6 +30,9 @@ pub mod flacframes;
 #[path = "../../src/media/flacmeta.rs"]
 #[doc(hidden)]
 pub mod flacmeta;
+#[path = "../../src/media/iso9660.rs"]
+#[doc(hidden)]
+pub mod iso9660;
 #[path = "../../src/media/lanes.rs"]
 #[doc(hidden)]
 pub mod lanes;
@@ -38,7 +47,10 @@ pub mod sniff;
 pub mod superblock;
 
 pub mod media {
-    pub use crate::{bluray, dtshd, flacdecode, flacframes, flacmeta, lanes, safe_open, sniff};
+    pub use crate::{
+        bluray, discimage, dtshd, dvd, flacdecode, flacframes, flacmeta, iso9660, lanes, safe_open,
+        sniff,
+    };
 }
 
 pub mod usb {

@@ -110,7 +110,9 @@ fn print_features(f: &ToolFeatures) {
         )
     );
     // Every FFmpeg reads a DVD folder: a title set's VOBs, joined.
-    println!("          DVD folders (VIDEO_TS, a title set's VOBs joined): yes; DVD ISO images: not read");
+    println!(
+        "          DVD folders and ISO images (a title set's VOBs joined): yes, with every FFmpeg"
+    );
     println!(
         "          flac encoder threads (flac -j): {}",
         yes_no(f.flac_threads, "libFLAC 1.5 or later has them")

@@ -68,11 +68,13 @@ pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
                     disc,
                     title_set,
                     vobs,
+                    image,
                     ..
                 } => (
                     disc.as_path(),
                     format!(
-                        " [DVD title set {title_set}, {}, {} VOB(s){}]",
+                        " [DVD {}title set {title_set}, {}, {} VOB(s){}]",
+                        if *image { "image, " } else { "" },
                         t.duration_seconds
                             .map(fmt::duration)
                             .unwrap_or_else(|| "?".into()),
@@ -139,6 +141,7 @@ fn track_json(track: &Track) -> serde_json::Value {
         title_set,
         vobs,
         main,
+        image,
         ..
     } = &track.input
     {
@@ -146,6 +149,7 @@ fn track_json(track: &Track) -> serde_json::Value {
             "root": disc,
             "title_set": title_set,
             "vobs": vobs,
+            "image": image,
             "main_title": main,
             "duration_seconds": track.duration_seconds,
             "title": track.title,

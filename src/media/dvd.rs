@@ -81,19 +81,28 @@ fn title_set_part(name: &str, ext: &str) -> Option<(u8, u8)> {
 /// `VTS_nn_1.VOB` (a set with a missing part is reported, not joined
 /// across the gap). Only regular files count; `check_tree` refuses the rest.
 pub fn title_sets(video_ts: &Path) -> Result<Vec<TitleSet>, String> {
-    let mut parts: Vec<(u8, u8, String, u64)> = Vec::new();
-    let mut ifos: Vec<(u8, String)> = Vec::new();
     let entries =
         fs::read_dir(video_ts).map_err(|e| format!("cannot list {}: {e}", video_ts.display()))?;
-    for entry in entries.filter_map(Result::ok).take(MAX_FOLDER_ENTRIES) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
-            continue;
-        }
+    let files = entries
+        .filter_map(Result::ok)
+        .take(MAX_FOLDER_ENTRIES)
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok().filter(fs::Metadata::is_file)?;
+            Some((entry.file_name().to_string_lossy().into_owned(), meta.len()))
+        })
+        .collect();
+    title_sets_of(files)
+}
+
+/// `title_sets` of a folder's files, by name and size (a folder on the
+/// drive, or the `VIDEO_TS` of an image).
+pub fn title_sets_of(files: Vec<(String, u64)>) -> Result<Vec<TitleSet>, String> {
+    let mut parts: Vec<(u8, u8, String, u64)> = Vec::new();
+    let mut ifos: Vec<(u8, String)> = Vec::new();
+    for (name, len) in files {
         if let Some((set, part)) = title_set_part(&name, ".VOB").filter(|(s, p)| *s >= 1 && *p >= 1)
         {
-            parts.push((set, part, name, meta.len()));
+            parts.push((set, part, name, len));
         } else if let Some((set, 0)) = title_set_part(&name, ".IFO") {
             ifos.push((set, name));
         }
@@ -181,6 +190,18 @@ pub fn read_audio_languages(ifo: &Path) -> io::Result<Vec<Option<String>>> {
             format!("{} ({e})", ifo.display()),
         )
     })
+}
+
+/// `read_audio_languages` of an IFO that lies in an image at `start`.
+pub fn read_audio_languages_at(
+    image: &File,
+    start: u64,
+    len: u64,
+) -> io::Result<Vec<Option<String>>> {
+    use std::os::unix::fs::FileExt;
+    let mut data = vec![0u8; len.min(MAX_IFO_BYTES) as usize];
+    image.read_exact_at(&mut data, start)?;
+    parse_audio_languages(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// `VTSI_MAT`'s audio attributes: a count at 0x202 (at most 8), then 8

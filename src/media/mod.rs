@@ -11,6 +11,7 @@ pub mod dvd;
 pub mod flacdecode;
 pub mod flacframes;
 pub mod flacmeta;
+pub mod iso9660;
 pub mod lanes;
 pub mod probe;
 pub mod safe_open;

@@ -19,10 +19,11 @@ use super::dtslength;
 use super::dvd;
 use super::flacdecode;
 use super::flacmeta;
+use super::iso9660;
 use super::safe_open;
 use super::sniff::{self, PcmPacking};
 use super::stamp::SourceStamp;
-use super::tools::{bluray_arg, ffmpeg_file_arg, joined_vobs_arg, Tools};
+use super::tools::{bluray_arg, ffmpeg_file_arg, image_ranges_arg, joined_vobs_arg, Tools};
 
 /// The DTS flavours a user can tell apart; the names are what people read on
 /// disc boxes and in players.
@@ -129,6 +130,12 @@ pub enum InputSpec {
         /// The disc's main title (the others' FLACs carry the title set in
         /// their names).
         main: bool,
+        /// `disc` is a DVD image (`Film.iso`): the VOBs are these byte
+        /// ranges of it, `[start, length]`, one per VOB.
+        #[serde(default)]
+        image: bool,
+        #[serde(default)]
+        extents: Vec<[u64; 2]>,
     },
 }
 
@@ -202,8 +209,12 @@ impl Track {
             InputSpec::BluRay {
                 disc, image: false, ..
             }
-            | InputSpec::Dvd { disc, .. } => disc,
-            InputSpec::BluRay { disc, .. } => disc.parent().unwrap_or(Path::new("/")),
+            | InputSpec::Dvd {
+                disc, image: false, ..
+            } => disc,
+            InputSpec::BluRay { disc, .. } | InputSpec::Dvd { disc, .. } => {
+                disc.parent().unwrap_or(Path::new("/"))
+            }
             _ => self.path.parent().unwrap_or(Path::new("/")),
         }
     }
@@ -231,13 +242,17 @@ impl Track {
                 disc,
                 title_set,
                 main,
+                image,
                 ..
-            } => bluray::disc_name(disc)
-                .or_else(|| self.title.clone())
-                .map(|name| match main {
-                    true => name,
-                    false => format!("{name}.VTS_{title_set:02}"),
-                }),
+            } => match image {
+                true => disc.file_stem().map(|s| s.to_string_lossy().into_owned()),
+                false => bluray::disc_name(disc),
+            }
+            .or_else(|| self.title.clone())
+            .map(|name| match main {
+                true => name,
+                false => format!("{name}.VTS_{title_set:02}"),
+            }),
             _ => self
                 .path
                 .file_stem()
@@ -269,7 +284,7 @@ impl Track {
     pub fn source_file_name(&self) -> String {
         match &self.input {
             InputSpec::BluRay { image: false, .. } => format!("{}.BDMV", self.source_stem()),
-            InputSpec::Dvd { .. } => format!("{}.VIDEO_TS", self.source_stem()),
+            InputSpec::Dvd { image: false, .. } => format!("{}.VIDEO_TS", self.source_stem()),
             _ => self
                 .path
                 .file_name()
@@ -499,11 +514,7 @@ fn probe_disc_image(
         .map_err(|e| ProbeError::Invalid(format!("cannot read the image: {e}")))?;
     match kind {
         ImageKind::NotADisc | ImageKind::Other => return Err(ProbeError::NotDts),
-        ImageKind::Dvd => {
-            return Err(ProbeError::Invalid(
-                "a DVD image: DVD ISO images are not read yet; copy its VIDEO_TS folder onto the drive instead".into(),
-            ))
-        }
+        ImageKind::Dvd => return probe_dvd_image(tools, path, file, titles),
         ImageKind::BluRay | ImageKind::UnknownUdf => {}
     }
     match bluray_titles(tools, file, path, None, titles) {
@@ -632,31 +643,114 @@ fn probe_dvd(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<Trac
     let root = dvd::disc_root(index).ok_or(ProbeError::NotDts)?;
     dvd::check_tree(video_ts).map_err(invalid)?;
     let sets = dvd::title_sets(video_ts).map_err(invalid)?;
-    let main = dvd::main_title_set(&sets)
-        .ok_or_else(|| {
-            invalid("the VIDEO_TS folder holds no title (VTS_nn_1.VOB); copy the disc again".into())
-        })?
-        .number;
     let folder = dvd::open_folder(video_ts)
         .map_err(|e| invalid(format!("cannot open the disc's folder: {e}")))?;
-    let mut tracks = Vec::new();
+    let video_ts_name = video_ts
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dvd_titles(tools, &folder, &sets, titles, |set, main| {
+        let languages = set
+            .ifo
+            .as_ref()
+            .and_then(|ifo| dvd::read_audio_languages(&video_ts.join(ifo)).ok())
+            .unwrap_or_default();
+        let input = InputSpec::Dvd {
+            disc: root.to_path_buf(),
+            video_ts: video_ts_name.clone(),
+            title_set: set.number,
+            vobs: set.vobs.clone(),
+            main,
+            image: false,
+            extents: vec![],
+        };
+        (video_ts.join(&set.vobs[0]), input, languages)
+    })
+}
+
+/// A DVD image (`Film.iso`): its `VIDEO_TS` listed from the image's ISO
+/// 9660 directories (DVD-Video images carry them beside UDF), each VOB a
+/// byte range of the image, read joined as in a folder.
+fn probe_dvd_image(
+    tools: &Tools,
+    path: &Path,
+    file: &File,
+    titles: DiscTitles,
+) -> Result<Vec<Track>, ProbeError> {
+    let entries = iso9660::read_root_folder(file, "VIDEO_TS").map_err(|e| {
+        ProbeError::Invalid(format!(
+            "a DVD image whose VIDEO_TS cannot be listed ({e}); copy the disc again, or its VIDEO_TS folder onto the drive"
+        ))
+    })?;
+    let files = entries
+        .iter()
+        .filter(|e| !e.is_dir)
+        .map(|e| (e.name.clone(), e.len))
+        .collect();
+    let sets = dvd::title_sets_of(files).map_err(ProbeError::Invalid)?;
+    let entry = |name: &str| entries.iter().find(|e| e.name == name);
     for set in &sets {
+        if let Some(vob) = set
+            .vobs
+            .iter()
+            .find(|v| entry(v).is_none_or(|e| e.multi_extent))
+        {
+            return Err(ProbeError::Invalid(format!(
+                "{vob} of the image is in several pieces (not a DVD-Video image)"
+            )));
+        }
+    }
+    dvd_titles(tools, file, &sets, titles, |set, main| {
+        let languages = set
+            .ifo
+            .as_deref()
+            .and_then(entry)
+            .and_then(|ifo| dvd::read_audio_languages_at(file, ifo.start, ifo.len).ok())
+            .unwrap_or_default();
+        let input = InputSpec::Dvd {
+            disc: path.to_path_buf(),
+            video_ts: "VIDEO_TS".into(),
+            title_set: set.number,
+            vobs: set.vobs.clone(),
+            main,
+            image: true,
+            extents: set
+                .vobs
+                .iter()
+                .filter_map(|v| entry(v).map(|e| [e.start, e.len]))
+                .collect(),
+        };
+        (path.to_path_buf(), input, languages)
+    })
+}
+
+/// The DTS tracks of a DVD's main title set (or of every one long enough),
+/// read from `source` (the `VIDEO_TS` folder or the image, as a
+/// descriptor). `title_of(set, main)` says where the title set is: the
+/// track's path, how FFmpeg reads it, and its IFO's audio languages.
+fn dvd_titles(
+    tools: &Tools,
+    source: &File,
+    sets: &[dvd::TitleSet],
+    titles: DiscTitles,
+    title_of: impl Fn(&dvd::TitleSet, bool) -> (PathBuf, InputSpec, Vec<Option<String>>),
+) -> Result<Vec<Track>, ProbeError> {
+    let main = dvd::main_title_set(sets)
+        .ok_or_else(|| {
+            ProbeError::Invalid(
+                "the disc's VIDEO_TS holds no title (VTS_nn_1.VOB); copy the disc again".into(),
+            )
+        })?
+        .number;
+    let mut tracks = Vec::new();
+    for set in sets {
         if set.number != main && titles == DiscTitles::Main {
             continue;
         }
-        let input = InputSpec::Dvd {
-            disc: root.to_path_buf(),
-            video_ts: video_ts
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            title_set: set.number,
-            vobs: set.vobs.clone(),
-            main: set.number == main,
-        };
-        let (json, _) = run_ffprobe(tools, ProbeInput::DvdTitle(&folder, &set.vobs), &input_args(&input), false)
+        let (path, input, languages) = title_of(set, set.number == main);
+        let (json, _) = run_ffprobe(tools, ProbeInput::Dvd(source, &input), &input_args(&input), false)
             .map_err(|e| {
-                invalid(format!(
+                ProbeError::Invalid(format!(
                     "cannot read title set {} ({e}): its VOBs may be damaged or encrypted (copy the disc again, decrypted)",
                     set.number
                 ))
@@ -670,12 +764,7 @@ fn probe_dvd(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<Trac
                 id.checked_sub(0x88).filter(|n| *n < 8)
             })
             .collect();
-        let languages = set
-            .ifo
-            .as_ref()
-            .and_then(|ifo| dvd::read_audio_languages(&video_ts.join(ifo)).ok())
-            .unwrap_or_default();
-        let mut found = tracks_from_json(&video_ts.join(&set.vobs[0]), &json, input, None, None);
+        let mut found = tracks_from_json(&path, &json, input, None, None);
         if let DiscTitles::AtLeast(min) = titles {
             let long_enough = found
                 .first()
@@ -693,6 +782,20 @@ fn probe_dvd(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<Trac
         tracks.extend(found);
     }
     non_empty(tracks)
+}
+
+/// How FFmpeg reads a DVD title set from `source` (`/proc/self/fd/N` of the
+/// `VIDEO_TS` folder, or of the image).
+pub fn dvd_input_arg(source: &Path, input: &InputSpec) -> std::ffi::OsString {
+    match input {
+        InputSpec::Dvd {
+            image: true,
+            extents,
+            ..
+        } => image_ranges_arg(source, extents),
+        InputSpec::Dvd { vobs, .. } => joined_vobs_arg(source, vobs),
+        _ => ffmpeg_file_arg(source),
+    }
 }
 
 fn non_empty(tracks: Vec<Track>) -> Result<Vec<Track>, ProbeError> {
@@ -926,8 +1029,9 @@ enum ProbeInput<'a> {
     Stdin(&'a [u8]),
     /// A Blu-ray disc's root folder (`bluray:/proc/self/fd/N`).
     Disc(&'a File),
-    /// A DVD title set: these VOBs below its `VIDEO_TS` folder, joined.
-    DvdTitle(&'a File, &'a [String]),
+    /// A DVD title set (`InputSpec::Dvd`): its VOBs below this `VIDEO_TS`
+    /// folder, or ranges of this image, joined.
+    Dvd(&'a File, &'a InputSpec),
 }
 
 /// Runs ffprobe and returns its JSON and, with `informative`, its log
@@ -961,8 +1065,8 @@ fn run_ffprobe(
             bluray_arg(&safe_open::pass_to_child(&mut cmd, folder, None)),
             None,
         ),
-        ProbeInput::DvdTitle(folder, vobs) => (
-            joined_vobs_arg(&safe_open::pass_to_child(&mut cmd, folder, None), vobs),
+        ProbeInput::Dvd(source, input) => (
+            dvd_input_arg(&safe_open::pass_to_child(&mut cmd, source, None), input),
             None,
         ),
     };

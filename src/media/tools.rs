@@ -471,6 +471,21 @@ pub fn joined_vobs_arg(folder: &std::path::Path, vobs: &[String]) -> OsString {
     arg
 }
 
+/// A DVD image's VOBs, `[start, length]` byte ranges of the image
+/// (`/proc/self/fd/N`), read as one stream:
+/// `concat:subfile,,start,S,end,E,,:file:…|…` (`end` is exclusive).
+pub fn image_ranges_arg(image: &std::path::Path, ranges: &[[u64; 2]]) -> OsString {
+    let mut arg = OsString::from("concat:");
+    for (i, [start, len]) in ranges.iter().enumerate() {
+        if i > 0 {
+            arg.push("|");
+        }
+        arg.push(format!("subfile,,start,{start},end,{},,:", start + len));
+        arg.push(ffmpeg_file_arg(image));
+    }
+    arg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,8 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use super::control::ConvertOptions;
-use crate::media::probe::{input_args, InputSpec, Track};
-use crate::media::tools::{bluray_arg, ffmpeg_file_arg, flac_file_arg, joined_vobs_arg};
+use crate::media::probe::{dvd_input_arg, input_args, InputSpec, Track};
+use crate::media::tools::{bluray_arg, ffmpeg_file_arg, flac_file_arg};
 
 const LOG_ARGS: [&str; 6] = [
     "-nostdin",
@@ -31,8 +31,8 @@ pub(super) fn decode_input_args(track: &Track, source: &Path) -> (Vec<OsString>,
         InputSpec::PcmInFlac { .. } => a.push("pipe:0".into()),
         // `source` is then the disc's root folder.
         InputSpec::BluRay { .. } => a.push(bluray_arg(source)),
-        // `source` is then the disc's `VIDEO_TS` folder.
-        InputSpec::Dvd { vobs, .. } => a.push(joined_vobs_arg(source, vobs)),
+        // `source` is then the disc's `VIDEO_TS` folder, or its image.
+        InputSpec::Dvd { .. } => a.push(dvd_input_arg(source, &track.input)),
         _ => a.push(ffmpeg_file_arg(source)),
     }
     let source = format!("[0:{}]", track.stream_index);

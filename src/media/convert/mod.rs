@@ -63,7 +63,12 @@ pub fn convert_track(
         InputSpec::BluRay {
             disc, image: false, ..
         } => open_disc(disc)?,
-        InputSpec::Dvd { disc, video_ts, .. } => open_dvd(&disc.join(video_ts))?,
+        InputSpec::Dvd {
+            disc,
+            video_ts,
+            image: false,
+            ..
+        } => open_dvd(&disc.join(video_ts))?,
         _ => source,
     };
     // The probe's length, trim and layout are of the file as it was then.

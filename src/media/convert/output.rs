@@ -431,6 +431,8 @@ mod tests {
             title_set: 2,
             vobs: vec!["VTS_02_1.VOB".into()],
             main: true,
+            image: false,
+            extents: vec![],
         };
         let found = [Found {
             root: PathBuf::from("/m"),
@@ -445,6 +447,24 @@ mod tests {
             *main = false;
         }
         assert_eq!(output_name(&t), "Film.VTS_02.1.eng.flac");
+
+        // A DVD image's beside the image, named after it.
+        t.path = PathBuf::from("/m/Films/Concert.iso");
+        if let InputSpec::Dvd {
+            disc, image, main, ..
+        } = &mut t.input
+        {
+            (*disc, *image, *main) = (t.path.clone(), true, true);
+        }
+        let found = [Found {
+            root: PathBuf::from("/m"),
+            track: t.clone(),
+        }];
+        assert_eq!(
+            plan_outputs(&found, None),
+            [PathBuf::from("/m/Films/Concert.1.eng.flac")]
+        );
+        assert_eq!(t.source_file_name(), "Concert.iso");
     }
 
     #[test]

@@ -1,0 +1,35 @@
+//! What a DVD image or folder gives us to parse: an image's first MiBs
+//! (`discimage::kind_of_bytes`), its ISO 9660 directories and volume
+//! descriptor (`iso9660`), and a title set's IFO (`dvd::parse_audio_languages`).
+//! The first byte picks the parser; whatever the rest holds is parsed or
+//! refused, and what it gives is within the data.
+#![no_main]
+
+use dtsflac_fuzz::media::{discimage, dvd, iso9660};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&which, data)) = input.split_first() else {
+        return;
+    };
+    match which % 4 {
+        0 => {
+            if let Ok(entries) = iso9660::parse_directory(data) {
+                // Every record takes at least its 34 bytes.
+                assert!(entries.len() * 34 <= data.len());
+                assert!(entries.iter().all(|e| e.name.len() <= 255 * 3));
+            }
+        }
+        1 => {
+            let _ = iso9660::parse_root(data);
+        }
+        2 => {
+            if let Ok(languages) = dvd::parse_audio_languages(data) {
+                assert!(languages.len() <= 8);
+            }
+        }
+        _ => {
+            let _ = discimage::kind_of_bytes(data);
+        }
+    }
+});
