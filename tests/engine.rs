@@ -1340,6 +1340,35 @@ fn an_mkv_s_chapters_are_in_its_flacs_as_comments_and_a_cuesheet_at_their_sample
     }
 }
 
+/// Converts the disc image(s) in `images` and checks that their FLACs are
+/// `names`, beside the image, with these languages, and hold the PCM of
+/// the same disc's FLACs converted from its folder (`from_folder`).
+fn assert_image_converts_like_its_folder(
+    images: &Path,
+    names: &[&str],
+    languages: &[&str],
+    from_folder: &[PathBuf],
+) {
+    let before = listing(images);
+    let run = dtsflac(&["convert"], &[images]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let image_flacs = flac_files(images);
+    let found: Vec<String> = image_flacs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(found, names);
+    assert_eq!(listing(images).len(), before.len() + names.len());
+    for ((from_image, from_folder), lang) in image_flacs.iter().zip(from_folder).zip(languages) {
+        assert_eq!(
+            ffmpeg_md5(from_image, &["-c:a", "pcm_s24le"]),
+            ffmpeg_md5(from_folder, &["-c:a", "pcm_s24le"]),
+            "{lang}: the image's title is the folder's"
+        );
+        assert_eq!(flac_tags(from_image)["LANGUAGE"], *lang);
+    }
+}
+
 #[test]
 fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_disc() {
     let work = tempfile::tempdir().unwrap();
@@ -1533,23 +1562,12 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
         assert_eq!(t["disc"]["playlist"], "00000.mpls");
         assert_eq!(t["language"], lang);
     }
-    let image_before = listing(&images);
-    let run = dtsflac(&["convert"], &[&images]);
-    assert_eq!(run.code, 0, "{}", run.all());
-    let image_flacs = flac_files(&images);
-    let names: Vec<String> = image_flacs
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, ["Film.1.eng.flac", "Film.2.ger.flac"]);
-    assert_eq!(listing(&images).len(), image_before.len() + 2);
-    for (from_image, from_folder) in image_flacs.iter().zip(&flacs) {
-        assert_eq!(
-            ffmpeg_md5(from_image, &["-c:a", "pcm_s24le"]),
-            ffmpeg_md5(from_folder, &["-c:a", "pcm_s24le"]),
-            "the image's title is the folder's"
-        );
-    }
+    assert_image_converts_like_its_folder(
+        &images,
+        &["Film.1.eng.flac", "Film.2.ger.flac"],
+        &["eng", "ger"],
+        &flacs,
+    );
 
     // With --all-titles-over, a second long title (the clips the other way
     // round) gives its own FLACs, named with its playlist.
@@ -1954,24 +1972,12 @@ fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joi
         "{}",
         table.all()
     );
-    let image_before = listing(&images);
-    let run = dtsflac(&["convert"], &[&images]);
-    assert_eq!(run.code, 0, "{}", run.all());
-    let image_flacs = flac_files(&images);
-    let names: Vec<String> = image_flacs
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, ["Film.1.eng.flac", "Film.2.ger.flac"]);
-    assert_eq!(listing(&images).len(), image_before.len() + 2);
-    for ((from_image, from_folder), lang) in image_flacs.iter().zip(&flacs).zip(["eng", "ger"]) {
-        assert_eq!(
-            ffmpeg_md5(from_image, &["-c:a", "pcm_s24le"]),
-            ffmpeg_md5(from_folder, &["-c:a", "pcm_s24le"]),
-            "{lang}: the image's title set is the folder's"
-        );
-        assert_eq!(flac_tags(from_image)["LANGUAGE"], lang);
-    }
+    assert_image_converts_like_its_folder(
+        &images,
+        &["Film.1.eng.flac", "Film.2.ger.flac"],
+        &["eng", "ger"],
+        &flacs,
+    );
     // Every title set of at least 2 s: the trailer too, named by its set.
     let every = dtsflac(&["convert", "--all-titles-over", "2"], &[&drive]);
     assert_eq!(every.code, 0, "{}", every.all());

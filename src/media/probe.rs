@@ -229,36 +229,40 @@ impl Track {
                 main,
                 image,
                 ..
-            } => match image {
-                true => disc.file_stem().map(|s| s.to_string_lossy().into_owned()),
-                false => bluray::disc_name(disc),
-            }
-            .or_else(|| self.title.clone())
-            .map(|name| match main {
-                true => name,
-                false => format!("{name}.{playlist:05}"),
-            }),
+            } => self.disc_stem(disc, *image, *main, || format!("{playlist:05}")),
             InputSpec::Dvd {
                 disc,
                 title_set,
                 main,
                 image,
                 ..
-            } => match image {
-                true => disc.file_stem().map(|s| s.to_string_lossy().into_owned()),
-                false => bluray::disc_name(disc),
-            }
-            .or_else(|| self.title.clone())
-            .map(|name| match main {
-                true => name,
-                false => format!("{name}.VTS_{title_set:02}"),
-            }),
+            } => self.disc_stem(disc, *image, *main, || format!("VTS_{title_set:02}")),
             _ => self
                 .path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned()),
         };
         stem.unwrap_or_else(|| "track".into())
+    }
+
+    /// A disc's name: its image's without `.iso`, or its folder's (the disc
+    /// title when it has none); another title than the main one adds `which`.
+    fn disc_stem(
+        &self,
+        disc: &Path,
+        image: bool,
+        main: bool,
+        which: impl FnOnce() -> String,
+    ) -> Option<String> {
+        let name = match image {
+            true => disc.file_stem().map(|s| s.to_string_lossy().into_owned()),
+            false => bluray::disc_name(disc),
+        };
+        let name = name.or_else(|| self.title.clone())?;
+        Some(match main {
+            true => name,
+            false => format!("{name}.{}", which()),
+        })
     }
 
     /// Where the source is, as the user knows it: the file, or the disc's
