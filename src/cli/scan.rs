@@ -40,8 +40,20 @@ pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
                 Some(part) => format!(" [{part}, stream {}]", t.stream_index),
                 None => String::new(),
             };
+            let duration = t
+                .duration_seconds
+                .map(fmt::duration)
+                .unwrap_or_else(|| "?".into());
             // A disc is listed as its main title: "Film (2009) [Blu-ray
-            // title 00000.mpls, 3:20, 2 clips]".
+            // title 00000.mpls, 3:20, 2 clip(s); 1.eng, stream 1]".
+            let disc_label = |disc: &'_ std::path::Path, what: String, parts: String| {
+                let part = stream.replace(" [", "; ").replace(']', "");
+                (
+                    disc.to_path_buf(),
+                    format!(" [{what}, {duration}{parts}{part}]"),
+                )
+            };
+            let image_of = |image: bool| if image { "image, " } else { "" };
             let (path, stream) = match &t.input {
                 InputSpec::BluRay {
                     disc,
@@ -49,20 +61,14 @@ pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
                     clips,
                     image,
                     ..
-                } => (
-                    disc.as_path(),
-                    format!(
-                        " [Blu-ray {}title {playlist:05}.mpls, {}{}{}]",
-                        if *image { "image, " } else { "" },
-                        t.duration_seconds
-                            .map(fmt::duration)
-                            .unwrap_or_else(|| "?".into()),
-                        match image {
-                            true => String::new(),
-                            false => format!(", {clips} clip(s)"),
-                        },
-                        stream.replace(" [", "; ").replace(']', "")
-                    ),
+                } => disc_label(
+                    disc,
+                    format!("Blu-ray {}title {playlist:05}.mpls", image_of(*image)),
+                    // An image's playlists are libbluray's alone: its clips are not counted.
+                    match image {
+                        true => String::new(),
+                        false => format!(", {clips} clip(s)"),
+                    },
                 ),
                 InputSpec::Dvd {
                     disc,
@@ -70,19 +76,12 @@ pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
                     vobs,
                     image,
                     ..
-                } => (
-                    disc.as_path(),
-                    format!(
-                        " [DVD {}title set {title_set}, {}, {} VOB(s){}]",
-                        if *image { "image, " } else { "" },
-                        t.duration_seconds
-                            .map(fmt::duration)
-                            .unwrap_or_else(|| "?".into()),
-                        vobs.len(),
-                        stream.replace(" [", "; ").replace(']', "")
-                    ),
+                } => disc_label(
+                    disc,
+                    format!("DVD {}title set {title_set}", image_of(*image)),
+                    format!(", {} VOB(s)", vobs.len()),
                 ),
-                _ => (t.path.as_path(), stream),
+                _ => (t.path.clone(), stream.clone()),
             };
             println!(
                 "{:<11} {:>3} {:<10} {:>6} {:>4} {:>9} {:<4} {}{}",
@@ -91,9 +90,7 @@ pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
                 t.channel_layout,
                 t.sample_rate,
                 t.bits_per_sample,
-                t.duration_seconds
-                    .map(fmt::duration)
-                    .unwrap_or_else(|| "?".into()),
+                duration,
                 t.language.as_deref().unwrap_or("-"),
                 path.display(),
                 stream
@@ -113,47 +110,44 @@ pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
 /// for a DVD its title set and VOBs).
 fn track_json(track: &Track) -> serde_json::Value {
     let mut value = serde_json::to_value(track).expect("tracks serialise");
-    if let InputSpec::BluRay {
-        disc,
-        playlist,
-        clips,
-        main,
-        image,
-    } = &track.input
-    {
-        value["disc"] = serde_json::json!({
-            "root": disc,
-            "playlist": format!("{playlist:05}.mpls"),
-            "playlist_number": playlist,
-            "clips": clips,
-            "main_title": main,
-            "image": image,
-            "duration_seconds": track.duration_seconds,
-            "title": track.title,
-        });
-        if *image {
-            // An image's playlists are libbluray's alone: how many clips is unknown.
-            value["disc"]["clips"] = serde_json::Value::Null;
-        }
-    }
-    if let InputSpec::Dvd {
-        disc,
-        title_set,
-        vobs,
-        main,
-        image,
-        ..
-    } = &track.input
-    {
-        value["disc"] = serde_json::json!({
-            "root": disc,
-            "title_set": title_set,
-            "vobs": vobs,
-            "image": image,
-            "main_title": main,
-            "duration_seconds": track.duration_seconds,
-            "title": track.title,
-        });
-    }
+    let (root, main, image, mut disc) = match &track.input {
+        InputSpec::BluRay {
+            disc,
+            playlist,
+            clips,
+            main,
+            image,
+        } => (
+            disc,
+            main,
+            image,
+            serde_json::json!({
+                "playlist": format!("{playlist:05}.mpls"),
+                "playlist_number": playlist,
+                // An image's playlists are libbluray's alone: how many clips is unknown.
+                "clips": (!image).then_some(clips),
+            }),
+        ),
+        InputSpec::Dvd {
+            disc,
+            title_set,
+            vobs,
+            main,
+            image,
+            ..
+        } => (
+            disc,
+            main,
+            image,
+            serde_json::json!({ "title_set": title_set, "vobs": vobs }),
+        ),
+        _ => return value,
+    };
+    disc["root"] = serde_json::json!(root);
+    disc["main_title"] = serde_json::json!(main);
+    disc["image"] = serde_json::json!(image);
+    disc["duration_seconds"] = serde_json::json!(track.duration_seconds);
+    disc["title"] = serde_json::json!(track.title);
+    value["disc"] = disc;
     value
 }

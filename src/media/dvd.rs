@@ -172,12 +172,6 @@ pub fn check_tree(video_ts: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The `VIDEO_TS` folder, opened as a folder (not through a symlink):
-/// FFmpeg reads the VOBs below this descriptor.
-pub fn open_folder(video_ts: &Path) -> io::Result<File> {
-    safe_open::open_folder(video_ts)
-}
-
 /// The language of each audio stream of a title set (by stream number:
 /// DTS stream n is MPEG-PS substream 0x88 + n), from its IFO.
 pub fn read_audio_languages(ifo: &Path) -> io::Result<Vec<Option<String>>> {

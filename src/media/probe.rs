@@ -647,7 +647,8 @@ fn probe_dvd(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<Trac
     let root = dvd::disc_root(index).ok_or(ProbeError::NotDts)?;
     dvd::check_tree(video_ts).map_err(invalid)?;
     let sets = dvd::title_sets(video_ts).map_err(invalid)?;
-    let folder = dvd::open_folder(video_ts)
+    // FFmpeg reads the VOBs below this descriptor, never through a symlink.
+    let folder = safe_open::open_folder(video_ts)
         .map_err(|e| invalid(format!("cannot open the disc's folder: {e}")))?;
     let video_ts_name = video_ts
         .file_name()

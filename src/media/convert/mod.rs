@@ -208,7 +208,8 @@ fn open_disc(disc: &Path) -> Result<fs::File, ConvertError> {
 fn open_dvd(video_ts: &Path) -> Result<fs::File, ConvertError> {
     let input = |e: String| ConvertError::new(FailureKind::Input, e);
     dvd::check_tree(video_ts).map_err(input)?;
-    dvd::open_folder(video_ts).map_err(|e| input(format!("cannot open the disc's folder: {e}")))
+    super::safe_open::open_folder(video_ts)
+        .map_err(|e| input(format!("cannot open the disc's folder: {e}")))
 }
 
 /// A track as the unit tests of the parts need it.
