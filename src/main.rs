@@ -48,6 +48,15 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Write files of a Blu-ray image, read by libbluray, for a probe in
+    /// another dtsflac process (a helper: a damaged image ends it, not the box).
+    #[command(name = "bluray-image-files", hide = true)]
+    BlurayImageFiles {
+        image: PathBuf,
+        /// From the disc's root; a folder's end in `/` (its names are written).
+        #[arg(last = true)]
+        paths: Vec<String>,
+    },
     /// Run the box: mount USB drives as they are plugged in, convert every
     /// DTS track on them, serve the status API, eject on request.
     Run {
@@ -68,7 +77,10 @@ fn main() -> ExitCode {
         Command::Scan { paths, .. } => paths.as_slice(),
         Command::Convert(args) => args.paths.as_slice(),
         Command::CheckFlac { files, .. } => files.as_slice(),
-        Command::Doctor | Command::Run { .. } | Command::Bench(_) => &[],
+        Command::Doctor
+        | Command::Run { .. }
+        | Command::Bench(_)
+        | Command::BlurayImageFiles { .. } => &[],
     };
     if let Some(p) = missing_path(paths) {
         eprintln!("dtsflac: {}: no such file or folder", p.display());
@@ -89,6 +101,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::bench::run(args),
         Command::Run { config } => cli::run::run(config),
         Command::CheckFlac { machine, files } => cli::check::run(&files, machine),
+        Command::BlurayImageFiles { image, paths } => cli::bdimage::run(&image, &paths),
     };
     ExitCode::from(code)
 }

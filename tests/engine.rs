@@ -1522,9 +1522,10 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
         again.stdout
     );
 
-    // The same disc as a UDF image: libbluray reads it itself. The FLACs
-    // sit beside the image, named after it; the image's playlists are not
-    // read here, so the languages are the clips' own (eng, ger).
+    // The same disc as a UDF image: libbluray reads it itself, and its
+    // playlists in dtsflac's helper. The FLACs sit beside the image, named
+    // after it, with the playlist's languages (spa, not the clips' ger),
+    // its clips, chapters and the disc's title.
     let images = work.path().join("images");
     fs::create_dir(&images).unwrap();
     let iso = images.join("Film.iso");
@@ -1557,17 +1558,26 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
     assert_eq!(scan.code, 0, "{}", scan.all());
     let tracks: Vec<serde_json::Value> = serde_json::from_str(&scan.stdout).unwrap();
     assert_eq!(tracks.len(), 2, "{}", scan.stdout);
-    for (t, lang) in tracks.iter().zip(["eng", "ger"]) {
+    for (t, lang) in tracks.iter().zip(["eng", "spa"]) {
         assert_eq!(t["disc"]["image"], true, "{t}");
         assert_eq!(t["disc"]["playlist"], "00000.mpls");
+        assert_eq!(t["disc"]["clips"], 2);
+        assert_eq!(t["disc"]["title"], "The Film");
         assert_eq!(t["language"], lang);
     }
     assert_image_converts_like_its_folder(
         &images,
-        &["Film.1.eng.flac", "Film.2.ger.flac"],
-        &["eng", "ger"],
+        &["Film.1.eng.flac", "Film.2.spa.flac"],
+        &["eng", "spa"],
         &flacs,
     );
+    for (from_image, from_folder) in flac_files(&images).iter().zip(&flacs) {
+        let (image_tags, folder_tags) = (flac_tags(from_image), flac_tags(from_folder));
+        for key in ["TITLE", "CHAPTER001", "CHAPTER002", "CHAPTER002NAME"] {
+            assert_eq!(image_tags.get(key), folder_tags.get(key), "{key}");
+        }
+        assert_eq!(cuesheet_tracks(from_image), cuesheet_tracks(from_folder));
+    }
 
     // With --all-titles-over, a second long title (the clips the other way
     // round) gives its own FLACs, named with its playlist.

@@ -109,6 +109,15 @@ fn print_features(f: &ToolFeatures) {
             "FFmpeg 7 or later with libdvdnav has it"
         )
     );
+    // dtsflac's own use of libbluray: an image's playlists (a folder's are
+    // read directly).
+    println!(
+        "          Blu-ray images' languages, clips and chapters (libbluray): {}",
+        match dtsflac::media::libbluray::version() {
+            Ok(v) => format!("yes, libbluray {v}"),
+            Err(e) => format!("no ({e}; the clips' own languages are used, no chapters)"),
+        }
+    );
     // Every FFmpeg reads a DVD folder: a title set's VOBs, joined.
     println!(
         "          DVD folders and ISO images (a title set's VOBs joined): yes, with every FFmpeg"

@@ -1,6 +1,7 @@
 //! Command-line front ends. Each returns the process exit code:
 //! 0 all well, 1 something failed (each failure named on stderr), 2 usage.
 
+pub mod bdimage;
 pub mod bench;
 pub mod check;
 pub mod convert;

@@ -64,10 +64,11 @@ pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
                 } => disc_label(
                     disc,
                     format!("Blu-ray {}title {playlist:05}.mpls", image_of(*image)),
-                    // An image's playlists are libbluray's alone: its clips are not counted.
-                    match image {
-                        true => String::new(),
-                        false => format!(", {clips} clip(s)"),
+                    // A playlist has at least one clip: 0 is an image whose
+                    // playlists libbluray could not read here.
+                    match clips {
+                        0 => String::new(),
+                        _ => format!(", {clips} clip(s)"),
                     },
                 ),
                 InputSpec::Dvd {
@@ -124,8 +125,8 @@ fn track_json(track: &Track) -> serde_json::Value {
             serde_json::json!({
                 "playlist": format!("{playlist:05}.mpls"),
                 "playlist_number": playlist,
-                // An image's playlists are libbluray's alone: how many clips is unknown.
-                "clips": (!image).then_some(clips),
+                // 0: an image whose playlists libbluray could not read here.
+                "clips": (*clips > 0).then_some(clips),
             }),
         ),
         InputSpec::Dvd {

@@ -346,28 +346,35 @@ fn parse_stn_audio(stn: &mut Reader) -> Result<Vec<AudioStream>, String> {
 /// of its first `<di:name>`.
 pub fn disc_title(bdmv: &Path) -> Option<String> {
     let dl = bdmv.join("META").join("DL");
-    let mut names: Vec<PathBuf> = fs::read_dir(&dl)
+    let names = fs::read_dir(&dl)
         .ok()?
         .filter_map(Result::ok)
         .take(MAX_FOLDER_ENTRIES)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                let n = n.to_ascii_lowercase();
-                n.starts_with("bdmt_") && n.ends_with(".xml")
-            })
-        })
-        .collect();
-    names.sort_by_key(|p| (!named(p, "bdmt_eng.xml"), p.clone()));
-    names.iter().find_map(|p| {
-        let file = safe_open::open_regular(p).ok()?;
+        .map(|e| e.file_name().to_string_lossy().into_owned());
+    disc_library_files(names).iter().find_map(|name| {
+        let file = safe_open::open_regular(&dl.join(name)).ok()?;
         let mut text = String::new();
         file.take(MAX_META_BYTES).read_to_string(&mut text).ok()?;
         title_in_xml(&text)
     })
 }
 
-fn title_in_xml(xml: &str) -> Option<String> {
+/// The disc-library files among the names of a `META/DL` folder, in the
+/// order their titles are looked at: English first, then by name.
+pub fn disc_library_files(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut files: Vec<String> = names
+        .into_iter()
+        .filter(|n| {
+            let n = n.to_ascii_lowercase();
+            n.starts_with("bdmt_") && n.ends_with(".xml")
+        })
+        .collect();
+    files.sort_by_key(|n| (n != "bdmt_eng.xml", n.clone()));
+    files
+}
+
+/// The title of a disc-library XML (its first `<di:name>`), if it has one.
+pub fn title_in_xml(xml: &str) -> Option<String> {
     let after = &xml[xml.find("<di:name>")? + "<di:name>".len()..];
     let name = &after[..after.find("</di:name>")?];
     let name = name

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::bdimage;
 use super::bluray;
 use super::chapters::{self, Chapter};
 use super::discimage::{self, ImageKind};
@@ -496,7 +497,7 @@ fn probe_bluray(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<T
     bluray::check_disc_tree(bdmv).map_err(invalid)?;
     let disc = bluray::open_disc(root)
         .map_err(|e| invalid(format!("cannot open the disc's folder: {e}")))?;
-    let tracks = bluray_titles(tools, &disc, root, Some(bdmv), titles).map_err(|e| {
+    let tracks = bluray_titles(tools, &disc, root, DiscStructure::Folder(bdmv), titles).map_err(|e| {
         invalid(format!(
             "FFmpeg's bluray input cannot read this disc ({e}): it needs a title of at least 3 minutes, and the disc's index, PLAYLIST and CLIPINF intact (copy the disc again)"
         ))
@@ -505,9 +506,9 @@ fn probe_bluray(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<T
 }
 
 /// A disc image (`.iso`): a Blu-ray one is read by libbluray itself,
-/// through FFmpeg's `bluray:` input, like a folder (but its playlists
-/// cannot be read here: languages come from the clips, no chapters). Its
-/// first MiBs rule out other images without FFmpeg.
+/// through FFmpeg's `bluray:` input, like a folder, and its playlists and
+/// disc library by libbluray in a helper (`bdimage`). Its first MiBs rule
+/// out other images without FFmpeg.
 fn probe_disc_image(
     tools: &Tools,
     path: &Path,
@@ -521,7 +522,7 @@ fn probe_disc_image(
         ImageKind::Dvd => return probe_dvd_image(tools, path, file, titles),
         ImageKind::BluRay | ImageKind::UnknownUdf => {}
     }
-    match bluray_titles(tools, file, path, None, titles) {
+    match bluray_titles(tools, file, path, DiscStructure::Image(file), titles) {
         // A UDF image that names no BDMV and that libbluray cannot open is
         // something else (a data DVD).
         Err(_) if kind == ImageKind::UnknownUdf => Err(ProbeError::NotDts),
@@ -532,73 +533,103 @@ fn probe_disc_image(
     }
 }
 
+/// Where a Blu-ray's playlists and disc library are read.
+#[derive(Clone, Copy)]
+enum DiscStructure<'a> {
+    /// Its `BDMV` folder.
+    Folder(&'a Path),
+    /// Its image, by libbluray in a helper process (`bdimage`).
+    Image(&'a File),
+}
+
+/// What the disc says of the titles asked for: each one's playlist (by
+/// number), and the disc's title. An image's playlists are unknown
+/// (`None`) only where libbluray cannot be loaded here (a static FFmpeg).
+fn read_structure(
+    tools: &Tools,
+    structure: DiscStructure,
+    playlists: &[u32],
+) -> Result<(Vec<Option<bluray::Playlist>>, Option<String>), String> {
+    let playlist_file = |n: u32| format!("{n:05}.mpls");
+    let bad =
+        |n: u32, e: String| format!("cannot read the title's playlist {}: {e}", playlist_file(n));
+    match structure {
+        DiscStructure::Folder(bdmv) => {
+            let played = playlists
+                .iter()
+                .map(|&n| {
+                    let path = bdmv.join("PLAYLIST").join(playlist_file(n));
+                    bluray::read_playlist(&path)
+                        .map(Some)
+                        .map_err(|e| bad(n, e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok((played, bluray::disc_title(bdmv)))
+        }
+        DiscStructure::Image(_) if super::libbluray::version().is_err() => {
+            Ok((vec![None; playlists.len()], None))
+        }
+        DiscStructure::Image(image) => {
+            let dl = "BDMV/META/DL/".to_string();
+            let asked: Vec<String> = std::iter::once(dl.clone())
+                .chain(
+                    playlists
+                        .iter()
+                        .map(|&n| format!("BDMV/PLAYLIST/{}", playlist_file(n))),
+                )
+                .collect();
+            let mut got = bdimage::read(tools, image, &asked)?.into_iter();
+            let names = match got.next() {
+                Some(bdimage::Entry::Folder(names)) => names,
+                _ => Vec::new(),
+            };
+            let played = playlists
+                .iter()
+                .zip(got)
+                .map(|(&n, entry)| match entry {
+                    bdimage::Entry::File(data) => bluray::parse_playlist(&data)
+                        .map(Some)
+                        .map_err(|e| bad(n, e)),
+                    _ => Err(bad(n, "the image has no such file".into())),
+                })
+                .collect::<Result<_, _>>()?;
+            let library: Vec<String> = bluray::disc_library_files(names)
+                .into_iter()
+                .map(|name| format!("{dl}{name}"))
+                .take(8)
+                .collect();
+            let title = if library.is_empty() {
+                None
+            } else {
+                bdimage::read(tools, image, &library)?
+                    .into_iter()
+                    .find_map(|entry| match entry {
+                        bdimage::Entry::File(xml) => {
+                            bluray::title_in_xml(&String::from_utf8_lossy(&xml))
+                        }
+                        _ => None,
+                    })
+            };
+            Ok((played, title))
+        }
+    }
+}
+
 /// The DTS tracks of a Blu-ray's main title (or of every title long
 /// enough), read through FFmpeg's `bluray:` input from `disc` (the disc's
 /// root folder, or its image, as a descriptor). `disc_path` is where the
-/// disc is; `bdmv`, for a folder, is where its playlists are read.
+/// disc is; `structure` where its playlists are read.
 fn bluray_titles(
     tools: &Tools,
     disc: &File,
     disc_path: &Path,
-    bdmv: Option<&Path>,
+    structure: DiscStructure,
     titles: DiscTitles,
 ) -> Result<Vec<Track>, String> {
     let (json, log) = run_ffprobe(tools, ProbeInput::Disc(disc), &[], true)?;
     let main = selected_playlist(&log)
         .ok_or_else(|| "FFmpeg did not say which playlist is the main title".to_string())?;
-    let disc_title = bdmv.and_then(bluray::disc_title);
-    let title_tracks = |playlist: u32, json: &Value| -> Result<Vec<Track>, String> {
-        let (path, played) = match bdmv {
-            Some(bdmv) => {
-                let playlist_path = bdmv.join("PLAYLIST").join(format!("{playlist:05}.mpls"));
-                let played = bluray::read_playlist(&playlist_path)
-                    .map_err(|e| format!("cannot read the title's playlist: {e}"))?;
-                (playlist_path, Some(played))
-            }
-            None => (disc_path.to_path_buf(), None),
-        };
-        let input = InputSpec::BluRay {
-            disc: disc_path.to_path_buf(),
-            playlist,
-            clips: played.as_ref().map_or(0, |p| p.items.len() as u32),
-            main: playlist == main,
-            image: bdmv.is_none(),
-        };
-        let ids: Vec<Option<u16>> = dts_streams(json)
-            .iter()
-            .map(|s| {
-                let id = s.get("id").and_then(Value::as_str)?;
-                u16::from_str_radix(id.trim_start_matches("0x"), 16).ok()
-            })
-            .collect();
-        let mut tracks = tracks_from_json(&path, json, input, None, None);
-        let Some(played) = played else {
-            return Ok(tracks);
-        };
-        for (t, pid) in tracks.iter_mut().zip(ids) {
-            // The disc's own languages; a clip's PMT rarely carries one.
-            if let Some(lang) = pid.and_then(|p| played.language_of(p)) {
-                t.language = Some(lang.to_ascii_lowercase());
-            }
-            t.duration_seconds = Some(played.seconds());
-            t.chapters = chapters::tidy(
-                played
-                    .chapter_seconds()
-                    .into_iter()
-                    .map(|start_seconds| Chapter {
-                        start_seconds,
-                        name: None,
-                    })
-                    .collect(),
-            );
-            if disc_title.is_some() {
-                t.title.clone_from(&disc_title);
-                t.album.clone_from(&disc_title);
-            }
-        }
-        Ok(tracks)
-    };
-    let mut tracks = title_tracks(main, &json)?;
+    let mut wanted = vec![(main, json)];
     if let DiscTitles::AtLeast(min) = titles {
         for (playlist, seconds) in listed_playlists(&log) {
             if playlist == main || seconds < min {
@@ -607,8 +638,61 @@ fn bluray_titles(
             let args = ["-playlist".to_string(), playlist.to_string()];
             let (json, _) = run_ffprobe(tools, ProbeInput::Disc(disc), &args, false)
                 .map_err(|e| format!("cannot read title {playlist:05}.mpls ({e})"))?;
-            tracks.extend(title_tracks(playlist, &json)?);
+            wanted.push((playlist, json));
         }
+    }
+    let numbers: Vec<u32> = wanted.iter().map(|(n, _)| *n).collect();
+    let (played, disc_title) = read_structure(tools, structure, &numbers)?;
+    let image = matches!(structure, DiscStructure::Image(_));
+    let mut tracks = Vec::new();
+    for ((playlist, json), played) in wanted.iter().zip(played) {
+        let path = match structure {
+            DiscStructure::Folder(bdmv) => {
+                bdmv.join("PLAYLIST").join(format!("{playlist:05}.mpls"))
+            }
+            DiscStructure::Image(_) => disc_path.to_path_buf(),
+        };
+        let input = InputSpec::BluRay {
+            disc: disc_path.to_path_buf(),
+            playlist: *playlist,
+            clips: played.as_ref().map_or(0, |p| p.items.len() as u32),
+            main: *playlist == main,
+            image,
+        };
+        let ids: Vec<Option<u16>> = dts_streams(json)
+            .iter()
+            .map(|s| {
+                let id = s.get("id").and_then(Value::as_str)?;
+                u16::from_str_radix(id.trim_start_matches("0x"), 16).ok()
+            })
+            .collect();
+        let mut title_tracks = tracks_from_json(&path, json, input, None, None);
+        if let Some(played) = played {
+            for (t, pid) in title_tracks.iter_mut().zip(ids) {
+                // The disc's own languages; a clip's PMT rarely carries one.
+                if let Some(lang) = pid.and_then(|p| played.language_of(p)) {
+                    t.language = Some(lang.to_ascii_lowercase());
+                }
+                t.duration_seconds = Some(played.seconds());
+                t.chapters = chapters::tidy(
+                    played
+                        .chapter_seconds()
+                        .into_iter()
+                        .map(|start_seconds| Chapter {
+                            start_seconds,
+                            name: None,
+                        })
+                        .collect(),
+                );
+            }
+        }
+        if disc_title.is_some() {
+            for t in &mut title_tracks {
+                t.title.clone_from(&disc_title);
+                t.album.clone_from(&disc_title);
+            }
+        }
+        tracks.extend(title_tracks);
     }
     Ok(tracks)
 }

@@ -23,9 +23,10 @@ pub struct Tools {
     pub flac: PathBuf,
     /// What `flac --version` says, e.g. "flac 1.4.2".
     pub flac_version: String,
-    /// The `dtsflac` executable, which checks a written FLAC in a helper
-    /// process (`check-flac`); `None` (a test harness, a library user):
-    /// the check runs in-process.
+    /// The `dtsflac` executable, for helper processes: the check of a
+    /// written FLAC (`check-flac`) and libbluray reading an image's files
+    /// (`bluray-image-files`). `None` (a test harness, a library user):
+    /// they run in-process.
     pub checker: Option<PathBuf>,
 }
 
