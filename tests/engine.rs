@@ -1521,6 +1521,34 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
         "{}",
         again.stdout
     );
+    // The second clip replaced by another of the same size and time (a
+    // byte of a picture in its middle changed): the title is converted anew.
+    let second = disc.join("BDMV/STREAM/00002.m2ts");
+    let mtime = fs::metadata(&second).unwrap().modified().unwrap();
+    let mut m2ts = fs::read(&second).unwrap();
+    let picture_packet = (m2ts.len() / 2 / 192..m2ts.len() / 192)
+        .map(|n| n * 192)
+        .find(|&at| {
+            let ts = &m2ts[at + 4..at + 192];
+            let pid = (u16::from(ts[1] & 0x1f) << 8) | u16::from(ts[2]);
+            // A video packet that is all payload and starts no PES packet.
+            ts[0] == 0x47 && pid == 0x1011 && ts[1] & 0x40 == 0 && ts[3] >> 4 == 1
+        })
+        .expect("a video packet in the clip's second half");
+    m2ts[picture_packet + 100] ^= 0x01;
+    fs::write(&second, &m2ts).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&second)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let renewed = dtsflac(&["convert"], &[&drive]);
+    assert!(
+        renewed.stdout.contains("2 converted, 0 skipped"),
+        "a clip is part of the title's stamp: {}",
+        renewed.all()
+    );
 
     // The same disc as a UDF image: libbluray reads it itself, and its
     // playlists in dtsflac's helper. The FLACs sit beside the image, named
@@ -1958,6 +1986,32 @@ fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joi
         again.stdout.contains("0 converted, 2 skipped"),
         "{}",
         again.all()
+    );
+    // The second VOB replaced by another of the same size and time (a byte
+    // of a picture in its middle changed): the title is converted anew.
+    let second = video_ts.join("VTS_02_2.VOB");
+    let mtime = fs::metadata(&second).unwrap().modified().unwrap();
+    let mut vob = fs::read(&second).unwrap();
+    let picture_pack = (vob.len() / 2 / 2048..vob.len() / 2048)
+        .map(|n| n * 2048)
+        .find(|&at| {
+            let pes = at + 14 + usize::from(vob[at + 13] & 7);
+            vob[at..at + 4] == [0, 0, 1, 0xba] && vob[pes..pes + 4] == [0, 0, 1, 0xe0]
+        })
+        .expect("a video pack in the VOB's second half");
+    vob[picture_pack + 1000] ^= 0x01;
+    fs::write(&second, &vob).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&second)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let renewed = dtsflac(&["convert"], &[&drive]);
+    assert!(
+        renewed.stdout.contains("2 converted, 0 skipped"),
+        "a later VOB is part of the title's stamp: {}",
+        renewed.all()
     );
     // The disc as an ISO image: its VIDEO_TS is listed from the image's
     // ISO 9660 directories and each VOB read as a range of the image.

@@ -118,6 +118,7 @@ fn track_json(track: &Track) -> serde_json::Value {
             clips,
             main,
             image,
+            ..
         } => (
             disc,
             main,

@@ -109,6 +109,10 @@ pub enum InputSpec {
         playlist: u32,
         /// How many clips the playlist joins.
         clips: u32,
+        /// Their names in play order (`00001` is `BDMV/STREAM/00001.m2ts`),
+        /// for a folder: they are stamped with the playlist (`content_files`).
+        #[serde(default)]
+        clip_names: Vec<String>,
         /// The disc's main title (the others' FLACs carry the playlist in
         /// their names).
         main: bool,
@@ -201,6 +205,41 @@ impl Track {
             }
         }
         Some(part)
+    }
+
+    /// The files whose content this track is, as its stamp covers them:
+    /// the source file, a DVD title set's VOBs, or a Blu-ray playlist and
+    /// its clips (an image is one file).
+    pub fn content_files(&self) -> Vec<PathBuf> {
+        match &self.input {
+            InputSpec::Dvd {
+                disc,
+                video_ts,
+                vobs,
+                image: false,
+                ..
+            } => vobs.iter().map(|v| disc.join(video_ts).join(v)).collect(),
+            InputSpec::BluRay {
+                clip_names,
+                image: false,
+                ..
+            } => {
+                let stream = self
+                    .path
+                    .parent()
+                    .and_then(Path::parent)
+                    .map(|bdmv| bdmv.join("STREAM"));
+                std::iter::once(self.path.clone())
+                    .chain(clip_names.iter().filter_map(|clip| {
+                        // A clip's name is five digits; anything else names no file of ours.
+                        let plain =
+                            !clip.is_empty() && clip.bytes().all(|b| b.is_ascii_alphanumeric());
+                        Some(stream.as_ref()?.join(format!("{clip}.m2ts"))).filter(|_| plain)
+                    }))
+                    .collect()
+            }
+            _ => vec![self.path.clone()],
+        }
     }
 
     /// The folder the source sits in, where its FLACs go: a file's folder,
@@ -391,11 +430,12 @@ pub fn probe_file_titles(
         ));
     }
     for t in &mut tracks {
-        // A disc title's tracks are stamped with its playlist, which
-        // stands for them.
-        t.probed = Some(match t.path == path {
+        // A disc title's tracks are stamped with the files they are made
+        // of (its playlist and clips, its VOBs).
+        let files = t.content_files();
+        t.probed = Some(match files.as_slice() == [path] {
             true => stamp.clone(),
-            false => SourceStamp::of_path(&t.path).map_err(io_err)?,
+            false => SourceStamp::of_paths(&files).map_err(io_err)?,
         });
     }
     Ok(tracks)
@@ -656,6 +696,12 @@ fn bluray_titles(
             disc: disc_path.to_path_buf(),
             playlist: *playlist,
             clips: played.as_ref().map_or(0, |p| p.items.len() as u32),
+            clip_names: match (structure, &played) {
+                (DiscStructure::Folder(_), Some(p)) => {
+                    p.items.iter().map(|item| item.clip.clone()).collect()
+                }
+                _ => Vec::new(),
+            },
             main: *playlist == main,
             image,
         };

@@ -27,20 +27,37 @@ pub struct SourceStamp {
 impl SourceStamp {
     /// The stamp of an open file (at most 192 KiB read, wherever the file is).
     pub fn read(file: &File) -> io::Result<SourceStamp> {
-        let meta = file.metadata()?;
-        let size = meta.len();
+        Self::read_all(std::slice::from_ref(file))
+    }
+
+    /// The stamp of a source made of several files (a DVD title set's VOBs,
+    /// a Blu-ray playlist and its clips), so that any one replaced is told:
+    /// their sizes summed, the latest time, every file sampled. Of one file
+    /// it is that file's stamp.
+    pub fn read_all(files: &[File]) -> io::Result<SourceStamp> {
+        let metas = files
+            .iter()
+            .map(File::metadata)
+            .collect::<io::Result<Vec<_>>>()?;
+        let size = metas.iter().map(|m| m.len()).sum::<u64>();
         let mut hash = Fnv::new();
         hash.write(&size.to_le_bytes());
         let mut buf = vec![0u8; SAMPLE_BYTES as usize];
-        let middle = (size / 2).saturating_sub(SAMPLE_BYTES / 2);
-        let end = size.saturating_sub(SAMPLE_BYTES);
-        for at in [0, middle, end] {
-            let n = read_full_at(file, &mut buf, at)?;
-            hash.write(&buf[..n]);
+        for (i, (file, meta)) in files.iter().zip(&metas).enumerate() {
+            let len = meta.len();
+            if i > 0 {
+                hash.write(&len.to_le_bytes());
+            }
+            let middle = (len / 2).saturating_sub(SAMPLE_BYTES / 2);
+            let end = len.saturating_sub(SAMPLE_BYTES);
+            for at in [0, middle, end] {
+                let n = read_full_at(file, &mut buf, at)?;
+                hash.write(&buf[..n]);
+            }
         }
         Ok(SourceStamp {
             size,
-            mtime: meta.mtime(),
+            mtime: metas.iter().map(|m| m.mtime()).max().unwrap_or(0),
             fingerprint: format!("{:016x}", hash.0),
         })
     }
@@ -48,6 +65,15 @@ impl SourceStamp {
     /// Opens `path` with `safe_open` (a regular file, no symlink) and stamps it.
     pub fn of_path(path: &Path) -> io::Result<SourceStamp> {
         Self::read(&safe_open::open_regular(path)?)
+    }
+
+    /// Opens every one of `paths` with `safe_open` and stamps them as one source.
+    pub fn of_paths(paths: &[std::path::PathBuf]) -> io::Result<SourceStamp> {
+        let files = paths
+            .iter()
+            .map(|p| safe_open::open_regular(p))
+            .collect::<io::Result<Vec<_>>>()?;
+        Self::read_all(&files)
     }
 
     /// What differs from `earlier`, in words, or `None` when it is the same file.
@@ -140,6 +166,38 @@ mod tests {
             longer.change_since(&before).as_deref(),
             Some("its size went from 1000000 to 1000001 bytes")
         );
+    }
+
+    #[test]
+    fn a_source_of_several_files_changes_when_any_one_of_them_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let vobs: Vec<_> = (1..=3)
+            .map(|i| dir.path().join(format!("VTS_01_{i}.VOB")))
+            .collect();
+        let mut second: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        for vob in &vobs {
+            write_at_time(vob, &second, when);
+        }
+        let before = SourceStamp::of_paths(&vobs).unwrap();
+        assert_eq!(before.size, 900_000);
+        assert_eq!(before.mtime, 1_700_000_000);
+        assert_eq!(
+            SourceStamp::of_paths(&vobs[..1]).unwrap(),
+            SourceStamp::of_path(&vobs[0]).unwrap(),
+            "one file's stamp is the file's"
+        );
+        // The second VOB replaced by one of the same size and time.
+        second[150_000] ^= 0xff;
+        write_at_time(&vobs[1], &second, when);
+        let after = SourceStamp::of_paths(&vobs).unwrap();
+        assert_eq!(
+            after.change_since(&before).as_deref(),
+            Some("its content changed")
+        );
+        // The same files in another order are another source.
+        let swapped = [vobs[1].clone(), vobs[0].clone(), vobs[2].clone()];
+        assert_ne!(SourceStamp::of_paths(&swapped).unwrap(), after);
     }
 
     #[test]

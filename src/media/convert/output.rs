@@ -99,13 +99,28 @@ impl SourceIdentity {
     /// its identity as that descriptor says.
     pub fn open(track: &Track) -> io::Result<(SourceIdentity, File)> {
         let file = safe_open::open_regular(&track.path)?;
+        // A disc title is stamped with every file it is made of.
+        let others = track
+            .content_files()
+            .iter()
+            .filter(|p| **p != track.path)
+            .map(|p| safe_open::open_regular(p))
+            .collect::<io::Result<Vec<_>>>()?;
+        let stamp = match others.is_empty() {
+            true => SourceStamp::read(&file)?,
+            false => {
+                let mut all = vec![file.try_clone()?];
+                all.extend(others);
+                SourceStamp::read_all(&all)?
+            }
+        };
         let identity = SourceIdentity {
             name: track
                 .path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            stamp: SourceStamp::read(&file)?,
+            stamp,
             stream_index: track.stream_index,
         };
         Ok((identity, file))
@@ -373,9 +388,21 @@ mod tests {
             disc: PathBuf::from("/m/Film (2009)"),
             playlist: 0,
             clips: 2,
+            clip_names: vec!["00001".into(), "../00".into(), "00002".into()],
             main: true,
             image: false,
         };
+        // Its stamp covers the playlist and its clips (a name that is not a
+        // clip's names no file).
+        assert_eq!(
+            t.content_files(),
+            [
+                "/m/Film (2009)/BDMV/PLAYLIST/00000.mpls",
+                "/m/Film (2009)/BDMV/STREAM/00001.m2ts",
+                "/m/Film (2009)/BDMV/STREAM/00002.m2ts"
+            ]
+            .map(PathBuf::from)
+        );
         (t.tracks_in_file, t.track_number, t.language) = (2, 1, Some("eng".into()));
         let found = [Found {
             root: PathBuf::from("/m"),
@@ -397,6 +424,7 @@ mod tests {
             disc: PathBuf::from("/m/Film (2009)"),
             playlist: 800,
             clips: 1,
+            clip_names: vec!["00003".into()],
             main: false,
             image: false,
         };
@@ -408,10 +436,12 @@ mod tests {
         t.input = InputSpec::BluRay {
             disc: t.path.clone(),
             playlist: 0,
-            clips: 0,
+            clips: 2,
+            clip_names: Vec::new(),
             main: true,
             image: true,
         };
+        assert_eq!(t.content_files(), [t.path.clone()], "an image is one file");
         let found = [Found {
             root: PathBuf::from("/m"),
             track: t.clone(),
@@ -429,11 +459,19 @@ mod tests {
             disc: PathBuf::from("/m/Film"),
             video_ts: "VIDEO_TS".into(),
             title_set: 2,
-            vobs: vec!["VTS_02_1.VOB".into()],
+            vobs: vec!["VTS_02_1.VOB".into(), "VTS_02_2.VOB".into()],
             main: true,
             image: false,
             extents: vec![],
         };
+        assert_eq!(
+            t.content_files(),
+            [
+                "/m/Film/VIDEO_TS/VTS_02_1.VOB",
+                "/m/Film/VIDEO_TS/VTS_02_2.VOB"
+            ]
+            .map(PathBuf::from)
+        );
         let found = [Found {
             root: PathBuf::from("/m"),
             track: t.clone(),
