@@ -103,12 +103,12 @@ mkimage ext4 4M mkfs.ext4 -q -F -L fuzz-ext4
 mkimage ext2 1M mkfs.ext2 -q -F -L fuzz-ext2
 
 # A DVD image (genisoimage's ISO 9660 + UDF bridge) of a title set, its
-# VIDEO_TS directory and its IFO (dvdauthor's), each behind the byte that
-# picks the parser (dvd_structures).
+# VIDEO_TS directory and its IFO (dvdauthor's, two chapters), each behind
+# the byte that picks the parser (dvd_structures).
 mkdir -p "$work/dvd/VIDEO_TS"
-ffmpeg -nostdin -v error -f lavfi -i testsrc=s=720x480:r=30000/1001:d=1 -f lavfi -i sine=d=1:r=48000 \
+ffmpeg -nostdin -v error -f lavfi -i testsrc=s=720x480:r=30000/1001:d=2 -f lavfi -i sine=d=2:r=48000 \
   -c:v mpeg2video -c:a dca -strict -2 -ac 2 -f dvd "$work/title.mpg"
-VIDEO_FORMAT=NTSC dvdauthor -o "$work/dvd" -t -a dts+en "$work/title.mpg" >/dev/null 2>&1
+VIDEO_FORMAT=NTSC dvdauthor -o "$work/dvd" -t -a dts+en -c 0,1 "$work/title.mpg" >/dev/null 2>&1
 VIDEO_FORMAT=NTSC dvdauthor -o "$work/dvd" -T >/dev/null 2>&1
 genisoimage -quiet -dvd-video -o "$work/dvd.iso" "$work/dvd"
 { printf '\x03'; head -c $((1 << 20)) "$work/dvd.iso"; } | seed dvd_structures image-start

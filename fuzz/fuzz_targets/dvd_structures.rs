@@ -1,6 +1,7 @@
 //! What a DVD image or folder gives us to parse: an image's first MiBs
 //! (`discimage::kind_of_bytes`), its ISO 9660 directories and volume
-//! descriptor (`iso9660`), and a title set's IFO (`dvd::parse_audio_languages`).
+//! descriptor (`iso9660`), and a title set's IFO (`dvd::parse_title_set_info`: languages,
+//! and chapters from the part-of-title and program chain tables).
 //! The first byte picks the parser; whatever the rest holds is parsed or
 //! refused, and what it gives is within the data.
 #![no_main]
@@ -24,8 +25,10 @@ fuzz_target!(|input: &[u8]| {
             let _ = iso9660::parse_root(data);
         }
         2 => {
-            if let Ok(languages) = dvd::parse_audio_languages(data) {
-                assert!(languages.len() <= 8);
+            if let Ok(info) = dvd::parse_title_set_info(data) {
+                assert!(info.languages.len() <= 8);
+                assert!(info.chapters.len() <= 999);
+                assert!(info.chapters.iter().all(|c| c.is_finite() && *c >= 0.0));
             }
         }
         _ => {

@@ -1,5 +1,5 @@
-//! Chapter marks: read from a container (ffprobe's chapters) or a Blu-ray
-//! playlist's marks, and written into a FLAC the two ways players read
+//! Chapter marks: read from a container (ffprobe's chapters), a Blu-ray
+//! playlist's marks or a DVD title's programs, and written into a FLAC the two ways players read
 //! them: `CHAPTERnnn`/`CHAPTERnnnNAME` Vorbis comments (the Matroska/Ogg
 //! convention, `HH:MM:SS.mmm`) and a non-CD `CUESHEET` block with one
 //! track per chapter at its sample.
@@ -45,6 +45,20 @@ pub fn from_ffprobe(json: &Value, stream_start: f64) -> Vec<Chapter> {
         })
     });
     tidy(chapters.collect())
+}
+
+/// Unnamed chapters at these starts (a disc's: a playlist's marks, a DVD
+/// title's programs), tidied.
+pub fn unnamed(starts: impl IntoIterator<Item = f64>) -> Vec<Chapter> {
+    tidy(
+        starts
+            .into_iter()
+            .map(|start_seconds| Chapter {
+                start_seconds,
+                name: None,
+            })
+            .collect(),
+    )
 }
 
 /// In order, finite, one per start, at most `MOST_CHAPTERS`.

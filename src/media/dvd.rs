@@ -172,13 +172,25 @@ pub fn check_tree(video_ts: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The language of each audio stream of a title set (by stream number:
-/// DTS stream n is MPEG-PS substream 0x88 + n), from its IFO.
-pub fn read_audio_languages(ifo: &Path) -> io::Result<Vec<Option<String>>> {
+/// What a title set's IFO says of its title.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TitleSetInfo {
+    /// The language of each audio stream, by stream number (DTS stream n
+    /// is MPEG-PS substream 0x88 + n).
+    pub languages: Vec<Option<String>>,
+    /// Where each chapter starts, in seconds from the title's start; none
+    /// unless the title set holds one title whose cells play its VOBs from
+    /// the first sector on, in order and without angles (as the VOBs are
+    /// read joined).
+    pub chapters: Vec<f64>,
+}
+
+/// A title set's IFO (`VTS_nn_0.IFO`) read and parsed.
+pub fn read_title_set_info(ifo: &Path) -> io::Result<TitleSetInfo> {
     let file = safe_open::open_regular(ifo)?;
     let mut data = Vec::new();
     file.take(MAX_IFO_BYTES).read_to_end(&mut data)?;
-    parse_audio_languages(&data).map_err(|e| {
+    parse_title_set_info(&data).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{} ({e})", ifo.display()),
@@ -186,21 +198,116 @@ pub fn read_audio_languages(ifo: &Path) -> io::Result<Vec<Option<String>>> {
     })
 }
 
-/// `read_audio_languages` of an IFO that lies in an image at `start`.
-pub fn read_audio_languages_at(
-    image: &File,
-    start: u64,
-    len: u64,
-) -> io::Result<Vec<Option<String>>> {
+/// `read_title_set_info` of an IFO that lies in an image at `start`.
+pub fn read_title_set_info_at(image: &File, start: u64, len: u64) -> io::Result<TitleSetInfo> {
     use std::os::unix::fs::FileExt;
     let mut data = vec![0u8; len.min(MAX_IFO_BYTES) as usize];
     image.read_exact_at(&mut data, start)?;
-    parse_audio_languages(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    parse_title_set_info(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The languages (an IFO without them is an error) and, where they can be
+/// told, the chapters.
+pub fn parse_title_set_info(data: &[u8]) -> Result<TitleSetInfo, String> {
+    Ok(TitleSetInfo {
+        languages: parse_audio_languages(data)?,
+        chapters: parse_chapters(data).unwrap_or_default(),
+    })
+}
+
+/// The title's chapter starts: its part-of-title table (`VTS_PTT_SRPT`,
+/// sector at 0xC8) maps each chapter to a program of a program chain
+/// (`VTS_PGCI`, at 0xCC), whose program map names the program's first
+/// cell; a chapter starts where the cells before it end. `None` for
+/// anything else than one title of one chain of plain cells in VOB order.
+fn parse_chapters(data: &[u8]) -> Option<Vec<f64>> {
+    let be16 = |at: usize| {
+        Some(u16::from_be_bytes(
+            data.get(at..at.checked_add(2)?)?.try_into().ok()?,
+        ))
+    };
+    let be32 = |at: usize| {
+        Some(u32::from_be_bytes(
+            data.get(at..at.checked_add(4)?)?.try_into().ok()?,
+        ))
+    };
+    // Every place is inside the IFO (at most MAX_IFO_BYTES), so the small
+    // offsets added to it below cannot overflow.
+    let inside = |place: usize| (place <= data.len()).then_some(place);
+    let at = |base: usize, offset: u32| inside(base.checked_add(usize::try_from(offset).ok()?)?);
+    let sector = |field: usize| inside(usize::try_from(be32(field)?).ok()?.checked_mul(2048)?);
+
+    let ptt = sector(0xC8)?;
+    if be16(ptt)? != 1 {
+        return None;
+    }
+    let first = be32(ptt + 8)?;
+    let parts = (be32(ptt + 4)?.checked_add(1)?.checked_sub(first)? / 4) as usize;
+    if parts == 0 || parts > MAX_CHAPTERS {
+        return None;
+    }
+    let list = at(ptt, first)?;
+    let parts: Vec<(u16, u16)> = (0..parts)
+        .map(|i| Some((be16(list + 4 * i)?, be16(list + 4 * i + 2)?)))
+        .collect::<Option<_>>()?;
+    let chain = parts[0].0;
+    if chain == 0 || parts.iter().any(|(c, _)| *c != chain) {
+        return None;
+    }
+
+    let pgci = sector(0xCC)?;
+    if chain > be16(pgci)? {
+        return None;
+    }
+    let pgc = at(pgci, be32(pgci + 8 + 8 * (usize::from(chain) - 1) + 4)?)?;
+    let programs = usize::from(*data.get(pgc + 2)?);
+    let cells = usize::from(*data.get(pgc + 3)?);
+    let program_map = at(pgc, u32::from(be16(pgc + 0xE6)?))?;
+    let cell_table = at(pgc, u32::from(be16(pgc + 0xE8)?))?;
+    let mut starts = Vec::with_capacity(cells);
+    let (mut clock, mut next_sector) = (0.0, 0u32);
+    for c in 0..cells {
+        let cell = data.get(cell_table + 24 * c..cell_table + 24 * c + 24)?;
+        let first_sector = u32::from_be_bytes(cell[8..12].try_into().ok()?);
+        let last_sector = u32::from_be_bytes(cell[20..24].try_into().ok()?);
+        // An angle block, or a cell that skips or repeats part of the VOBs:
+        // the joined VOBs are not the title's clock.
+        if cell[0] >> 6 != 0 || first_sector != next_sector || last_sector < first_sector {
+            return None;
+        }
+        next_sector = last_sector.checked_add(1)?;
+        starts.push(clock);
+        clock += playback_seconds(cell[4..8].try_into().ok()?)?;
+    }
+    parts
+        .iter()
+        .map(|&(_, program)| {
+            let p = usize::from(program)
+                .checked_sub(1)
+                .filter(|p| *p < programs)?;
+            let cell = usize::from(*data.get(program_map + p)?).checked_sub(1)?;
+            starts.get(cell).copied()
+        })
+        .collect()
+}
+
+/// Chapters a title can have (the DVD limit).
+const MAX_CHAPTERS: usize = 999;
+
+/// A DVD playback time as libdvdnav reads it: BCD hours, minutes, seconds,
+/// then frames (BCD, six bits) at 30 per second when the top bit is set,
+/// else 25.
+fn playback_seconds(time: [u8; 4]) -> Option<f64> {
+    let bcd =
+        |b: u8| (b >> 4 < 10 && b & 0xf < 10).then(|| u32::from(b >> 4) * 10 + u32::from(b & 0xf));
+    let fps = if time[3] & 0x80 != 0 { 30.0 } else { 25.0 };
+    let whole = bcd(time[0])? * 3600 + bcd(time[1])? * 60 + bcd(time[2])?;
+    Some(f64::from(whole) + f64::from(bcd(time[3] & 0x3f)?) / fps)
 }
 
 /// `VTSI_MAT`'s audio attributes: a count at 0x202 (at most 8), then 8
 /// bytes per stream; a language code in bytes 2–3 when byte 0 says so.
-pub fn parse_audio_languages(data: &[u8]) -> Result<Vec<Option<String>>, String> {
+fn parse_audio_languages(data: &[u8]) -> Result<Vec<Option<String>>, String> {
     if data.get(..12) != Some(b"DVDVIDEO-VTS".as_slice()) {
         return Err("not a title set's IFO".into());
     }
@@ -305,6 +412,96 @@ mod tests {
         );
         assert_eq!(title_sets(&v).unwrap().len(), 2, "a link is no VOB");
         assert!(disc_index(&tree.path().join("Film")).is_none());
+    }
+
+    /// A title set's IFO with one title of `chapters` (program numbers) in
+    /// one chain of `cells` (`[mode, first sector, last sector, time]`),
+    /// whose program map is `map`.
+    fn ifo_with_title(chapters: &[u16], map: &[u8], cells: &[(u8, u32, u32, [u8; 4])]) -> Vec<u8> {
+        let mut ifo = b"DVDVIDEO-VTS".to_vec();
+        ifo.resize(3 * 2048, 0);
+        ifo[0x202..0x204].copy_from_slice(&1u16.to_be_bytes());
+        ifo[0x204..0x208].copy_from_slice(&[0xc4, 0xc5, b'e', b'n']);
+        // The part-of-title table at sector 1: one title.
+        ifo[0xC8..0xCC].copy_from_slice(&1u32.to_be_bytes());
+        let ptt = 2048;
+        ifo[ptt..ptt + 2].copy_from_slice(&1u16.to_be_bytes());
+        let last = 12 + 4 * chapters.len() as u32 - 1;
+        ifo[ptt + 4..ptt + 8].copy_from_slice(&last.to_be_bytes());
+        ifo[ptt + 8..ptt + 12].copy_from_slice(&12u32.to_be_bytes());
+        for (i, program) in chapters.iter().enumerate() {
+            let at = ptt + 12 + 4 * i;
+            ifo[at..at + 2].copy_from_slice(&1u16.to_be_bytes());
+            ifo[at + 2..at + 4].copy_from_slice(&program.to_be_bytes());
+        }
+        // The program chain table at sector 2: one chain at byte 16.
+        ifo[0xCC..0xD0].copy_from_slice(&2u32.to_be_bytes());
+        let pgci = 4096;
+        ifo.resize(pgci + 2048, 0);
+        ifo[pgci..pgci + 2].copy_from_slice(&1u16.to_be_bytes());
+        ifo[pgci + 12..pgci + 16].copy_from_slice(&16u32.to_be_bytes());
+        let pgc = pgci + 16;
+        ifo[pgc + 2] = map.len() as u8;
+        ifo[pgc + 3] = cells.len() as u8;
+        ifo[pgc + 0xE6..pgc + 0xE8].copy_from_slice(&0xECu16.to_be_bytes());
+        ifo[pgc + 0xEC..pgc + 0xEC + map.len()].copy_from_slice(map);
+        ifo[pgc + 0xE8..pgc + 0xEA].copy_from_slice(&0x100u16.to_be_bytes());
+        for (i, (mode, first, last, time)) in cells.iter().enumerate() {
+            let at = pgc + 0x100 + 24 * i;
+            ifo[at] = *mode;
+            ifo[at + 4..at + 8].copy_from_slice(time);
+            ifo[at + 8..at + 12].copy_from_slice(&first.to_be_bytes());
+            ifo[at + 20..at + 24].copy_from_slice(&last.to_be_bytes());
+        }
+        ifo
+    }
+
+    #[test]
+    fn chapters_start_where_the_cells_before_their_program_end() {
+        // 30 frames a second (NTSC): 4 s 24 frames, 7 s 6 frames, 8 s.
+        let cells = [
+            (0x02, 0, 501, [0x00, 0x00, 0x04, 0xe4]),
+            (0x08, 502, 1312, [0x00, 0x00, 0x07, 0xc6]),
+            (0x08, 1313, 2254, [0x00, 0x00, 0x08, 0xc0]),
+        ];
+        let ifo = ifo_with_title(&[1, 2, 3], &[1, 2, 3], &cells);
+        let info = parse_title_set_info(&ifo).unwrap();
+        assert_eq!(info.languages, [Some("eng".to_string())]);
+        assert_eq!(info.chapters, [0.0, 4.8, 12.0]);
+        // Two cells to a program; 25 frames a second (PAL): 1 h 10 frames, 1 s.
+        let pal = [
+            (0, 0, 9, [0x01, 0x00, 0x00, 0x50]),
+            (0, 10, 19, [0x00, 0x00, 0x01, 0x40]),
+            (0, 20, 29, [0x00, 0x00, 0x02, 0x00]),
+        ];
+        let ifo = ifo_with_title(&[1, 2], &[1, 3], &pal);
+        assert_eq!(parse_chapters(&ifo), Some(vec![0.0, 3601.4]));
+
+        // Not the joined VOBs' clock: no chapters, the languages still read.
+        let mut angles = cells;
+        angles[1].0 = 0x50; // the first cell of an angle block
+        let skipping = [cells[0], (0, 600, 1312, cells[1].3)];
+        let late = [(0, 10, 501, cells[0].3)];
+        for ifo in [
+            ifo_with_title(&[1, 2, 3], &[1, 2, 3], &angles),
+            ifo_with_title(&[1, 2], &[1, 2], &skipping),
+            ifo_with_title(&[1], &[1], &late),
+            ifo_with_title(&[1, 4], &[1, 2, 3], &cells),
+        ] {
+            let info = parse_title_set_info(&ifo).unwrap();
+            assert!(info.chapters.is_empty(), "{:?}", info.chapters);
+            assert_eq!(info.languages.len(), 1);
+        }
+        let mut two_titles = ifo_with_title(&[1, 2, 3], &[1, 2, 3], &cells);
+        two_titles[2048..2050].copy_from_slice(&2u16.to_be_bytes());
+        assert_eq!(parse_chapters(&two_titles), None);
+        let mut not_bcd = ifo_with_title(&[1], &[1], &cells[..1]);
+        not_bcd[4096 + 16 + 0x100 + 6] = 0x0a;
+        assert_eq!(parse_chapters(&not_bcd), None);
+        // Cut anywhere, the tables are never read past the end.
+        for len in 0..ifo.len() {
+            let _ = parse_chapters(&ifo[..len]);
+        }
     }
 
     #[test]

@@ -720,16 +720,7 @@ fn bluray_titles(
                     t.language = Some(lang.to_ascii_lowercase());
                 }
                 t.duration_seconds = Some(played.seconds());
-                t.chapters = chapters::tidy(
-                    played
-                        .chapter_seconds()
-                        .into_iter()
-                        .map(|start_seconds| Chapter {
-                            start_seconds,
-                            name: None,
-                        })
-                        .collect(),
-                );
+                t.chapters = chapters::unnamed(played.chapter_seconds());
             }
         }
         if disc_title.is_some() {
@@ -785,10 +776,10 @@ fn probe_dvd(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<Trac
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     dvd_titles(tools, &folder, &sets, titles, |set, main| {
-        let languages = set
+        let info = set
             .ifo
             .as_ref()
-            .and_then(|ifo| dvd::read_audio_languages(&video_ts.join(ifo)).ok())
+            .and_then(|ifo| dvd::read_title_set_info(&video_ts.join(ifo)).ok())
             .unwrap_or_default();
         let input = InputSpec::Dvd {
             disc: root.to_path_buf(),
@@ -799,7 +790,7 @@ fn probe_dvd(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<Trac
             image: false,
             extents: vec![],
         };
-        (video_ts.join(&set.vobs[0]), input, languages)
+        (video_ts.join(&set.vobs[0]), input, info)
     })
 }
 
@@ -836,11 +827,11 @@ fn probe_dvd_image(
         }
     }
     dvd_titles(tools, file, &sets, titles, |set, main| {
-        let languages = set
+        let info = set
             .ifo
             .as_deref()
             .and_then(entry)
-            .and_then(|ifo| dvd::read_audio_languages_at(file, ifo.start, ifo.len).ok())
+            .and_then(|ifo| dvd::read_title_set_info_at(file, ifo.start, ifo.len).ok())
             .unwrap_or_default();
         let input = InputSpec::Dvd {
             disc: path.to_path_buf(),
@@ -855,20 +846,21 @@ fn probe_dvd_image(
                 .filter_map(|v| entry(v).map(|e| [e.start, e.len]))
                 .collect(),
         };
-        (path.to_path_buf(), input, languages)
+        (path.to_path_buf(), input, info)
     })
 }
 
 /// The DTS tracks of a DVD's main title set (or of every one long enough),
 /// read from `source` (the `VIDEO_TS` folder or the image, as a
 /// descriptor). `title_of(set, main)` says where the title set is: the
-/// track's path, how FFmpeg reads it, and its IFO's audio languages.
+/// track's path, how FFmpeg reads it, and what its IFO says (languages,
+/// chapters).
 fn dvd_titles(
     tools: &Tools,
     source: &File,
     sets: &[dvd::TitleSet],
     titles: DiscTitles,
-    title_of: impl Fn(&dvd::TitleSet, bool) -> (PathBuf, InputSpec, Vec<Option<String>>),
+    title_of: impl Fn(&dvd::TitleSet, bool) -> (PathBuf, InputSpec, dvd::TitleSetInfo),
 ) -> Result<Vec<Track>, ProbeError> {
     let main = dvd::main_title_set(sets)
         .ok_or_else(|| {
@@ -882,7 +874,7 @@ fn dvd_titles(
         if set.number != main && titles == DiscTitles::Main {
             continue;
         }
-        let (path, input, languages) = title_of(set, set.number == main);
+        let (path, input, info) = title_of(set, set.number == main);
         let (json, _) = run_ffprobe(tools, ProbeInput::Dvd(source, &input), &input_args(&input), false)
             .map_err(|e| {
                 ProbeError::Invalid(format!(
@@ -909,10 +901,12 @@ fn dvd_titles(
                 continue;
             }
         }
+        let chapters = chapters::unnamed(info.chapters.iter().copied());
         for (t, n) in found.iter_mut().zip(numbers) {
-            if let Some(Some(lang)) = n.and_then(|n| languages.get(n)) {
+            if let Some(Some(lang)) = n.and_then(|n| info.languages.get(n)) {
                 t.language = Some(lang.clone());
             }
+            t.chapters.clone_from(&chapters);
         }
         tracks.extend(found);
     }
