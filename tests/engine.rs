@@ -1728,6 +1728,174 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
     );
 }
 
+/// The PTS (90 kHz) and bytes of each DTS frame of stream `a:index` of a
+/// clip, as FFmpeg's demuxer gives them (one frame a packet).
+fn dts_frames_of(clip: &Path, index: usize, work: &Path) -> Vec<(i64, Vec<u8>)> {
+    let select = format!("a:{index}");
+    let listing = run_tool_output(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            &select,
+            "-show_entries",
+            "packet=pts,size",
+            "-of",
+            "csv=p=0",
+            clip.to_str().unwrap(),
+        ],
+    );
+    let es = work.join(format!("frames{index}.dts"));
+    let map = format!("0:a:{index}");
+    ffmpeg(
+        &[
+            "-i",
+            clip.to_str().unwrap(),
+            "-map",
+            &map,
+            "-c",
+            "copy",
+            "-f",
+            "dts",
+        ],
+        &es,
+    );
+    let es = fs::read(&es).unwrap();
+    let mut at = 0;
+    let frames: Vec<(i64, Vec<u8>)> = listing
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let mut fields = line.split(',');
+            let (pts, size) = (fields.next().unwrap(), fields.next().unwrap());
+            let size: usize = size.trim().parse().unwrap();
+            at += size;
+            (pts.parse().unwrap(), es[at - size..at].to_vec())
+        })
+        .collect();
+    assert_eq!(at, es.len(), "the packets are the elementary stream");
+    frames
+}
+
+/// A playlist's play item for `clip` ("00002"): where its IN and OUT
+/// times (45 kHz) are in the file.
+fn play_item_times_at(mpls: &[u8], clip: &str) -> usize {
+    let name = format!("{clip}M2TS");
+    let at = mpls.windows(9).position(|w| w == name.as_bytes()).unwrap();
+    // Clip name 5, codec 4, flags 2, STC id 1.
+    at + 12
+}
+
+#[test]
+fn a_blu_ray_title_whose_play_items_cut_their_clips_is_the_playlist_s_audio_and_length() {
+    let work = tempfile::tempdir().unwrap();
+    let (one, two) = (work.path().join("one.m2ts"), work.path().join("two.m2ts"));
+    bdav_clip(&one, 100, 440, 0);
+    bdav_clip(&two, 100, 660, 0);
+    let disc = work.path().join("drive").join("Cut (2011)");
+    let mkbdmv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/mkbdmv.py");
+    run_tool(
+        "python3",
+        &[
+            mkbdmv.as_os_str(),
+            disc.as_os_str(),
+            "Cut".as_ref(),
+            one.as_os_str(),
+            two.as_os_str(),
+        ],
+    );
+    // As a multi-part film's playlist does: the first item stops 5 s before
+    // its clip ends, the second starts 10 s into its clip (its chapter mark
+    // with it). Neither cut falls on a DTS frame's start.
+    let playlist = disc.join("BDMV/PLAYLIST/00000.mpls");
+    let mut mpls = fs::read(&playlist).unwrap();
+    let be32 = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+    let first = play_item_times_at(&mpls, "00001");
+    let second = play_item_times_at(&mpls, "00002");
+    let out1 = be32(&mpls, first + 4) - 5 * 45_000;
+    let old_in2 = be32(&mpls, second);
+    let in2 = old_in2 + 10 * 45_000;
+    mpls[first + 4..first + 8].copy_from_slice(&out1.to_be_bytes());
+    mpls[second..second + 4].copy_from_slice(&in2.to_be_bytes());
+    let mut mark = [0u8, 1, 0, 1, 0, 0, 0, 0];
+    mark[4..].copy_from_slice(&old_in2.to_be_bytes());
+    let mark_at = mpls
+        .windows(8)
+        .position(|w| w == mark)
+        .expect("the second item's mark");
+    mpls[mark_at + 4..mark_at + 8].copy_from_slice(&in2.to_be_bytes());
+    fs::write(&playlist, &mpls).unwrap();
+    let items_seconds = |mpls: &[u8]| {
+        (f64::from(out1 - be32(mpls, first)) + f64::from(be32(mpls, second + 4) - in2)) / 45_000.0
+    };
+    let title_seconds = items_seconds(&mpls);
+
+    let drive = work.path().join("drive");
+    let scan = dtsflac(&["scan", "--json"], &[&drive]);
+    assert_eq!(scan.code, 0, "{}", scan.all());
+    let tracks: Vec<serde_json::Value> = serde_json::from_str(&scan.stdout).unwrap();
+    assert_eq!(tracks.len(), 2, "{}", scan.stdout);
+    let listed = tracks[0]["disc"]["duration_seconds"].as_f64().unwrap();
+    assert!(
+        (listed - title_seconds).abs() < 0.001,
+        "{listed} against {title_seconds}"
+    );
+    let run = dtsflac(&["convert"], &[&drive]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let flacs = flac_files(&disc);
+    assert_eq!(flacs.len(), 2);
+    for (i, flac) in flacs.iter().enumerate() {
+        // What libbluray plays of each item: the frames whose PTS lies in
+        // its IN..OUT window, whole; the title's DTS is those joined.
+        let mut joined = Vec::new();
+        let mut frames = 0;
+        for (clip, start, end) in [
+            (&one, be32(&mpls, first), out1),
+            (&two, in2, be32(&mpls, second + 4)),
+        ] {
+            for (pts, frame) in dts_frames_of(clip, i, work.path()) {
+                if (i64::from(start) * 2..=i64::from(end) * 2).contains(&pts) {
+                    joined.extend(frame);
+                    frames += 1;
+                }
+            }
+        }
+        let joined_path = work.path().join(format!("joined{i}.dts"));
+        fs::write(&joined_path, &joined).unwrap();
+        let samples: u64 = String::from_utf8(run_tool(
+            "metaflac",
+            &[OsStr::new("--show-total-samples"), flac.as_os_str()],
+        ))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        assert_eq!(
+            samples,
+            frames * 512,
+            "every frame of the windows, none twice"
+        );
+        // Neither doubled nor lost: the playlist's length, within one DTS
+        // frame at each of the two cuts.
+        let expected = title_seconds * 48_000.0;
+        assert!(
+            (samples as f64 - expected).abs() <= 2.0 * 512.0,
+            "{samples} samples, the playlist says {expected}"
+        );
+        assert_eq!(
+            ffmpeg_md5(flac, &["-c:a", "pcm_s24le"]),
+            ffmpeg_md5(&joined_path, &["-c:a", "pcm_s24le"]),
+            "the FLAC is the decode of the items' frames joined"
+        );
+        // The second item's chapter is where its audio starts.
+        let cues = cuesheet_tracks(flac);
+        assert_eq!(cues.len(), 3, "{cues:?}");
+        let first_item = f64::from(out1 - be32(&mpls, first)) / 45_000.0 * 48_000.0;
+        assert!((cues[1].1 as f64 - first_item).abs() <= 512.0, "{cues:?}");
+    }
+}
+
 /// A BDAV clip holding `frames` (raw DTS, copied as they are) under a tiny
 /// picture; `seconds` is how long the picture lasts.
 #[rustfmt::skip]
