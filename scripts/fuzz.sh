@@ -114,6 +114,7 @@ genisoimage -quiet -dvd-video -o "$work/dvd.iso" "$work/dvd"
 { printf '\x03'; head -c $((1 << 20)) "$work/dvd.iso"; } | seed dvd_structures image-start
 { printf '\x01'; dd if="$work/dvd.iso" bs=2048 skip=16 count=1 status=none; } | seed dvd_structures descriptor
 { printf '\x02'; cat "$work/dvd/VIDEO_TS/VTS_01_0.IFO"; } | seed dvd_structures ifo
+{ printf '\x04'; head -c 65536 "$work/dvd/VIDEO_TS/VTS_01_1.VOB"; } | seed dvd_structures vob-start
 python3 - "$work/dvd.iso" <<'PY' | seed dvd_structures video-ts-directory
 import struct, sys
 d = open(sys.argv[1], "rb").read()

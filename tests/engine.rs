@@ -2300,4 +2300,44 @@ fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joi
         ["Film.1.eng.flac", "Film.2.ger.flac", "Film.VTS_01.flac"]
     );
     assert_eq!(flac_tags(&disc.join("Film.VTS_01.flac"))["LANGUAGE"], "fre");
+
+    // A CSS-encrypted copy (its packets flagged scrambled, as such a disc's
+    // are): a clear reason, no FLAC, for the folder and for its image.
+    let locked = work.path().join("locked");
+    let locked_disc = locked.join("Locked");
+    fs::create_dir_all(locked_disc.join("VIDEO_TS")).unwrap();
+    for entry in fs::read_dir(&video_ts).unwrap() {
+        let entry = entry.unwrap();
+        let mut data = fs::read(entry.path()).unwrap();
+        if entry.file_name() == "VTS_02_1.VOB" {
+            for pack in data.chunks_exact_mut(2048) {
+                let pes = 14 + usize::from(pack[13] & 7);
+                if pack[pes..pes + 4] == [0, 0, 1, 0xe0] {
+                    pack[pes + 6] |= 0x10;
+                }
+            }
+        }
+        fs::write(locked_disc.join("VIDEO_TS").join(entry.file_name()), data).unwrap();
+    }
+    run_tool(
+        "genisoimage",
+        &[
+            OsStr::new("-quiet"),
+            "-dvd-video".as_ref(),
+            "-o".as_ref(),
+            locked.join("Locked.iso").as_os_str(),
+            locked_disc.as_os_str(),
+        ],
+    );
+    let refused = dtsflac(&["convert"], &[&locked]);
+    assert_ne!(refused.code, 0, "{}", refused.all());
+    for source in ["Locked/VIDEO_TS/VIDEO_TS.IFO: ", "Locked.iso: "] {
+        assert!(
+            refused.stderr.lines().any(|l| l.contains(source)
+                && l.contains("title set 2 is CSS-encrypted: copy the disc again decrypted")),
+            "{source} {}",
+            refused.all()
+        );
+    }
+    assert!(flac_files(&locked).is_empty() && flac_files(&locked_disc).is_empty());
 }

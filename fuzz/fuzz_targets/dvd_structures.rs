@@ -1,7 +1,8 @@
 //! What a DVD image or folder gives us to parse: an image's first MiBs
 //! (`discimage::kind_of_bytes`), its ISO 9660 directories and volume
 //! descriptor (`iso9660`), and a title set's IFO (`dvd::parse_title_set_info`: languages,
-//! and chapters from the part-of-title and program chain tables).
+//! and chapters from the part-of-title and program chain tables), and a
+//! VOB's first packs (`dvd::css_scrambled`).
 //! The first byte picks the parser; whatever the rest holds is parsed or
 //! refused, and what it gives is within the data.
 #![no_main]
@@ -13,7 +14,7 @@ fuzz_target!(|input: &[u8]| {
     let Some((&which, data)) = input.split_first() else {
         return;
     };
-    match which % 4 {
+    match which % 5 {
         0 => {
             if let Ok(entries) = iso9660::parse_directory(data) {
                 // Every record takes at least its 34 bytes.
@@ -31,8 +32,11 @@ fuzz_target!(|input: &[u8]| {
                 assert!(info.chapters.iter().all(|c| c.is_finite() && *c >= 0.0));
             }
         }
-        _ => {
+        3 => {
             let _ = discimage::kind_of_bytes(data);
+        }
+        _ => {
+            let _ = dvd::css_scrambled(data);
         }
     }
 });

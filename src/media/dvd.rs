@@ -291,6 +291,46 @@ fn parse_chapters(data: &[u8]) -> Option<Vec<f64>> {
         .collect()
 }
 
+/// Bytes read at a title set's first VOB to tell whether it is encrypted.
+pub const SCRAMBLE_CHECK_BYTES: u64 = 512 << 10;
+
+/// The first `SCRAMBLE_CHECK_BYTES` of a VOB at `start` of `file` (a VOB,
+/// or the image holding it).
+pub fn read_vob_start(file: &File, start: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut data = vec![0u8; SCRAMBLE_CHECK_BYTES as usize];
+    let mut filled = 0;
+    while filled < data.len() {
+        match file.read_at(&mut data[filled..], start + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    data.truncate(filled);
+    Ok(data)
+}
+
+/// Whether these packs of a VOB (2048 bytes each, from its start) carry
+/// CSS-scrambled content: an MPEG-2 PES packet of video, audio or private
+/// stream 1 whose `PES_scrambling_control` bits are set. FFmpeg reads such
+/// packets as if they were clear, so they would decode to noise or nothing.
+pub fn css_scrambled(packs: &[u8]) -> bool {
+    packs.chunks_exact(2048).any(|pack| {
+        if pack[..4] != [0, 0, 1, 0xba] || pack[4] >> 6 != 1 {
+            return false;
+        }
+        let pes = 14 + usize::from(pack[13] & 7);
+        let Some(header) = pack.get(pes..pes + 7) else {
+            return false;
+        };
+        let stream = header[3];
+        let content = stream == 0xbd || (0xc0..=0xef).contains(&stream);
+        content && header[..3] == [0, 0, 1] && header[6] >> 6 == 2 && (header[6] >> 4) & 3 != 0
+    })
+}
+
 /// Chapters a title can have (the DVD limit).
 const MAX_CHAPTERS: usize = 999;
 
@@ -502,6 +542,30 @@ mod tests {
         for len in 0..ifo.len() {
             let _ = parse_chapters(&ifo[..len]);
         }
+    }
+
+    #[test]
+    fn a_vob_is_scrambled_when_a_content_packet_says_so() {
+        // A pack header (MPEG-2, no stuffing) and a PES header of `stream`.
+        let pack = |stream: u8, flags: u8| {
+            let mut p = vec![0u8; 2048];
+            p[..4].copy_from_slice(&[0, 0, 1, 0xba]);
+            p[4] = 0x44;
+            p[13] = 0xf8;
+            p[14..21].copy_from_slice(&[0, 0, 1, stream, 0x07, 0xec, flags]);
+            p
+        };
+        let nav = pack(0xbf, 0x00);
+        let clear: Vec<u8> = [nav.clone(), pack(0xe0, 0x81), pack(0xbd, 0x81)].concat();
+        assert!(!css_scrambled(&clear));
+        for stream in [0xe0, 0xbd, 0xc0] {
+            let scrambled = [nav.clone(), pack(stream, 0x91)].concat();
+            assert!(css_scrambled(&scrambled), "stream {stream:#x}");
+        }
+        // The navigation packs' private stream 2 has no such bits.
+        assert!(!css_scrambled(&pack(0xbf, 0x90)));
+        assert!(!css_scrambled(&[0u8; 4096]));
+        assert!(!css_scrambled(&clear[..100]));
     }
 
     #[test]

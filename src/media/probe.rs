@@ -790,7 +790,14 @@ fn probe_dvd(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<Trac
             image: false,
             extents: vec![],
         };
-        (video_ts.join(&set.vobs[0]), input, info)
+        let first_vob = video_ts.join(&set.vobs[0]);
+        DvdTitle {
+            first_packs: safe_open::open_regular(&first_vob)
+                .and_then(|vob| dvd::read_vob_start(&vob, 0)),
+            path: first_vob,
+            input,
+            info,
+        }
     })
 }
 
@@ -846,21 +853,43 @@ fn probe_dvd_image(
                 .filter_map(|v| entry(v).map(|e| [e.start, e.len]))
                 .collect(),
         };
-        (path.to_path_buf(), input, info)
+        let first_vob = entry(&set.vobs[0]).map(|e| (e.start, e.len));
+        DvdTitle {
+            path: path.to_path_buf(),
+            input,
+            info,
+            first_packs: match first_vob {
+                Some((start, len)) => dvd::read_vob_start(file, start).map(|mut data| {
+                    data.truncate(len.min(dvd::SCRAMBLE_CHECK_BYTES) as usize);
+                    data
+                }),
+                None => Ok(Vec::new()),
+            },
+        }
     })
+}
+
+/// Where a DVD title set is, as `dvd_titles` reads it.
+struct DvdTitle {
+    /// The track's path (its first VOB, or the image).
+    path: PathBuf,
+    /// How FFmpeg reads it.
+    input: InputSpec,
+    /// What its IFO says (languages, chapters).
+    info: dvd::TitleSetInfo,
+    /// The start of its first VOB, which tells an encrypted disc.
+    first_packs: std::io::Result<Vec<u8>>,
 }
 
 /// The DTS tracks of a DVD's main title set (or of every one long enough),
 /// read from `source` (the `VIDEO_TS` folder or the image, as a
-/// descriptor). `title_of(set, main)` says where the title set is: the
-/// track's path, how FFmpeg reads it, and what its IFO says (languages,
-/// chapters).
+/// descriptor). `title_of(set, main)` says where the title set is.
 fn dvd_titles(
     tools: &Tools,
     source: &File,
     sets: &[dvd::TitleSet],
     titles: DiscTitles,
-    title_of: impl Fn(&dvd::TitleSet, bool) -> (PathBuf, InputSpec, dvd::TitleSetInfo),
+    title_of: impl Fn(&dvd::TitleSet, bool) -> DvdTitle,
 ) -> Result<Vec<Track>, ProbeError> {
     let main = dvd::main_title_set(sets)
         .ok_or_else(|| {
@@ -874,7 +903,20 @@ fn dvd_titles(
         if set.number != main && titles == DiscTitles::Main {
             continue;
         }
-        let (path, input, info) = title_of(set, set.number == main);
+        let DvdTitle {
+            path,
+            input,
+            info,
+            first_packs,
+        } = title_of(set, set.number == main);
+        let first_packs = first_packs
+            .map_err(|e| ProbeError::Invalid(format!("cannot read {}: {e}", set.vobs[0])))?;
+        if dvd::css_scrambled(&first_packs) {
+            return Err(ProbeError::Invalid(format!(
+                "title set {} is CSS-encrypted: copy the disc again decrypted (with MakeMKV, or dvdbackup with libdvdcss)",
+                set.number
+            )));
+        }
         let (json, _) = run_ffprobe(tools, ProbeInput::Dvd(source, &input), &input_args(&input), false)
             .map_err(|e| {
                 ProbeError::Invalid(format!(
