@@ -2284,6 +2284,8 @@ fn eject_during_a_scan_stops_the_scan_and_unmounts() {
     let mut timing = Image::ext4(dir, "TIMING", 64, &borrowed(&files));
     let mut image = Image::ext4(dir, "EJECTSCAN", 64, &borrowed(&files));
     let mut daemon = Daemon::start(dir);
+    let mut browser = Browser::start();
+    browser.goto(&format!("http://127.0.0.1:{}/", daemon.port));
 
     // How long the whole scan takes here and now, on a drive just like it.
     timing.attach(false);
@@ -2303,7 +2305,20 @@ fn eject_during_a_scan_stops_the_scan_and_unmounts() {
     let drive = daemon.wait_drive_state("EJECTSCAN", "scanning", Duration::from_secs(60));
     let mount_point = drive["mount_point"].as_str().unwrap().to_string();
     let scanning_since = Instant::now();
-    std::thread::sleep(full_scan / 5);
+    // The page shows how far the scan has got, and the count moves.
+    let scan_line = "(() => { const li = [...document.querySelectorAll('#drives li')].find(l => l.querySelector('.drive-label')?.textContent === 'EJECTSCAN'); const m = /^Scanning: (\\d+) files? looked at, (\\d+) DTS tracks? found, in (.+)$/.exec(li?.querySelector('.drive-scan')?.textContent || ''); return m ? [Number(m[1]), Number(m[2]), m[3]] : null; })()";
+    browser.wait(
+        "the scan's progress on the page",
+        &format!("(s => !!s && s[0] > 0 && s[2].startsWith({mount_point:?}))({scan_line})"),
+        Duration::from_secs(30),
+    );
+    let seen = browser.eval(scan_line);
+    browser.wait(
+        "the page's count of files looked at to grow",
+        &format!("(s => !!s && s[0] > {})({scan_line})", seen[0]),
+        Duration::from_secs(30),
+    );
+    std::thread::sleep((full_scan / 5).saturating_sub(scanning_since.elapsed()));
     let status = daemon.status();
     let before = state_of(&status, "EJECTSCAN");
     assert_eq!(
@@ -2337,6 +2352,12 @@ fn eject_during_a_scan_stops_the_scan_and_unmounts() {
     );
     let jobs = describe_jobs(&daemon.jobs_of(&drive["id"]));
     assert_eq!(ejected["state"], "ejected", "{ejected}\njobs:\n{jobs}");
+    // The page drops the scan's line and says the drive can be pulled.
+    browser.wait(
+        "the ejected drive on the page",
+        &format!("{scan_line} === null && [...document.querySelectorAll('#drives li')].some(l => l.querySelector('.drive-label')?.textContent === 'EJECTSCAN' && l.querySelector('.drive-note')?.textContent === 'Safe to remove')"),
+        Duration::from_secs(10),
+    );
     let bound = full_scan / 3;
     assert!(
         took < bound,
