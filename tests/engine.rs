@@ -2078,6 +2078,112 @@ fn dvdauthor_title(disc: &Path, mpg: &Path, audio: &str, chapters: &str) {
 }
 
 #[test]
+fn a_dvd_title_set_of_two_episodes_gives_each_its_own_flac_from_a_folder_or_an_image() {
+    let work = tempfile::tempdir().unwrap();
+    let (one, two) = (work.path().join("ep1.mpg"), work.path().join("ep2.mpg"));
+    dvd_program_stream(&one, 12, &[440]);
+    dvd_program_stream(&two, 8, &[660]);
+    let drive = work.path().join("drive");
+    let disc = drive.join("Eps");
+    fs::create_dir_all(&drive).unwrap();
+    // One title set, two titles (one program chain each), as a disc of
+    // episodes is authored; the first has a chapter at 5 s.
+    let xml = work.path().join("eps.xml");
+    fs::write(
+        &xml,
+        format!(
+            "<dvdauthor dest=\"{}\"><vmgm/><titleset><titles><audio format=\"dts\" lang=\"en\"/>\
+             <pgc><vob file=\"{}\" chapters=\"0,5\"/></pgc><pgc><vob file=\"{}\"/></pgc>\
+             </titles></titleset></dvdauthor>",
+            disc.display(),
+            one.display(),
+            two.display()
+        ),
+    )
+    .unwrap();
+    dvdauthor(&["-x".as_ref(), xml.as_os_str()]);
+    assert_eq!(
+        fs::read_dir(disc.join("VIDEO_TS"))
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with("_1.VOB"))
+            .count(),
+        1,
+        "both titles in one title set"
+    );
+
+    let table = dtsflac(&["scan"], &[&drive]);
+    assert!(
+        table
+            .stdout
+            .contains("Eps [DVD title set 1, title 1, 0:12, 1 VOB(s)]"),
+        "the longer episode is the main title: {}",
+        table.all()
+    );
+    let run = dtsflac(&["convert", "--all-titles-over", "5"], &[&drive]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let flacs = flac_files(&disc);
+    let names: Vec<String> = flacs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["Eps.VTS_01.T2.flac", "Eps.flac"]);
+    for (flac, (episode, seconds)) in flacs.iter().zip([(&two, 8), (&one, 12)]) {
+        // Each episode alone: the decode of the DTS its program stream had.
+        assert_eq!(
+            ffmpeg_md5(flac, &["-c:a", "pcm_s24le"]),
+            ffmpeg_md5(episode, &["-c:a", "pcm_s24le"]),
+            "{}",
+            flac.display()
+        );
+        let samples: u64 = String::from_utf8(run_tool(
+            "metaflac",
+            &[OsStr::new("--show-total-samples"), flac.as_os_str()],
+        ))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        assert!(samples.abs_diff(seconds * 48_000) <= 512, "{samples}");
+        assert_eq!(flac_tags(flac)["LANGUAGE"], "eng");
+    }
+    let tags = flac_tags(&disc.join("Eps.flac"));
+    let second = tags.get("CHAPTER002").expect("the first episode's chapter");
+    assert!(
+        second.starts_with("00:00:04.") || second.starts_with("00:00:05."),
+        "{second}"
+    );
+    assert!(!flac_tags(&disc.join("Eps.VTS_01.T2.flac")).contains_key("CHAPTER002"));
+
+    // The same disc as an image: each title is its cells' ranges of the image.
+    let images = work.path().join("images");
+    fs::create_dir(&images).unwrap();
+    run_tool(
+        "genisoimage",
+        &[
+            OsStr::new("-quiet"),
+            "-dvd-video".as_ref(),
+            "-o".as_ref(),
+            images.join("Eps.iso").as_os_str(),
+            disc.as_os_str(),
+        ],
+    );
+    let image_run = dtsflac(&["convert", "--all-titles-over", "5"], &[&images]);
+    assert_eq!(image_run.code, 0, "{}", image_run.all());
+    for (from_image, from_folder) in flac_files(&images).iter().zip(&flacs) {
+        assert_eq!(from_image.file_name(), from_folder.file_name());
+        assert_eq!(
+            ffmpeg_md5(from_image, &["-c:a", "pcm_s24le"]),
+            ffmpeg_md5(from_folder, &["-c:a", "pcm_s24le"])
+        );
+    }
+}
+
+#[test]
 fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joined_from_a_folder_or_an_image(
 ) {
     let work = tempfile::tempdir().unwrap();

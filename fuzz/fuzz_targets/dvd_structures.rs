@@ -30,6 +30,16 @@ fuzz_target!(|input: &[u8]| {
                 assert!(info.languages.len() <= 8);
                 assert!(info.chapters.len() <= 999);
                 assert!(info.chapters.iter().all(|c| c.is_finite() && *c >= 0.0));
+                assert!(info.titles.len() <= 99);
+                for title in &info.titles {
+                    assert!(title.cells.iter().all(|[first, last]| first <= last));
+                    assert!(title.chapters.iter().all(|c| *c <= title.seconds));
+                    // Ranges of VOBs of any size stay within them.
+                    if let Some(pieces) = title.pieces(&[1 << 30, 12_345 * 2048]) {
+                        assert!(pieces.iter().all(|[vob, start, len]| *vob < 2
+                            && start + len <= if *vob == 0 { 1 << 30 } else { 12_345 * 2048 }));
+                    }
+                }
             }
         }
         3 => {

@@ -74,12 +74,16 @@ pub fn run(paths: &[PathBuf], json: bool, disc_titles: DiscTitles) -> u8 {
                 InputSpec::Dvd {
                     disc,
                     title_set,
+                    title,
                     vobs,
                     image,
                     ..
                 } => disc_label(
                     disc,
-                    format!("DVD {}title set {title_set}", image_of(*image)),
+                    match title {
+                        0 => format!("DVD {}title set {title_set}", image_of(*image)),
+                        t => format!("DVD {}title set {title_set}, title {t}", image_of(*image)),
+                    },
                     format!(", {} VOB(s)", vobs.len()),
                 ),
                 _ => (t.path.clone(), stream.clone()),
@@ -133,6 +137,7 @@ fn track_json(track: &Track) -> serde_json::Value {
         InputSpec::Dvd {
             disc,
             title_set,
+            title,
             vobs,
             main,
             image,
@@ -141,7 +146,12 @@ fn track_json(track: &Track) -> serde_json::Value {
             disc,
             main,
             image,
-            serde_json::json!({ "title_set": title_set, "vobs": vobs }),
+            // `title`: one title of a title set of several, else null.
+            serde_json::json!({
+                "title_set": title_set,
+                "title": (*title > 0).then_some(title),
+                "vobs": vobs,
+            }),
         ),
         _ => return value,
     };

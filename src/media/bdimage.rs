@@ -127,7 +127,7 @@ pub fn serve(image: &Path, paths: &[String], out: &mut impl Write) -> Result<(),
             }
             None => match disc.read(path, MAX_FILE_BYTES)? {
                 Some(data) => {
-                    write!(out, "F {}\n", data.len()).map_err(wrote)?;
+                    writeln!(out, "F {}", data.len()).map_err(wrote)?;
                     out.write_all(&data).map_err(wrote)?;
                 }
                 None => out.write_all(b"-\n").map_err(wrote)?,

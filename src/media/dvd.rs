@@ -57,6 +57,8 @@ pub struct TitleSet {
     pub number: u8,
     /// The VOB names as the folder spells them, `VTS_nn_1.VOB` first.
     pub vobs: Vec<String>,
+    /// Each VOB's length, in the order of `vobs`.
+    pub vob_bytes: Vec<u64>,
     pub bytes: u64,
     /// The title set's IFO (`VTS_nn_0.IFO`), if the folder has it.
     pub ifo: Option<String>,
@@ -119,6 +121,7 @@ pub fn title_sets_of(files: Vec<(String, u64)>) -> Result<Vec<TitleSet>, String>
                     ));
                 }
                 t.vobs.push(name);
+                t.vob_bytes.push(len);
                 t.bytes += len;
             }
             _ => {
@@ -130,6 +133,7 @@ pub fn title_sets_of(files: Vec<(String, u64)>) -> Result<Vec<TitleSet>, String>
                 sets.push(TitleSet {
                     number: set,
                     vobs: vec![name],
+                    vob_bytes: vec![len],
                     bytes: len,
                     ifo: ifos.iter().find(|(s, _)| *s == set).map(|(_, n)| n.clone()),
                 });
@@ -172,17 +176,76 @@ pub fn check_tree(video_ts: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// What a title set's IFO says of its title.
+/// What a title set's IFO says.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TitleSetInfo {
     /// The language of each audio stream, by stream number (DTS stream n
     /// is MPEG-PS substream 0x88 + n).
     pub languages: Vec<Option<String>>,
-    /// Where each chapter starts, in seconds from the title's start; none
-    /// unless the title set holds one title whose cells play its VOBs from
-    /// the first sector on, in order and without angles (as the VOBs are
-    /// read joined).
+    /// Its titles (a disc of episodes has several), each a program chain
+    /// of plain cells; none when any title is something else (angles, a
+    /// title over several chains).
+    pub titles: Vec<VtsTitle>,
+    /// The chapter starts of the title set read whole (its VOBs joined):
+    /// those of its one title when that plays the VOBs from the first
+    /// sector on, in order; none otherwise.
     pub chapters: Vec<f64>,
+}
+
+/// One title of a title set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VtsTitle {
+    /// Its number within the title set (`VTS_TTN`, from 1).
+    pub number: u8,
+    /// The sectors of the title set's VOBs (joined) it plays, cell by
+    /// cell in play order: `[first, last]`, both included.
+    pub cells: Vec<[u32; 2]>,
+    /// Its length: its cells' playback times summed.
+    pub seconds: f64,
+    /// Where each chapter starts, in seconds from the title's start.
+    pub chapters: Vec<f64>,
+}
+
+impl VtsTitle {
+    /// Whether it plays the VOBs as they lie, from the first sector on.
+    fn plays_in_vob_order(&self) -> bool {
+        let mut next = 0u64;
+        self.cells.iter().all(|&[first, last]| {
+            let in_order = u64::from(first) == next;
+            next = u64::from(last) + 1;
+            in_order
+        })
+    }
+
+    /// Its cells as `[vob, start, length]` byte ranges of the title set's
+    /// VOBs (`vob_bytes` long each): cells that follow each other in one
+    /// range, a cell across a VOB's end in two; `None` if a cell lies past
+    /// the last VOB.
+    pub fn pieces(&self, vob_bytes: &[u64]) -> Option<Vec<[u64; 3]>> {
+        let mut pieces: Vec<[u64; 3]> = Vec::new();
+        for &[first, last] in &self.cells {
+            let (mut at, end) = (u64::from(first) * 2048, (u64::from(last) + 1) * 2048);
+            let mut vob_start = 0u64;
+            for (vob, &len) in vob_bytes.iter().enumerate() {
+                let vob_end = vob_start + len;
+                if at < end && at < vob_end {
+                    let piece_end = end.min(vob_end);
+                    let (vob, start, len) = (vob as u64, at - vob_start, piece_end - at);
+                    match pieces.last_mut() {
+                        // Cells that follow each other are one range.
+                        Some([v, s, l]) if *v == vob && *s + *l == start => *l += len,
+                        _ => pieces.push([vob, start, len]),
+                    }
+                    at = piece_end;
+                }
+                vob_start = vob_end;
+            }
+            if at < end {
+                return None;
+            }
+        }
+        Some(pieces)
+    }
 }
 
 /// A title set's IFO (`VTS_nn_0.IFO`) read and parsed.
@@ -209,18 +272,24 @@ pub fn read_title_set_info_at(image: &File, start: u64, len: u64) -> io::Result<
 /// The languages (an IFO without them is an error) and, where they can be
 /// told, the chapters.
 pub fn parse_title_set_info(data: &[u8]) -> Result<TitleSetInfo, String> {
+    let titles = parse_titles(data).unwrap_or_default();
+    let chapters = match titles.as_slice() {
+        [one] if one.plays_in_vob_order() => one.chapters.clone(),
+        _ => Vec::new(),
+    };
     Ok(TitleSetInfo {
         languages: parse_audio_languages(data)?,
-        chapters: parse_chapters(data).unwrap_or_default(),
+        titles,
+        chapters,
     })
 }
 
-/// The title's chapter starts: its part-of-title table (`VTS_PTT_SRPT`,
-/// sector at 0xC8) maps each chapter to a program of a program chain
-/// (`VTS_PGCI`, at 0xCC), whose program map names the program's first
-/// cell; a chapter starts where the cells before it end. `None` for
-/// anything else than one title of one chain of plain cells in VOB order.
-fn parse_chapters(data: &[u8]) -> Option<Vec<f64>> {
+/// The title set's titles: its part-of-title table (`VTS_PTT_SRPT`,
+/// sector at 0xC8) lists each title's chapters as programs of a program
+/// chain (`VTS_PGCI`, at 0xCC), whose program map names each program's
+/// first cell; a chapter starts where the cells before it end. `None`
+/// unless every title is one chain of plain cells (no angle block).
+fn parse_titles(data: &[u8]) -> Option<Vec<VtsTitle>> {
     let be16 = |at: usize| {
         Some(u16::from_be_bytes(
             data.get(at..at.checked_add(2)?)?.try_into().ok()?,
@@ -238,58 +307,74 @@ fn parse_chapters(data: &[u8]) -> Option<Vec<f64>> {
     let sector = |field: usize| inside(usize::try_from(be32(field)?).ok()?.checked_mul(2048)?);
 
     let ptt = sector(0xC8)?;
-    if be16(ptt)? != 1 {
+    let count = usize::from(be16(ptt)?);
+    if count == 0 || count > MAX_TITLES {
         return None;
     }
-    let first = be32(ptt + 8)?;
-    let parts = (be32(ptt + 4)?.checked_add(1)?.checked_sub(first)? / 4) as usize;
-    if parts == 0 || parts > MAX_CHAPTERS {
-        return None;
-    }
-    let list = at(ptt, first)?;
-    let parts: Vec<(u16, u16)> = (0..parts)
-        .map(|i| Some((be16(list + 4 * i)?, be16(list + 4 * i + 2)?)))
+    let table_end = be32(ptt + 4)?.checked_add(1)?;
+    let offsets: Vec<u32> = (0..count)
+        .map(|i| be32(ptt + 8 + 4 * i))
         .collect::<Option<_>>()?;
-    let chain = parts[0].0;
-    if chain == 0 || parts.iter().any(|(c, _)| *c != chain) {
-        return None;
-    }
-
     let pgci = sector(0xCC)?;
-    if chain > be16(pgci)? {
-        return None;
-    }
-    let pgc = at(pgci, be32(pgci + 8 + 8 * (usize::from(chain) - 1) + 4)?)?;
-    let programs = usize::from(*data.get(pgc + 2)?);
-    let cells = usize::from(*data.get(pgc + 3)?);
-    let program_map = at(pgc, u32::from(be16(pgc + 0xE6)?))?;
-    let cell_table = at(pgc, u32::from(be16(pgc + 0xE8)?))?;
-    let mut starts = Vec::with_capacity(cells);
-    let (mut clock, mut next_sector) = (0.0, 0u32);
-    for c in 0..cells {
-        let cell = data.get(cell_table + 24 * c..cell_table + 24 * c + 24)?;
-        let first_sector = u32::from_be_bytes(cell[8..12].try_into().ok()?);
-        let last_sector = u32::from_be_bytes(cell[20..24].try_into().ok()?);
-        // An angle block, or a cell that skips or repeats part of the VOBs:
-        // the joined VOBs are not the title's clock.
-        if cell[0] >> 6 != 0 || first_sector != next_sector || last_sector < first_sector {
-            return None;
-        }
-        next_sector = last_sector.checked_add(1)?;
-        starts.push(clock);
-        clock += playback_seconds(cell[4..8].try_into().ok()?)?;
-    }
-    parts
-        .iter()
-        .map(|&(_, program)| {
-            let p = usize::from(program)
-                .checked_sub(1)
-                .filter(|p| *p < programs)?;
-            let cell = usize::from(*data.get(program_map + p)?).checked_sub(1)?;
-            starts.get(cell).copied()
+    let chains = be16(pgci)?;
+    (0..count)
+        .map(|i| {
+            let first = offsets[i];
+            let end = offsets.get(i + 1).copied().unwrap_or(table_end);
+            let parts = (end.checked_sub(first)? / 4) as usize;
+            if parts == 0 || parts > MAX_CHAPTERS {
+                return None;
+            }
+            let list = at(ptt, first)?;
+            let parts: Vec<(u16, u16)> = (0..parts)
+                .map(|p| Some((be16(list + 4 * p)?, be16(list + 4 * p + 2)?)))
+                .collect::<Option<_>>()?;
+            let chain = parts[0].0;
+            if chain == 0 || chain > chains || parts.iter().any(|(c, _)| *c != chain) {
+                return None;
+            }
+            let pgc = at(pgci, be32(pgci + 8 + 8 * (usize::from(chain) - 1) + 4)?)?;
+            let programs = usize::from(*data.get(pgc + 2)?);
+            let cell_count = usize::from(*data.get(pgc + 3)?);
+            let program_map = at(pgc, u32::from(be16(pgc + 0xE6)?))?;
+            let cell_table = at(pgc, u32::from(be16(pgc + 0xE8)?))?;
+            let mut cells = Vec::with_capacity(cell_count);
+            let mut starts = Vec::with_capacity(cell_count);
+            let mut clock = 0.0;
+            for c in 0..cell_count {
+                let cell = data.get(cell_table + 24 * c..cell_table + 24 * c + 24)?;
+                let first_sector = u32::from_be_bytes(cell[8..12].try_into().ok()?);
+                let last_sector = u32::from_be_bytes(cell[20..24].try_into().ok()?);
+                // An angle block interleaves the angles' cells: no one range is one angle.
+                if cell[0] >> 6 != 0 || last_sector < first_sector {
+                    return None;
+                }
+                cells.push([first_sector, last_sector]);
+                starts.push(clock);
+                clock += playback_seconds(cell[4..8].try_into().ok()?)?;
+            }
+            let chapters = parts
+                .iter()
+                .map(|&(_, program)| {
+                    let p = usize::from(program)
+                        .checked_sub(1)
+                        .filter(|p| *p < programs)?;
+                    let cell = usize::from(*data.get(program_map + p)?).checked_sub(1)?;
+                    starts.get(cell).copied()
+                })
+                .collect::<Option<_>>()?;
+            Some(VtsTitle {
+                number: u8::try_from(i + 1).ok()?,
+                cells,
+                seconds: clock,
+                chapters,
+            })
         })
         .collect()
 }
+
+/// Titles a title set can have (the DVD limit).
+const MAX_TITLES: usize = 99;
 
 /// Bytes read at a title set's first VOB to tell whether it is encrypted.
 pub const SCRAMBLE_CHECK_BYTES: u64 = 512 << 10;
@@ -454,44 +539,55 @@ mod tests {
         assert!(disc_index(&tree.path().join("Film")).is_none());
     }
 
-    /// A title set's IFO with one title of `chapters` (program numbers) in
-    /// one chain of `cells` (`[mode, first sector, last sector, time]`),
-    /// whose program map is `map`.
-    fn ifo_with_title(chapters: &[u16], map: &[u8], cells: &[(u8, u32, u32, [u8; 4])]) -> Vec<u8> {
+    /// A cell of a program chain: block mode byte, first and last sector,
+    /// playback time.
+    type Cell = (u8, u32, u32, [u8; 4]);
+
+    /// A title set's IFO whose titles are each `(chapters as program
+    /// numbers, program map, cells)`, one program chain a title.
+    fn ifo_with_titles(titles: &[(&[u16], &[u8], &[Cell])]) -> Vec<u8> {
         let mut ifo = b"DVDVIDEO-VTS".to_vec();
-        ifo.resize(3 * 2048, 0);
+        ifo.resize(2 * 2048, 0);
         ifo[0x202..0x204].copy_from_slice(&1u16.to_be_bytes());
         ifo[0x204..0x208].copy_from_slice(&[0xc4, 0xc5, b'e', b'n']);
-        // The part-of-title table at sector 1: one title.
+        // The part-of-title table at sector 1.
         ifo[0xC8..0xCC].copy_from_slice(&1u32.to_be_bytes());
         let ptt = 2048;
-        ifo[ptt..ptt + 2].copy_from_slice(&1u16.to_be_bytes());
-        let last = 12 + 4 * chapters.len() as u32 - 1;
-        ifo[ptt + 4..ptt + 8].copy_from_slice(&last.to_be_bytes());
-        ifo[ptt + 8..ptt + 12].copy_from_slice(&12u32.to_be_bytes());
-        for (i, program) in chapters.iter().enumerate() {
-            let at = ptt + 12 + 4 * i;
-            ifo[at..at + 2].copy_from_slice(&1u16.to_be_bytes());
-            ifo[at + 2..at + 4].copy_from_slice(&program.to_be_bytes());
+        ifo[ptt..ptt + 2].copy_from_slice(&(titles.len() as u16).to_be_bytes());
+        let mut offset = 8 + 4 * titles.len();
+        for (t, (chapters, _, _)) in titles.iter().enumerate() {
+            ifo[ptt + 8 + 4 * t..ptt + 12 + 4 * t].copy_from_slice(&(offset as u32).to_be_bytes());
+            for program in chapters.iter() {
+                let at = ptt + offset;
+                ifo[at..at + 2].copy_from_slice(&(t as u16 + 1).to_be_bytes());
+                ifo[at + 2..at + 4].copy_from_slice(&program.to_be_bytes());
+                offset += 4;
+            }
         }
-        // The program chain table at sector 2: one chain at byte 16.
+        ifo[ptt + 4..ptt + 8].copy_from_slice(&(offset as u32 - 1).to_be_bytes());
+        // The program chain table at sector 2: a chain of 0x400 bytes a title.
         ifo[0xCC..0xD0].copy_from_slice(&2u32.to_be_bytes());
         let pgci = 4096;
-        ifo.resize(pgci + 2048, 0);
-        ifo[pgci..pgci + 2].copy_from_slice(&1u16.to_be_bytes());
-        ifo[pgci + 12..pgci + 16].copy_from_slice(&16u32.to_be_bytes());
-        let pgc = pgci + 16;
-        ifo[pgc + 2] = map.len() as u8;
-        ifo[pgc + 3] = cells.len() as u8;
-        ifo[pgc + 0xE6..pgc + 0xE8].copy_from_slice(&0xECu16.to_be_bytes());
-        ifo[pgc + 0xEC..pgc + 0xEC + map.len()].copy_from_slice(map);
-        ifo[pgc + 0xE8..pgc + 0xEA].copy_from_slice(&0x100u16.to_be_bytes());
-        for (i, (mode, first, last, time)) in cells.iter().enumerate() {
-            let at = pgc + 0x100 + 24 * i;
-            ifo[at] = *mode;
-            ifo[at + 4..at + 8].copy_from_slice(time);
-            ifo[at + 8..at + 12].copy_from_slice(&first.to_be_bytes());
-            ifo[at + 20..at + 24].copy_from_slice(&last.to_be_bytes());
+        ifo.resize(pgci + 8 + 0x400 * (titles.len() + 1), 0);
+        ifo[pgci..pgci + 2].copy_from_slice(&(titles.len() as u16).to_be_bytes());
+        for (t, (_, map, cells)) in titles.iter().enumerate() {
+            let start = 8 + 8 * titles.len() + 0x400 * t;
+            ifo[pgci + 8 + 8 * t] = 0x81 + t as u8;
+            ifo[pgci + 12 + 8 * t..pgci + 16 + 8 * t]
+                .copy_from_slice(&(start as u32).to_be_bytes());
+            let pgc = pgci + start;
+            ifo[pgc + 2] = map.len() as u8;
+            ifo[pgc + 3] = cells.len() as u8;
+            ifo[pgc + 0xE6..pgc + 0xE8].copy_from_slice(&0xECu16.to_be_bytes());
+            ifo[pgc + 0xEC..pgc + 0xEC + map.len()].copy_from_slice(map);
+            ifo[pgc + 0xE8..pgc + 0xEA].copy_from_slice(&0x100u16.to_be_bytes());
+            for (i, (mode, first, last, time)) in cells.iter().enumerate() {
+                let at = pgc + 0x100 + 24 * i;
+                ifo[at] = *mode;
+                ifo[at + 4..at + 8].copy_from_slice(time);
+                ifo[at + 8..at + 12].copy_from_slice(&first.to_be_bytes());
+                ifo[at + 20..at + 24].copy_from_slice(&last.to_be_bytes());
+            }
         }
         ifo
     }
@@ -499,49 +595,89 @@ mod tests {
     #[test]
     fn chapters_start_where_the_cells_before_their_program_end() {
         // 30 frames a second (NTSC): 4 s 24 frames, 7 s 6 frames, 8 s.
-        let cells = [
+        let cells: [Cell; 3] = [
             (0x02, 0, 501, [0x00, 0x00, 0x04, 0xe4]),
             (0x08, 502, 1312, [0x00, 0x00, 0x07, 0xc6]),
             (0x08, 1313, 2254, [0x00, 0x00, 0x08, 0xc0]),
         ];
-        let ifo = ifo_with_title(&[1, 2, 3], &[1, 2, 3], &cells);
+        let ifo = ifo_with_titles(&[(&[1, 2, 3], &[1, 2, 3], &cells)]);
         let info = parse_title_set_info(&ifo).unwrap();
         assert_eq!(info.languages, [Some("eng".to_string())]);
         assert_eq!(info.chapters, [0.0, 4.8, 12.0]);
+        assert_eq!(info.titles.len(), 1);
+        assert_eq!(info.titles[0].cells, [[0, 501], [502, 1312], [1313, 2254]]);
+        assert_eq!(info.titles[0].seconds, 20.0);
         // Two cells to a program; 25 frames a second (PAL): 1 h 10 frames, 1 s.
-        let pal = [
+        let pal: [Cell; 3] = [
             (0, 0, 9, [0x01, 0x00, 0x00, 0x50]),
             (0, 10, 19, [0x00, 0x00, 0x01, 0x40]),
             (0, 20, 29, [0x00, 0x00, 0x02, 0x00]),
         ];
-        let ifo = ifo_with_title(&[1, 2], &[1, 3], &pal);
-        assert_eq!(parse_chapters(&ifo), Some(vec![0.0, 3601.4]));
+        let ifo = ifo_with_titles(&[(&[1, 2], &[1, 3], &pal)]);
+        assert_eq!(parse_title_set_info(&ifo).unwrap().chapters, [0.0, 3601.4]);
 
-        // Not the joined VOBs' clock: no chapters, the languages still read.
-        let mut angles = cells;
-        angles[1].0 = 0x50; // the first cell of an angle block
+        // A title that does not play the VOBs as they lie: the title is
+        // read, but the VOBs joined have no chapters.
         let skipping = [cells[0], (0, 600, 1312, cells[1].3)];
         let late = [(0, 10, 501, cells[0].3)];
         for ifo in [
-            ifo_with_title(&[1, 2, 3], &[1, 2, 3], &angles),
-            ifo_with_title(&[1, 2], &[1, 2], &skipping),
-            ifo_with_title(&[1], &[1], &late),
-            ifo_with_title(&[1, 4], &[1, 2, 3], &cells),
+            ifo_with_titles(&[(&[1, 2], &[1, 2], &skipping)]),
+            ifo_with_titles(&[(&[1], &[1], &late)]),
         ] {
             let info = parse_title_set_info(&ifo).unwrap();
             assert!(info.chapters.is_empty(), "{:?}", info.chapters);
+            assert_eq!(info.titles.len(), 1);
+        }
+        // Angles, or a chapter of no program: no title, the languages still read.
+        let mut angles = cells;
+        angles[1].0 = 0x50; // the first cell of an angle block
+        for ifo in [
+            ifo_with_titles(&[(&[1, 2, 3], &[1, 2, 3], &angles)]),
+            ifo_with_titles(&[(&[1, 4], &[1, 2, 3], &cells)]),
+        ] {
+            let info = parse_title_set_info(&ifo).unwrap();
+            assert!(
+                info.titles.is_empty() && info.chapters.is_empty(),
+                "{info:?}"
+            );
             assert_eq!(info.languages.len(), 1);
         }
-        let mut two_titles = ifo_with_title(&[1, 2, 3], &[1, 2, 3], &cells);
-        two_titles[2048..2050].copy_from_slice(&2u16.to_be_bytes());
-        assert_eq!(parse_chapters(&two_titles), None);
-        let mut not_bcd = ifo_with_title(&[1], &[1], &cells[..1]);
+        let mut not_bcd = ifo_with_titles(&[(&[1], &[1], &cells[..1])]);
         not_bcd[4096 + 16 + 0x100 + 6] = 0x0a;
-        assert_eq!(parse_chapters(&not_bcd), None);
+        assert!(parse_title_set_info(&not_bcd).unwrap().titles.is_empty());
         // Cut anywhere, the tables are never read past the end.
         for len in 0..ifo.len() {
-            let _ = parse_chapters(&ifo[..len]);
+            let _ = parse_titles(&ifo[..len]);
         }
+    }
+
+    #[test]
+    fn a_title_set_of_episodes_gives_each_its_cells_as_ranges_of_the_vobs() {
+        let second = [0x00, 0x00, 0x01, 0xc0];
+        let one: [Cell; 2] = [(0, 0, 9, second), (0, 10, 19, second)];
+        let two: [Cell; 1] = [(0, 20, 39, second)];
+        let ifo = ifo_with_titles(&[(&[1, 2], &[1, 2], &one), (&[1], &[1], &two)]);
+        let info = parse_title_set_info(&ifo).unwrap();
+        assert_eq!(info.titles.len(), 2);
+        assert_eq!((info.titles[0].number, info.titles[1].number), (1, 2));
+        assert_eq!(info.titles[0].chapters, [0.0, 1.0]);
+        assert_eq!(info.titles[1].chapters, [0.0]);
+        assert!(
+            info.chapters.is_empty(),
+            "not one title: no chapters for the whole"
+        );
+        // VOBs of 25 and 15 sectors: the second title is cut by the first VOB's end.
+        let vobs = [25 * 2048, 15 * 2048];
+        assert_eq!(info.titles[0].pieces(&vobs), Some(vec![[0, 0, 20 * 2048]]));
+        assert_eq!(
+            info.titles[1].pieces(&vobs),
+            Some(vec![[0, 20 * 2048, 5 * 2048], [1, 0, 15 * 2048]])
+        );
+        assert_eq!(
+            info.titles[1].pieces(&[25 * 2048]),
+            None,
+            "past the last VOB"
+        );
     }
 
     #[test]

@@ -38,13 +38,20 @@ struct BdDir {
 
 type Bluray = c_void;
 
+type OpenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut Bluray;
+type CloseFn = unsafe extern "C" fn(*mut Bluray);
+type OpenFileFn = unsafe extern "C" fn(*mut Bluray, *const c_char) -> *mut BdFile;
+type OpenDirFn = unsafe extern "C" fn(*mut Bluray, *const c_char) -> *mut BdDir;
+type VersionFn = unsafe extern "C" fn(*mut c_int, *mut c_int, *mut c_int);
+type DebugMaskFn = unsafe extern "C" fn(u32);
+
 struct Api {
-    open: unsafe extern "C" fn(*const c_char, *const c_char) -> *mut Bluray,
-    close: unsafe extern "C" fn(*mut Bluray),
-    open_file: unsafe extern "C" fn(*mut Bluray, *const c_char) -> *mut BdFile,
-    open_dir: unsafe extern "C" fn(*mut Bluray, *const c_char) -> *mut BdDir,
-    version: unsafe extern "C" fn(*mut c_int, *mut c_int, *mut c_int),
-    set_debug_mask: unsafe extern "C" fn(u32),
+    open: OpenFn,
+    close: CloseFn,
+    open_file: OpenFileFn,
+    open_dir: OpenDirFn,
+    version: VersionFn,
+    set_debug_mask: DebugMaskFn,
 }
 
 /// The library, loaded once per process and never unloaded.
@@ -73,12 +80,14 @@ fn load() -> Result<Api, String> {
             }
         };
         Ok(Api {
-            open: std::mem::transmute::<*mut c_void, _>(sym(c"bd_open")?),
-            close: std::mem::transmute::<*mut c_void, _>(sym(c"bd_close")?),
-            open_file: std::mem::transmute::<*mut c_void, _>(sym(c"bd_open_file_dec")?),
-            open_dir: std::mem::transmute::<*mut c_void, _>(sym(c"bd_open_dir")?),
-            version: std::mem::transmute::<*mut c_void, _>(sym(c"bd_get_version")?),
-            set_debug_mask: std::mem::transmute::<*mut c_void, _>(sym(c"bd_set_debug_mask")?),
+            open: std::mem::transmute::<*mut c_void, OpenFn>(sym(c"bd_open")?),
+            close: std::mem::transmute::<*mut c_void, CloseFn>(sym(c"bd_close")?),
+            open_file: std::mem::transmute::<*mut c_void, OpenFileFn>(sym(c"bd_open_file_dec")?),
+            open_dir: std::mem::transmute::<*mut c_void, OpenDirFn>(sym(c"bd_open_dir")?),
+            version: std::mem::transmute::<*mut c_void, VersionFn>(sym(c"bd_get_version")?),
+            set_debug_mask: std::mem::transmute::<*mut c_void, DebugMaskFn>(sym(
+                c"bd_set_debug_mask",
+            )?),
         })
     }
 }

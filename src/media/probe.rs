@@ -24,7 +24,7 @@ use super::iso9660;
 use super::safe_open;
 use super::sniff::{self, PcmPacking};
 use super::stamp::SourceStamp;
-use super::tools::{bluray_arg, ffmpeg_file_arg, image_ranges_arg, joined_vobs_arg, Tools};
+use super::tools::{bluray_arg, ffmpeg_file_arg, file_ranges_arg, joined_vobs_arg, Tools};
 
 /// The DTS flavours a user can tell apart; the names are what people read on
 /// disc boxes and in players.
@@ -141,6 +141,14 @@ pub enum InputSpec {
         image: bool,
         #[serde(default)]
         extents: Vec<[u64; 2]>,
+        /// One title of a title set holding several (a disc of episodes),
+        /// by its number in the set; 0: the title set whole.
+        #[serde(default)]
+        title: u8,
+        /// That title's cells, as `[vob, start, length]` byte ranges of
+        /// the VOBs (`dvd::VtsTitle::pieces`); none: the VOBs whole.
+        #[serde(default)]
+        pieces: Vec<[u64; 3]>,
     },
 }
 
@@ -273,10 +281,14 @@ impl Track {
             InputSpec::Dvd {
                 disc,
                 title_set,
+                title,
                 main,
                 image,
                 ..
-            } => self.disc_stem(disc, *image, *main, || format!("VTS_{title_set:02}")),
+            } => self.disc_stem(disc, *image, *main, || match title {
+                0 => format!("VTS_{title_set:02}"),
+                t => format!("VTS_{title_set:02}.T{t}"),
+            }),
             _ => self
                 .path
                 .file_stem()
@@ -789,6 +801,8 @@ fn probe_dvd(tools: &Tools, index: &Path, titles: DiscTitles) -> Result<Vec<Trac
             main,
             image: false,
             extents: vec![],
+            title: 0,
+            pieces: vec![],
         };
         let first_vob = video_ts.join(&set.vobs[0]);
         DvdTitle {
@@ -852,6 +866,8 @@ fn probe_dvd_image(
                 .iter()
                 .filter_map(|v| entry(v).map(|e| [e.start, e.len]))
                 .collect(),
+            title: 0,
+            pieces: vec![],
         };
         let first_vob = entry(&set.vobs[0]).map(|e| (e.start, e.len));
         DvdTitle {
@@ -917,56 +933,150 @@ fn dvd_titles(
                 set.number
             )));
         }
-        let (json, _) = run_ffprobe(tools, ProbeInput::Dvd(source, &input), &input_args(&input), false)
-            .map_err(|e| {
-                ProbeError::Invalid(format!(
-                    "cannot read title set {} ({e}): its VOBs may be damaged or encrypted (copy the disc again, decrypted)",
-                    set.number
-                ))
-            })?;
-        // DTS stream n of a title set is MPEG-PS substream 0x88 + n.
-        let numbers: Vec<Option<usize>> = dts_streams(&json)
-            .iter()
-            .map(|s| {
-                let id = s.get("id").and_then(Value::as_str)?;
-                let id = usize::from_str_radix(id.trim_start_matches("0x"), 16).ok()?;
-                id.checked_sub(0x88).filter(|n| *n < 8)
-            })
-            .collect();
-        let mut found = tracks_from_json(&path, &json, input, None, None);
-        if let DiscTitles::AtLeast(min) = titles {
-            let long_enough = found
-                .first()
-                .and_then(|t| t.duration_seconds)
-                .is_some_and(|s| s >= f64::from(min));
-            if set.number != main && !long_enough {
-                continue;
+        for (input, chapter_starts, seconds) in title_readings(set, main, titles, input, &info) {
+            let which = match &input {
+                InputSpec::Dvd { title: t @ 1.., .. } => {
+                    format!("title {t} of title set {}", set.number)
+                }
+                _ => format!("title set {}", set.number),
+            };
+            let (json, _) =
+                run_ffprobe(tools, ProbeInput::Dvd(source, &input), &input_args(&input), false)
+                    .map_err(|e| {
+                        ProbeError::Invalid(format!(
+                            "cannot read {which} ({e}): its VOBs may be damaged or encrypted (copy the disc again, decrypted)"
+                        ))
+                    })?;
+            // DTS stream n of a title set is MPEG-PS substream 0x88 + n.
+            let numbers: Vec<Option<usize>> = dts_streams(&json)
+                .iter()
+                .map(|s| {
+                    let id = s.get("id").and_then(Value::as_str)?;
+                    let id = usize::from_str_radix(id.trim_start_matches("0x"), 16).ok()?;
+                    id.checked_sub(0x88).filter(|n| *n < 8)
+                })
+                .collect();
+            let mut found = tracks_from_json(&path, &json, input, None, None);
+            let chapters = chapters::unnamed(chapter_starts);
+            for (t, n) in found.iter_mut().zip(numbers) {
+                if let Some(Some(lang)) = n.and_then(|n| info.languages.get(n)) {
+                    t.language = Some(lang.clone());
+                }
+                t.chapters.clone_from(&chapters);
+                if let Some(seconds) = seconds.filter(|s| *s > 0.0) {
+                    t.duration_seconds = Some(seconds);
+                }
             }
-        }
-        let chapters = chapters::unnamed(info.chapters.iter().copied());
-        for (t, n) in found.iter_mut().zip(numbers) {
-            if let Some(Some(lang)) = n.and_then(|n| info.languages.get(n)) {
-                t.language = Some(lang.clone());
+            if let DiscTitles::AtLeast(min) = titles {
+                let long_enough = found
+                    .first()
+                    .and_then(|t| t.duration_seconds)
+                    .is_some_and(|s| s >= f64::from(min));
+                if set.number != main && !long_enough {
+                    continue;
+                }
             }
-            t.chapters.clone_from(&chapters);
+            tracks.extend(found);
         }
-        tracks.extend(found);
     }
     non_empty(tracks)
+}
+
+/// What is read of a title set (`input` reads it whole), each with its
+/// chapter starts and, where the IFO tells it, its length. A title set
+/// of several titles (a disc of episodes) gives each title on its own, its
+/// cells read as ranges of the VOBs (the longest of the main title set is
+/// the main title; the others are read with `DiscTitles::AtLeast` as long
+/// as that); one title, or titles that cannot be told apart (angles), the
+/// VOBs whole.
+fn title_readings(
+    set: &dvd::TitleSet,
+    main_set: u8,
+    titles: DiscTitles,
+    input: InputSpec,
+    info: &dvd::TitleSetInfo,
+) -> Vec<(InputSpec, Vec<f64>, Option<f64>)> {
+    let episodes: Vec<(&dvd::VtsTitle, Vec<[u64; 3]>)> = match info.titles.len() {
+        0 | 1 => Vec::new(),
+        _ => info
+            .titles
+            .iter()
+            .map(|t| Some((t, t.pieces(&set.vob_bytes)?)))
+            .collect::<Option<_>>()
+            .unwrap_or_default(),
+    };
+    if episodes.is_empty() {
+        // The IFO's length where it is the VOBs' (ffprobe's is a guess
+        // from the program stream's clock).
+        let seconds = (!info.chapters.is_empty()).then(|| info.titles[0].seconds);
+        return vec![(input, info.chapters.clone(), seconds)];
+    }
+    let longest = episodes
+        .iter()
+        .max_by(|a, b| a.0.seconds.total_cmp(&b.0.seconds))
+        .map(|(t, _)| t.number);
+    episodes
+        .into_iter()
+        .filter_map(|(t, cells)| {
+            let main_title = set.number == main_set && Some(t.number) == longest;
+            let wanted = match titles {
+                DiscTitles::Main => main_title,
+                DiscTitles::AtLeast(min) => main_title || t.seconds >= f64::from(min),
+            };
+            let mut input = input.clone();
+            if let InputSpec::Dvd {
+                title,
+                pieces,
+                main,
+                ..
+            } = &mut input
+            {
+                (*title, *pieces, *main) = (t.number, cells, main_title);
+            }
+            wanted.then(|| (input, t.chapters.clone(), Some(t.seconds)))
+        })
+        .collect()
 }
 
 /// How FFmpeg reads a DVD title set from `source` (`/proc/self/fd/N` of the
 /// `VIDEO_TS` folder, or of the image).
 pub fn dvd_input_arg(source: &Path, input: &InputSpec) -> std::ffi::OsString {
-    match input {
-        InputSpec::Dvd {
-            image: true,
-            extents,
-            ..
-        } => image_ranges_arg(source, extents),
-        InputSpec::Dvd { vobs, .. } => joined_vobs_arg(source, vobs),
-        _ => ffmpeg_file_arg(source),
+    let InputSpec::Dvd {
+        vobs,
+        image,
+        extents,
+        pieces,
+        ..
+    } = input
+    else {
+        return ffmpeg_file_arg(source);
+    };
+    if !image && pieces.is_empty() {
+        return joined_vobs_arg(source, vobs);
     }
+    let whole: Vec<[u64; 3]>;
+    let pieces = match pieces.is_empty() {
+        true => {
+            whole = (0..)
+                .zip(extents)
+                .map(|(v, [_, len])| [v, 0, *len])
+                .collect();
+            &whole
+        }
+        false => pieces,
+    };
+    // A piece of a VOB: a range of the image, or of the VOB's file.
+    let ranges: Vec<(PathBuf, u64, u64)> = pieces
+        .iter()
+        .filter_map(|&[vob, start, len]| {
+            let vob = usize::try_from(vob).ok()?;
+            Some(match image {
+                true => (source.to_path_buf(), extents.get(vob)?[0] + start, len),
+                false => (source.join(vobs.get(vob)?), start, len),
+            })
+        })
+        .collect();
+    file_ranges_arg(&ranges)
 }
 
 fn non_empty(tracks: Vec<Track>) -> Result<Vec<Track>, ProbeError> {
@@ -1404,6 +1514,48 @@ mod tests {
         assert_eq!(Profile::from_ffprobe("DTS-ES"), Profile::Es);
         assert_eq!(Profile::from_ffprobe("DTS"), Profile::Core);
         assert!(Profile::HdMa.is_lossless() && !Profile::HdHra.is_lossless());
+    }
+
+    #[test]
+    fn a_dvd_title_is_read_as_its_vobs_whole_or_as_its_cells_ranges() {
+        let mut input = InputSpec::Dvd {
+            disc: PathBuf::from("/m/Eps"),
+            video_ts: "VIDEO_TS".into(),
+            title_set: 1,
+            vobs: vec!["VTS_01_1.VOB".into(), "VTS_01_2.VOB".into()],
+            main: true,
+            image: false,
+            extents: vec![[1000, 50], [2000, 70]],
+            title: 0,
+            pieces: vec![],
+        };
+        let folder = Path::new("/proc/self/fd/7");
+        assert_eq!(
+            dvd_input_arg(folder, &input),
+            "concat:file:/proc/self/fd/7/VTS_01_1.VOB|file:/proc/self/fd/7/VTS_01_2.VOB"
+        );
+        if let InputSpec::Dvd { pieces, title, .. } = &mut input {
+            (*title, *pieces) = (2, vec![[0, 20, 30], [1, 0, 10]]);
+        }
+        assert_eq!(
+            dvd_input_arg(folder, &input),
+            "concat:subfile,,start,20,end,50,,:file:/proc/self/fd/7/VTS_01_1.VOB|subfile,,start,0,end,10,,:file:/proc/self/fd/7/VTS_01_2.VOB"
+        );
+        // In an image, the same pieces are ranges of the VOBs' extents.
+        if let InputSpec::Dvd { image, .. } = &mut input {
+            *image = true;
+        }
+        assert_eq!(
+            dvd_input_arg(folder, &input),
+            "concat:subfile,,start,1020,end,1050,,:file:/proc/self/fd/7|subfile,,start,2000,end,2010,,:file:/proc/self/fd/7"
+        );
+        if let InputSpec::Dvd { pieces, .. } = &mut input {
+            pieces.clear();
+        }
+        assert_eq!(
+            dvd_input_arg(folder, &input),
+            "concat:subfile,,start,1000,end,1050,,:file:/proc/self/fd/7|subfile,,start,2000,end,2070,,:file:/proc/self/fd/7"
+        );
     }
 
     #[test]

@@ -472,17 +472,18 @@ pub fn joined_vobs_arg(folder: &std::path::Path, vobs: &[String]) -> OsString {
     arg
 }
 
-/// A DVD image's VOBs, `[start, length]` byte ranges of the image
-/// (`/proc/self/fd/N`), read as one stream:
-/// `concat:subfile,,start,S,end,E,,:file:…|…` (`end` is exclusive).
-pub fn image_ranges_arg(image: &std::path::Path, ranges: &[[u64; 2]]) -> OsString {
+/// Byte ranges `(file, start, length)` read as one stream: a DVD image's
+/// VOBs (ranges of `/proc/self/fd/N`), or a title's cells (ranges of a
+/// `VIDEO_TS`'s VOBs): `concat:subfile,,start,S,end,E,,:file:…|…` (`end`
+/// is exclusive).
+pub fn file_ranges_arg(ranges: &[(PathBuf, u64, u64)]) -> OsString {
     let mut arg = OsString::from("concat:");
-    for (i, [start, len]) in ranges.iter().enumerate() {
+    for (i, (file, start, len)) in ranges.iter().enumerate() {
         if i > 0 {
             arg.push("|");
         }
         arg.push(format!("subfile,,start,{start},end,{},,:", start + len));
-        arg.push(ffmpeg_file_arg(image));
+        arg.push(ffmpeg_file_arg(file));
     }
     arg
 }

@@ -463,6 +463,8 @@ mod tests {
             main: true,
             image: false,
             extents: vec![],
+            title: 0,
+            pieces: vec![],
         };
         assert_eq!(
             t.content_files(),
@@ -485,6 +487,14 @@ mod tests {
             *main = false;
         }
         assert_eq!(output_name(&t), "Film.VTS_02.1.eng.flac");
+        // One title of a title set of several says its number too.
+        if let InputSpec::Dvd { title, .. } = &mut t.input {
+            *title = 3;
+        }
+        assert_eq!(output_name(&t), "Film.VTS_02.T3.1.eng.flac");
+        if let InputSpec::Dvd { title, .. } = &mut t.input {
+            *title = 0;
+        }
 
         // A DVD image's beside the image, named after it.
         t.path = PathBuf::from("/m/Films/Concert.iso");
