@@ -1324,14 +1324,7 @@ fn an_mkv_s_chapters_are_in_its_flacs_as_comments_and_a_cuesheet_at_their_sample
         assert_eq!(chapter("CHAPTER003"), Some(clock(at(1.5))));
         assert_eq!(chapter("CHAPTER003NAME").as_deref(), Some("Chapter 3"));
         assert_eq!(chapter("CHAPTER004"), None);
-        let total: u64 = String::from_utf8(run_tool(
-            "metaflac",
-            &[OsStr::new("--show-total-samples"), flac.as_os_str()],
-        ))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+        let total = total_samples(flac);
         assert_eq!(
             cuesheet_tracks(flac),
             [(1, 0), (2, at(0.75)), (3, at(1.5)), (255, total)],
@@ -1339,6 +1332,27 @@ fn an_mkv_s_chapters_are_in_its_flacs_as_comments_and_a_cuesheet_at_their_sample
             flac.display()
         );
     }
+}
+
+/// Replaces `part` of a disc title (a clip, a VOB) on `drive` by `content`,
+/// of the same size, keeping its time, and checks that converting again
+/// converts the title's two tracks anew: `what` is in the title's stamp.
+fn assert_replaced_part_converts_anew(drive: &Path, part: &Path, content: &[u8], what: &str) {
+    let mtime = fs::metadata(part).unwrap().modified().unwrap();
+    assert_eq!(fs::metadata(part).unwrap().len(), content.len() as u64);
+    fs::write(part, content).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(part)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let renewed = dtsflac(&["convert"], &[drive]);
+    assert!(
+        renewed.stdout.contains("2 converted, 0 skipped"),
+        "{what} is part of the title's stamp: {}",
+        renewed.all()
+    );
 }
 
 /// Converts the disc image(s) in `images` and checks that their FLACs are
@@ -1466,22 +1480,7 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
         // The stream of each clip as it is, joined in playlist order.
         let mut joined = Vec::new();
         for clip in [&one, &two] {
-            let es = work.path().join("es.dts");
-            let map = format!("0:a:{i}");
-            ffmpeg(
-                &[
-                    "-i",
-                    clip.to_str().unwrap(),
-                    "-map",
-                    &map,
-                    "-c",
-                    "copy",
-                    "-f",
-                    "dts",
-                ],
-                &es,
-            );
-            joined.extend(fs::read(&es).unwrap());
+            joined.extend(dts_stream_of(clip, i, work.path()));
         }
         let joined_path = work.path().join(format!("joined{i}.dts"));
         fs::write(&joined_path, &joined).unwrap();
@@ -1490,14 +1489,7 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
             ffmpeg_md5(&joined_path, &["-c:a", "pcm_s24le"]),
             "{lang}: the FLAC is the decode of the clips' DTS joined in order"
         );
-        let samples: u64 = String::from_utf8(run_tool(
-            "metaflac",
-            &[OsStr::new("--show-total-samples"), flac.as_os_str()],
-        ))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+        let samples = total_samples(flac);
         // The playlist spans each clip to its last picture: within one DTS
         // frame (512 samples) per clip.
         let expected = playlist_seconds * 48_000.0;
@@ -1535,7 +1527,6 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
     // The second clip replaced by another of the same size and time (a
     // byte of a picture in its middle changed): the title is converted anew.
     let second = disc.join("BDMV/STREAM/00002.m2ts");
-    let mtime = fs::metadata(&second).unwrap().modified().unwrap();
     let mut m2ts = fs::read(&second).unwrap();
     let picture_packet = (m2ts.len() / 2 / 192..m2ts.len() / 192)
         .map(|n| n * 192)
@@ -1547,19 +1538,7 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
         })
         .expect("a video packet in the clip's second half");
     m2ts[picture_packet + 100] ^= 0x01;
-    fs::write(&second, &m2ts).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&second)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-    let renewed = dtsflac(&["convert"], &[&drive]);
-    assert!(
-        renewed.stdout.contains("2 converted, 0 skipped"),
-        "a clip is part of the title's stamp: {}",
-        renewed.all()
-    );
+    assert_replaced_part_converts_anew(&drive, &second, &m2ts, "a clip");
 
     // The same disc as a UDF image: libbluray reads it itself, and its
     // playlists in dtsflac's helper. The FLACs sit beside the image, named
@@ -1674,21 +1653,7 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
     assert_eq!(names, expected);
     let mut reversed = Vec::new();
     for clip in [&two, &one] {
-        let es = work.path().join("es.dts");
-        ffmpeg(
-            &[
-                "-i",
-                clip.to_str().unwrap(),
-                "-map",
-                "0:a:0",
-                "-c",
-                "copy",
-                "-f",
-                "dts",
-            ],
-            &es,
-        );
-        reversed.extend(fs::read(&es).unwrap());
+        reversed.extend(dts_stream_of(clip, 0, work.path()));
     }
     let reversed_path = work.path().join("reversed.dts");
     fs::write(&reversed_path, &reversed).unwrap();
@@ -1728,6 +1693,26 @@ fn a_blu_ray_folder_gives_one_flac_per_language_of_its_main_title_beside_the_dis
     );
 }
 
+/// The DTS elementary stream of stream `a:index` of a clip, as it is.
+fn dts_stream_of(clip: &Path, index: usize, work: &Path) -> Vec<u8> {
+    let es = work.join(format!("stream{index}.dts"));
+    let map = format!("0:a:{index}");
+    ffmpeg(
+        &[
+            "-i",
+            clip.to_str().unwrap(),
+            "-map",
+            &map,
+            "-c",
+            "copy",
+            "-f",
+            "dts",
+        ],
+        &es,
+    );
+    fs::read(&es).unwrap()
+}
+
 /// The PTS (90 kHz) and bytes of each DTS frame of stream `a:index` of a
 /// clip, as FFmpeg's demuxer gives them (one frame a packet).
 fn dts_frames_of(clip: &Path, index: usize, work: &Path) -> Vec<(i64, Vec<u8>)> {
@@ -1746,22 +1731,7 @@ fn dts_frames_of(clip: &Path, index: usize, work: &Path) -> Vec<(i64, Vec<u8>)> 
             clip.to_str().unwrap(),
         ],
     );
-    let es = work.join(format!("frames{index}.dts"));
-    let map = format!("0:a:{index}");
-    ffmpeg(
-        &[
-            "-i",
-            clip.to_str().unwrap(),
-            "-map",
-            &map,
-            "-c",
-            "copy",
-            "-f",
-            "dts",
-        ],
-        &es,
-    );
-    let es = fs::read(&es).unwrap();
+    let es = dts_stream_of(clip, index, work);
     let mut at = 0;
     let frames: Vec<(i64, Vec<u8>)> = listing
         .lines()
@@ -1863,14 +1833,7 @@ fn a_blu_ray_title_whose_play_items_cut_their_clips_is_the_playlist_s_audio_and_
         }
         let joined_path = work.path().join(format!("joined{i}.dts"));
         fs::write(&joined_path, &joined).unwrap();
-        let samples: u64 = String::from_utf8(run_tool(
-            "metaflac",
-            &[OsStr::new("--show-total-samples"), flac.as_os_str()],
-        ))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+        let samples = total_samples(flac);
         assert_eq!(
             samples,
             frames * 512,
@@ -2026,6 +1989,20 @@ fn dvdauthor(args: &[&OsStr]) {
     );
 }
 
+/// A DVD-Video image of `disc` (genisoimage's ISO 9660 and UDF bridge).
+fn dvd_image(disc: &Path, iso: &Path) {
+    run_tool(
+        "genisoimage",
+        &[
+            OsStr::new("-quiet"),
+            "-dvd-video".as_ref(),
+            "-o".as_ref(),
+            iso.as_os_str(),
+            disc.as_os_str(),
+        ],
+    );
+}
+
 /// The chapter starts of the disc's first title as FFmpeg's `dvdvideo`
 /// demuxer (libdvdnav) reads them; `None` where the FFmpeg lacks it.
 fn dvdvideo_chapters(disc: &Path) -> Option<Vec<f64>> {
@@ -2140,14 +2117,7 @@ fn a_dvd_title_set_of_two_episodes_gives_each_its_own_flac_from_a_folder_or_an_i
             "{}",
             flac.display()
         );
-        let samples: u64 = String::from_utf8(run_tool(
-            "metaflac",
-            &[OsStr::new("--show-total-samples"), flac.as_os_str()],
-        ))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+        let samples = total_samples(flac);
         assert!(samples.abs_diff(seconds * 48_000) <= 512, "{samples}");
         assert_eq!(flac_tags(flac)["LANGUAGE"], "eng");
     }
@@ -2162,16 +2132,7 @@ fn a_dvd_title_set_of_two_episodes_gives_each_its_own_flac_from_a_folder_or_an_i
     // The same disc as an image: each title is its cells' ranges of the image.
     let images = work.path().join("images");
     fs::create_dir(&images).unwrap();
-    run_tool(
-        "genisoimage",
-        &[
-            OsStr::new("-quiet"),
-            "-dvd-video".as_ref(),
-            "-o".as_ref(),
-            images.join("Eps.iso").as_os_str(),
-            disc.as_os_str(),
-        ],
-    );
+    dvd_image(&disc, &images.join("Eps.iso"));
     let image_run = dtsflac(&["convert", "--all-titles-over", "5"], &[&images]);
     assert_eq!(image_run.code, 0, "{}", image_run.all());
     for (from_image, from_folder) in flac_files(&images).iter().zip(&flacs) {
@@ -2283,14 +2244,7 @@ fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joi
             decode(&joined, &format!("0:a:{i}")),
             "{lang}: the FLAC is the decode of the VOBs joined"
         );
-        let samples: u64 = String::from_utf8(run_tool(
-            "metaflac",
-            &[OsStr::new("--show-total-samples"), flac.as_os_str()],
-        ))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+        let samples = total_samples(flac);
         assert!(
             samples.abs_diff(20 * 48_000) <= 512,
             "{lang}: {samples} samples for 20 s"
@@ -2343,7 +2297,6 @@ fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joi
     // The second VOB replaced by another of the same size and time (a byte
     // of a picture in its middle changed): the title is converted anew.
     let second = video_ts.join("VTS_02_2.VOB");
-    let mtime = fs::metadata(&second).unwrap().modified().unwrap();
     let mut vob = fs::read(&second).unwrap();
     let picture_pack = (vob.len() / 2 / 2048..vob.len() / 2048)
         .map(|n| n * 2048)
@@ -2353,33 +2306,12 @@ fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joi
         })
         .expect("a video pack in the VOB's second half");
     vob[picture_pack + 1000] ^= 0x01;
-    fs::write(&second, &vob).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&second)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-    let renewed = dtsflac(&["convert"], &[&drive]);
-    assert!(
-        renewed.stdout.contains("2 converted, 0 skipped"),
-        "a later VOB is part of the title's stamp: {}",
-        renewed.all()
-    );
+    assert_replaced_part_converts_anew(&drive, &second, &vob, "a later VOB");
     // The disc as an ISO image: its VIDEO_TS is listed from the image's
     // ISO 9660 directories and each VOB read as a range of the image.
     let images = work.path().join("images");
     fs::create_dir(&images).unwrap();
-    run_tool(
-        "genisoimage",
-        &[
-            OsStr::new("-quiet"),
-            "-dvd-video".as_ref(),
-            "-o".as_ref(),
-            images.join("Film.iso").as_os_str(),
-            disc.as_os_str(),
-        ],
-    );
+    dvd_image(&disc, &images.join("Film.iso"));
     let table = dtsflac(&["scan"], &[&images]);
     assert!(
         table
@@ -2425,16 +2357,7 @@ fn a_dvd_title_set_split_in_two_vobs_gives_one_flac_per_language_of_the_vobs_joi
         }
         fs::write(locked_disc.join("VIDEO_TS").join(entry.file_name()), data).unwrap();
     }
-    run_tool(
-        "genisoimage",
-        &[
-            OsStr::new("-quiet"),
-            "-dvd-video".as_ref(),
-            "-o".as_ref(),
-            locked.join("Locked.iso").as_os_str(),
-            locked_disc.as_os_str(),
-        ],
-    );
+    dvd_image(&locked_disc, &locked.join("Locked.iso"));
     let refused = dtsflac(&["convert"], &[&locked]);
     assert_ne!(refused.code, 0, "{}", refused.all());
     for source in ["Locked/VIDEO_TS/VIDEO_TS.IFO: ", "Locked.iso: "] {

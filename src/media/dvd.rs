@@ -382,17 +382,8 @@ pub const SCRAMBLE_CHECK_BYTES: u64 = 512 << 10;
 /// The first `SCRAMBLE_CHECK_BYTES` of a VOB at `start` of `file` (a VOB,
 /// or the image holding it).
 pub fn read_vob_start(file: &File, start: u64) -> io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
     let mut data = vec![0u8; SCRAMBLE_CHECK_BYTES as usize];
-    let mut filled = 0;
-    while filled < data.len() {
-        match file.read_at(&mut data[filled..], start + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let filled = super::stamp::read_full_at(file, &mut data, start)?;
     data.truncate(filled);
     Ok(data)
 }

@@ -93,7 +93,8 @@ impl SourceStamp {
     }
 }
 
-fn read_full_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+/// Fills `buf` from `at` as far as the file goes; how many bytes it got.
+pub(crate) fn read_full_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read_at(&mut buf[filled..], at + filled as u64) {

@@ -241,6 +241,18 @@ pub fn cuesheet_tracks(flac: &Path) -> Vec<(u32, u64)> {
     tracks
 }
 
+/// The samples per channel a FLAC holds, as `metaflac` reads them.
+pub fn total_samples(flac: &Path) -> u64 {
+    String::from_utf8(run_tool(
+        "metaflac",
+        &[OsStr::new("--show-total-samples"), flac.as_os_str()],
+    ))
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap()
+}
+
 pub fn flac_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
