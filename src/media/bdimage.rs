@@ -23,8 +23,8 @@ pub const MAX_FILE_BYTES: u64 = 1 << 20;
 pub const MAX_FOLDER_NAMES: usize = 20_000;
 /// libbluray opens an image and reads a few files in milliseconds.
 const HELPER_SECONDS: u64 = 20;
-/// Paths asked for in one call.
-const MAX_PATHS: usize = 64;
+/// Paths asked of one helper (its reply is at most this many files).
+const PATHS_PER_HELPER: usize = 64;
 
 /// What an image holds at a path asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,19 +39,21 @@ pub enum Entry {
 /// Blu-ray image `image`, in a helper process when dtsflac's executable is
 /// known (`Tools::checker`), else here.
 pub fn read(tools: &Tools, image: &File, paths: &[String]) -> Result<Vec<Entry>, String> {
-    if paths.len() > MAX_PATHS {
-        return Err(format!("over {MAX_PATHS} files asked of one image"));
+    // A disc can have hundreds of long titles: a helper for each few dozen.
+    let mut entries = Vec::with_capacity(paths.len());
+    for batch in paths.chunks(PATHS_PER_HELPER) {
+        let reply = match &tools.checker {
+            Some(exe) => run_helper(exe, image, batch)?,
+            None => {
+                let mut out = Vec::new();
+                let here = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(image));
+                serve(Path::new(&here), batch, &mut out)?;
+                out
+            }
+        };
+        entries.extend(parse_reply(&reply, batch.len())?);
     }
-    let reply = match &tools.checker {
-        Some(exe) => run_helper(exe, image, paths)?,
-        None => {
-            let mut out = Vec::new();
-            let here = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(image));
-            serve(Path::new(&here), paths, &mut out)?;
-            out
-        }
-    };
-    parse_reply(&reply, paths.len())
+    Ok(entries)
 }
 
 fn run_helper(exe: &Path, image: &File, paths: &[String]) -> Result<Vec<u8>, String> {
