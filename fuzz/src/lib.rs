@@ -42,6 +42,9 @@ pub mod safe_open;
 #[path = "../../src/media/sniff.rs"]
 #[doc(hidden)]
 pub mod sniff;
+#[path = "../../src/media/stamp.rs"]
+#[doc(hidden)]
+pub mod stamp;
 #[path = "../../src/usb/superblock.rs"]
 #[doc(hidden)]
 pub mod superblock;
@@ -49,7 +52,7 @@ pub mod superblock;
 pub mod media {
     pub use crate::{
         bluray, discimage, dtshd, dvd, flacdecode, flacframes, flacmeta, iso9660, lanes, safe_open,
-        sniff,
+        sniff, stamp,
     };
 }
 
