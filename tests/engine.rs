@@ -1811,27 +1811,56 @@ fn a_blu_ray_title_whose_play_items_cut_their_clips_is_the_playlist_s_audio_and_
         (listed - title_seconds).abs() < 0.001,
         "{listed} against {title_seconds}"
     );
-    let run = dtsflac(&["convert"], &[&drive]);
-    assert_eq!(run.code, 0, "{}", run.all());
-    let flacs = flac_files(&disc);
-    assert_eq!(flacs.len(), 2);
+    // Non-seamless (as authored), then with the second item flagged a
+    // seamless connection (connection_condition 5): the same frames.
+    for seamless in [false, true] {
+        if seamless {
+            mpls[second - 2] = (mpls[second - 2] & 0xf0) | 5;
+            fs::write(&playlist, &mpls).unwrap();
+            for flac in flac_files(&disc) {
+                fs::remove_file(flac).unwrap();
+            }
+        }
+        let run = dtsflac(&["convert"], &[&drive]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        let flacs = flac_files(&disc);
+        assert_eq!(flacs.len(), 2);
+        check_cut_title(
+            &flacs,
+            &[
+                (&one, be32(&mpls, first), out1),
+                (&two, in2, be32(&mpls, second + 4)),
+            ],
+            title_seconds,
+            work.path(),
+        );
+    }
+}
+
+/// Checks the FLACs (one per DTS stream) of a title whose play items are
+/// `(clip, IN, OUT)`: each is the decode of the frames in the items'
+/// windows joined, the title's length within a frame at each cut, with a
+/// chapter where the second item starts.
+fn check_cut_title(
+    flacs: &[PathBuf],
+    items: &[(&PathBuf, u32, u32); 2],
+    title_seconds: f64,
+    work: &Path,
+) {
     for (i, flac) in flacs.iter().enumerate() {
         // What libbluray plays of each item: the frames whose PTS lies in
         // its IN..OUT window, whole; the title's DTS is those joined.
         let mut joined = Vec::new();
         let mut frames = 0;
-        for (clip, start, end) in [
-            (&one, be32(&mpls, first), out1),
-            (&two, in2, be32(&mpls, second + 4)),
-        ] {
-            for (pts, frame) in dts_frames_of(clip, i, work.path()) {
+        for &(clip, start, end) in items {
+            for (pts, frame) in dts_frames_of(clip, i, work) {
                 if (i64::from(start) * 2..=i64::from(end) * 2).contains(&pts) {
                     joined.extend(frame);
                     frames += 1;
                 }
             }
         }
-        let joined_path = work.path().join(format!("joined{i}.dts"));
+        let joined_path = work.join(format!("joined{i}.dts"));
         fs::write(&joined_path, &joined).unwrap();
         let samples = total_samples(flac);
         assert_eq!(
@@ -1854,7 +1883,7 @@ fn a_blu_ray_title_whose_play_items_cut_their_clips_is_the_playlist_s_audio_and_
         // The second item's chapter is where its audio starts.
         let cues = cuesheet_tracks(flac);
         assert_eq!(cues.len(), 3, "{cues:?}");
-        let first_item = f64::from(out1 - be32(&mpls, first)) / 45_000.0 * 48_000.0;
+        let first_item = f64::from(items[0].2 - items[0].1) / 45_000.0 * 48_000.0;
         assert!((cues[1].1 as f64 - first_item).abs() <= 512.0, "{cues:?}");
     }
 }
