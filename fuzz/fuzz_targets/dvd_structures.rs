@@ -28,8 +28,8 @@ fuzz_target!(|input: &[u8]| {
         2 => {
             if let Ok(info) = dvd::parse_title_set_info(data) {
                 assert!(info.languages.len() <= 8);
-                assert!(info.chapters.len() <= 999);
-                assert!(info.chapters.iter().all(|c| c.is_finite() && *c >= 0.0));
+                assert!(info.chapters().len() <= 999);
+                assert!(info.chapters().iter().all(|c| c.is_finite() && *c >= 0.0));
                 assert!(info.titles.len() <= 99);
                 for title in &info.titles {
                     assert!(title.cells.iter().all(|[first, last]| first <= last));

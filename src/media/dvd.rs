@@ -186,10 +186,23 @@ pub struct TitleSetInfo {
     /// of plain cells; none when any title is something else (angles, a
     /// title over several chains).
     pub titles: Vec<VtsTitle>,
-    /// The chapter starts of the title set read whole (its VOBs joined):
-    /// those of its one title when that plays the VOBs from the first
-    /// sector on, in order; none otherwise.
-    pub chapters: Vec<f64>,
+}
+
+impl TitleSetInfo {
+    /// Its one title when that plays the VOBs from the first sector on, in
+    /// order: then the title set read whole (its VOBs joined) is that title.
+    pub fn whole_title(&self) -> Option<&VtsTitle> {
+        match self.titles.as_slice() {
+            [one] if one.plays_in_vob_order() => Some(one),
+            _ => None,
+        }
+    }
+
+    /// The chapter starts of the title set read whole: its `whole_title`'s,
+    /// none without one.
+    pub fn chapters(&self) -> &[f64] {
+        self.whole_title().map_or(&[], |t| t.chapters.as_slice())
+    }
 }
 
 /// One title of a title set.
@@ -272,15 +285,9 @@ pub fn read_title_set_info_at(image: &File, start: u64, len: u64) -> io::Result<
 /// The languages (an IFO without them is an error) and, where they can be
 /// told, the chapters.
 pub fn parse_title_set_info(data: &[u8]) -> Result<TitleSetInfo, String> {
-    let titles = parse_titles(data).unwrap_or_default();
-    let chapters = match titles.as_slice() {
-        [one] if one.plays_in_vob_order() => one.chapters.clone(),
-        _ => Vec::new(),
-    };
     Ok(TitleSetInfo {
         languages: parse_audio_languages(data)?,
-        titles,
-        chapters,
+        titles: parse_titles(data).unwrap_or_default(),
     })
 }
 
@@ -594,7 +601,7 @@ mod tests {
         let ifo = ifo_with_titles(&[(&[1, 2, 3], &[1, 2, 3], &cells)]);
         let info = parse_title_set_info(&ifo).unwrap();
         assert_eq!(info.languages, [Some("eng".to_string())]);
-        assert_eq!(info.chapters, [0.0, 4.8, 12.0]);
+        assert_eq!(info.chapters(), [0.0, 4.8, 12.0]);
         assert_eq!(info.titles.len(), 1);
         assert_eq!(info.titles[0].cells, [[0, 501], [502, 1312], [1313, 2254]]);
         assert_eq!(info.titles[0].seconds, 20.0);
@@ -605,7 +612,10 @@ mod tests {
             (0, 20, 29, [0x00, 0x00, 0x02, 0x00]),
         ];
         let ifo = ifo_with_titles(&[(&[1, 2], &[1, 3], &pal)]);
-        assert_eq!(parse_title_set_info(&ifo).unwrap().chapters, [0.0, 3601.4]);
+        assert_eq!(
+            parse_title_set_info(&ifo).unwrap().chapters(),
+            [0.0, 3601.4]
+        );
 
         // A title that does not play the VOBs as they lie: the title is
         // read, but the VOBs joined have no chapters.
@@ -616,7 +626,7 @@ mod tests {
             ifo_with_titles(&[(&[1], &[1], &late)]),
         ] {
             let info = parse_title_set_info(&ifo).unwrap();
-            assert!(info.chapters.is_empty(), "{:?}", info.chapters);
+            assert!(info.chapters().is_empty(), "{:?}", info.chapters());
             assert_eq!(info.titles.len(), 1);
         }
         // Angles, or a chapter of no program: no title, the languages still read.
@@ -628,7 +638,7 @@ mod tests {
         ] {
             let info = parse_title_set_info(&ifo).unwrap();
             assert!(
-                info.titles.is_empty() && info.chapters.is_empty(),
+                info.titles.is_empty() && info.chapters().is_empty(),
                 "{info:?}"
             );
             assert_eq!(info.languages.len(), 1);
@@ -654,7 +664,7 @@ mod tests {
         assert_eq!(info.titles[0].chapters, [0.0, 1.0]);
         assert_eq!(info.titles[1].chapters, [0.0]);
         assert!(
-            info.chapters.is_empty(),
+            info.chapters().is_empty(),
             "not one title: no chapters for the whole"
         );
         // VOBs of 25 and 15 sectors: the second title is cut by the first VOB's end.

@@ -441,14 +441,24 @@ pub fn probe_file_titles(
             "the file changed while it was being read; plug the drive in again when nothing writes to it".into(),
         ));
     }
+    // A disc title's tracks are stamped with the files they are made of
+    // (its playlist and clips, its VOBs), read once for all its tracks.
+    let mut stamped: Vec<(Vec<PathBuf>, SourceStamp)> = vec![(vec![path.to_path_buf()], stamp)];
     for t in &mut tracks {
-        // A disc title's tracks are stamped with the files they are made
-        // of (its playlist and clips, its VOBs).
         let files = t.content_files();
-        t.probed = Some(match files.as_slice() == [path] {
-            true => stamp.clone(),
-            false => SourceStamp::of_paths(&files).map_err(io_err)?,
-        });
+        let known = stamped
+            .iter()
+            .find(|(f, _)| *f == files)
+            .map(|(_, s)| s.clone());
+        let stamp = match known {
+            Some(stamp) => stamp,
+            None => {
+                let stamp = SourceStamp::of_paths(&files).map_err(io_err)?;
+                stamped.push((files, stamp.clone()));
+                stamp
+            }
+        };
+        t.probed = Some(stamp);
     }
     Ok(tracks)
 }
@@ -1008,8 +1018,8 @@ fn title_readings(
     if episodes.is_empty() {
         // The IFO's length where it is the VOBs' (ffprobe's is a guess
         // from the program stream's clock).
-        let seconds = (!info.chapters.is_empty()).then(|| info.titles[0].seconds);
-        return vec![(input, info.chapters.clone(), seconds)];
+        let seconds = info.whole_title().map(|t| t.seconds);
+        return vec![(input, info.chapters().to_vec(), seconds)];
     }
     let longest = episodes
         .iter()
